@@ -1,0 +1,75 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nvg_core.images import load_image, to_pil, to_pixels, to_uint8
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "I;16", "I", "F", "CMYK"])
+def test_every_common_mode_becomes_rgb_pixels_in_range(mode):
+    image = Image.new("RGB", (40, 24), (200, 30, 90)).convert(mode)
+    pixels = to_pixels(image, 16)
+    assert pixels.shape == (1, 3, 16, 16) and pixels.dtype == torch.float32
+    assert pixels.min() >= -1 and pixels.max() <= 1
+
+
+def test_transparency_is_composited_on_white():
+    rgba = Image.new("RGBA", (16, 16), (255, 0, 0, 0))
+    rgba.putpixel((8, 8), (255, 0, 0, 255))
+    array = to_uint8(to_pixels(rgba, 16))[0]
+    assert (array[0, 0] == 255).all() and tuple(array[8, 8]) == (255, 0, 0)
+    palette = Image.new("P", (16, 16), 0)
+    palette.info["transparency"] = 0
+    assert (to_uint8(to_pixels(palette, 16)) == 255).all()
+
+
+def test_resize_keeps_the_centre_of_non_square_images():
+    wide = np.zeros((20, 60, 3), np.uint8)
+    wide[:, 20:40] = 255  # a white centre third
+    out = to_uint8(to_pixels(wide, 20))[0]
+    assert out.shape == (20, 20, 3) and out.mean() > 240
+
+
+def test_paths_bytes_arrays_and_lists_are_accepted(tmp_path):
+    image = Image.new("RGB", (8, 8), (10, 20, 30))
+    path = tmp_path / "x.png"
+    image.save(path)
+    batch = to_pixels([image, str(path), path, png_bytes(image), np.asarray(image), np.ones((8, 8), np.float32)], 8)
+    assert batch.shape == (6, 3, 8, 8)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (b"", "empty"),
+    (b"definitely not an image", "could not read an image"),
+    ("/no/such/file.png", "no image file"),
+    (np.zeros((0, 5, 3), np.uint8), "empty"),
+    (np.full((4, 4), np.nan, np.float32), "NaN"),
+    (np.zeros((4, 4, 2), np.uint8), "must be"),
+    (np.zeros((2, 4, 4, 3), np.uint8), "must be"),
+    (np.zeros((4, 4), np.int64), "uint8, uint16, bool or float"),
+    ([], "no images"),
+])
+def test_bad_inputs_raise_clear_value_errors(bad, message):
+    with pytest.raises(ValueError, match=message):
+        to_pixels(bad, 16)
+
+
+def test_zero_size_pil_image_is_refused():
+    with pytest.raises(ValueError, match="zero size"):
+        to_pixels(Image.new("RGB", (0, 5)), 16)
+
+
+def test_output_conversion_truncates_like_the_authors():
+    pixels = torch.tensor([-1.0, 0.0, 0.999, 1.0, 2.0]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
+    assert to_uint8(pixels)[0, 0, :, 0].tolist() == [0, 127, 254, 255, 255]
+    assert to_pil(pixels)[0].size == (5, 1)
+    assert load_image(to_pil(pixels)[0]).mode == "RGB"
