@@ -1,0 +1,339 @@
+"""Stage-by-stage NVG sampling: schedules, token sampling, the structure flow, and the stage iterator.
+
+One stage i does: (1) the content pass predicts one code per stage-i cluster, which is added to the
+canvas; (2) the structure step decides how each cluster splits into two equal halves for stage i + 1
+(a rectified flow for the stages with a network, pure noise for the last split, nothing at the end).
+`iter_stages` yields after every stage; everything else (generate, lock and regenerate, sketches,
+class swaps) is built on it. Guidance lives here, not in the model: a guided pass batches the class and
+the null class and mixes the outputs.
+
+Randomness: every random number comes from CPU torch.Generators (one per image, or one shared) and is
+moved to the device, so a seed gives the same image on CPU, CUDA and MPS and an image does not depend on
+the batch it was made in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .structure import bit_codes, validate
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+# --------------------------------------------------------------------------------------------------
+# Schedules
+# --------------------------------------------------------------------------------------------------
+
+
+def linear_schedule(start: float, end: float, num_stages: int) -> list[float]:
+    """Evenly spaced values from start to end, one per stage (the official guidance ramps)."""
+    return np.linspace(start, end, num_stages).tolist()
+
+
+def slow_then_fast_schedule(start: float, end: float, num_stages: int) -> list[float]:
+    """Values that move slowly first and fast at the end (the official top-p curve, 1 -> 0.5).
+
+    p_k = end + (start - end) * (B - B^(k / K)) / (B - 1) with B = K = num_stages - 1.
+    """
+    K = num_stages - 1
+    return [end + (start - end) * (K - K ** (k / K)) / (K - 1) for k in range(num_stages)]
+
+
+def per_stage(value: float | Sequence[float], num_stages: int, name: str) -> list[float]:
+    """A constant or an explicit list of per-stage values, checked for length."""
+    if isinstance(value, (int, float)):
+        return [float(value)] * num_stages
+    values = [float(v) for v in value]
+    if len(values) != num_stages:
+        raise ValueError(f"{name} needs one value per stage ({num_stages}), got {len(values)}")
+    return values
+
+
+@dataclass
+class SamplingOptions:
+    """Controls of one sampling run. Per-stage fields take a constant or one value per stage.
+
+    Defaults follow the authors' settings (guidance 1 -> 3.5 and 1 -> 2.5, top-p 1 -> 0.5 slow then fast)
+    except flow_steps, which is lower than the paper's 25 to keep CPU sampling interactive.
+    """
+
+    content_guidance: float | Sequence[float] | None = None  # None: linear 1 -> 3.5
+    structure_guidance: float | Sequence[float] | None = None  # None: linear 1 -> 2.5
+    top_p: float | Sequence[float] | None = None  # None: slow-then-fast 1 -> 0.5
+    top_k: int | Sequence[int] = 0  # 0: off; 1: argmax
+    temperature: float | Sequence[float] = 1.0
+    flow_steps: int = 10
+    gumbel_split: bool = False  # sample the split (Gumbel top-k) instead of taking the top half
+
+    def resolved(self, num_stages: int) -> dict[str, list[float]]:
+        """Every per-stage control as a list of num_stages values."""
+        if self.flow_steps < 1:
+            raise ValueError(f"flow_steps must be at least 1, got {self.flow_steps}")
+        out = {
+            "content_guidance": linear_schedule(1.0, 3.5, num_stages) if self.content_guidance is None
+            else per_stage(self.content_guidance, num_stages, "content_guidance"),
+            "structure_guidance": linear_schedule(1.0, 2.5, num_stages) if self.structure_guidance is None
+            else per_stage(self.structure_guidance, num_stages, "structure_guidance"),
+            "top_p": slow_then_fast_schedule(1.0, 0.5, num_stages) if self.top_p is None
+            else per_stage(self.top_p, num_stages, "top_p"),
+            "top_k": per_stage(self.top_k, num_stages, "top_k"),
+            "temperature": per_stage(self.temperature, num_stages, "temperature"),
+        }
+        for p in out["top_p"]:
+            if not 0 < p <= 1:
+                raise ValueError(f"top_p values must be in (0, 1], got {p}")
+        for t in out["temperature"]:
+            if t <= 0:
+                raise ValueError(f"temperature must be positive, got {t}")
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Random numbers from CPU generators
+# --------------------------------------------------------------------------------------------------
+
+
+def _draw(kind: str, generators: Generators, batch: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """(batch, *shape) normal or uniform numbers from CPU generators, moved to `device`.
+
+    With a list, image b draws from generators[b], so its numbers do not depend on the batch.
+    """
+    sample = torch.randn if kind == "normal" else torch.rand
+    if isinstance(generators, Sequence):
+        if len(generators) != batch:
+            raise ValueError(f"got {len(generators)} generators for a batch of {batch}")
+        out = torch.stack([sample(shape, generator=g) for g in generators])
+    else:
+        out = sample((batch, *shape), generator=generators)
+    return out.to(device)
+
+
+# --------------------------------------------------------------------------------------------------
+# Content tokens
+# --------------------------------------------------------------------------------------------------
+
+
+def guided(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: uncond + scale * (cond - uncond)."""
+    return uncond + scale * (cond - uncond)
+
+
+def sample_tokens(logits_BKV: torch.Tensor, uniform_BK: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """One code per cluster by temperature, top-k and nucleus (top-p) filtering and inverse-CDF sampling.
+
+    The nucleus keeps the smallest prefix of the sorted distribution whose mass reaches top_p (at least one
+    code). top_k == 1 is argmax. The uniform numbers come from the caller's CPU generators.
+    """
+    if top_k == 1:
+        return logits_BKV.argmax(dim=-1)
+    probs_BKV = torch.softmax(logits_BKV.float() / temperature, dim=-1)
+    sorted_BKV, order_BKV = probs_BKV.sort(dim=-1, descending=True, stable=True)
+    keep_BKV = (sorted_BKV.cumsum(dim=-1) - sorted_BKV) < top_p
+    if top_k > 0:
+        keep_BKV[..., top_k:] = False
+    keep_BKV[..., 0] = True
+    sorted_BKV = sorted_BKV * keep_BKV
+    cdf_BKV = sorted_BKV.cumsum(dim=-1)
+    target_BK1 = (uniform_BK * cdf_BKV[..., -1]).unsqueeze(-1)
+    pick_BK = torch.searchsorted(cdf_BKV, target_BK1, right=True).squeeze(-1)
+    pick_BK = pick_BK.clamp(max=keep_BKV.sum(-1) - 1)  # float round-off at the top end
+    return order_BKV.gather(-1, pick_BK.unsqueeze(-1)).squeeze(-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Structure: splits and the rectified flow
+# --------------------------------------------------------------------------------------------------
+
+
+def flow_times(steps: int, shift: float = 0.5) -> list[float]:
+    """Time grid from 1 (noise) to 0 (data), warped by the FLUX shift with mu = `shift`."""
+    ts = np.linspace(1.0, 0.0, steps + 1)
+    with np.errstate(divide="ignore"):
+        warped = math.exp(shift) / (math.exp(shift) + 1.0 / ts - 1.0)
+    return np.where(ts > 0, warped, 0.0).tolist()
+
+
+def split_clusters(labels_BN: torch.Tensor, stage: int, scores_BN: torch.Tensor,
+                   gumbel_BN: torch.Tensor | None = None) -> torch.Tensor:
+    """Halve every stage-`stage` cluster: the top half of each cluster's scores get bit 1 (label 2p+1), the rest 2p.
+
+    Scores are clamped to [-1, 1] as in the authors' sampler; ties are broken explicitly by the unclamped
+    score, then by position, so maps are identical on every device. With Gumbel noise the split is a
+    sample (the top half of log(clamp + 1) + gumbel) instead of the deterministic top half.
+    """
+    B, N = labels_BN.shape
+    clamped_BN = scores_BN.float().clamp(-1, 1)
+    primary_BN = clamped_BN if gumbel_BN is None else torch.log(clamped_BN + 1) + gumbel_BN
+    order_BN = torch.arange(N, device=labels_BN.device).expand(B, N)
+    for key_BN in (-scores_BN.float(), -primary_BN, labels_BN):  # least significant key first
+        order_BN = order_BN.gather(1, key_BN.gather(1, order_BN).argsort(dim=1, stable=True))
+    cluster_size = N // 2**stage
+    rank_N = torch.arange(N, device=labels_BN.device) % cluster_size
+    bit_BN = torch.empty_like(labels_BN)
+    bit_BN.scatter_(1, order_BN, (rank_N < cluster_size // 2).long().expand(B, N))
+    return 2 * labels_BN + bit_BN
+
+
+def structure_flow(model, canvas_BNC: torch.Tensor, labels_BN: torch.Tensor, stage: int, noise_BND: torch.Tensor,
+                   class_B: torch.Tensor, null_B: torch.Tensor | None, guidance: float, steps: int) -> torch.Tensor:
+    """Integrate the structure flow from noise to bits; returns the final state (B, N, D).
+
+    Known bits (the first `stage` dims) are reset to +-1 after every Euler step; guidance (null_B given)
+    mixes the velocities of the class and the null class.
+    """
+    known_BND = bit_codes(labels_BN, stage, noise_BND.shape[-1]).float() - 1
+    known_mask_D = torch.arange(noise_BND.shape[-1], device=noise_BND.device) < stage
+    z_BND = torch.where(known_mask_D, known_BND, noise_BND)
+    times = flow_times(steps)
+    for t_cur, t_next in zip(times[:-1], times[1:]):
+        t_B = torch.full((len(z_BND),), t_cur, device=z_BND.device)
+        if null_B is None:
+            v_BND = model.forward_structure(canvas_BNC, z_BND, labels_BN, stage, t_B, class_B)
+        else:
+            v_2BND = model.forward_structure(canvas_BNC.repeat(2, 1, 1), z_BND.repeat(2, 1, 1), labels_BN.repeat(2, 1),
+                                             stage, t_B.repeat(2), torch.cat([class_B, null_B]))
+            v_BND = guided(*v_2BND.chunk(2), guidance)
+        z_BND = torch.where(known_mask_D, known_BND, z_BND + (t_next - t_cur) * v_BND)
+    return z_BND
+
+
+# --------------------------------------------------------------------------------------------------
+# The stage iterator
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StageOutput:
+    """What one stage produced. Cluster k of a stage is the positions whose label is k."""
+
+    stage: int
+    labels_BN: torch.Tensor  # this stage's structure map
+    ids_BK: torch.Tensor  # one code per cluster, K = 2^stage
+    canvas_BNC: torch.Tensor  # the latent canvas after this stage's content
+    next_labels_BN: torch.Tensor | None  # the map of stage + 1 (None after the last stage)
+    images: torch.Tensor | None = None  # decoded preview of the canvas, pixels in [-1, 1], when asked
+
+
+@dataclass
+class NVGResult:
+    """A finished generation: everything needed to show, lock or regenerate any of its stages."""
+
+    class_labels_BS: torch.Tensor  # the class used at each stage
+    labels_BSN: torch.Tensor  # structure maps of all stages
+    ids: list[torch.Tensor] = field(default_factory=list)  # per stage: (B, 2^stage) codes
+    canvas_BNC: torch.Tensor | None = None  # final latent
+    images: torch.Tensor | None = None  # pixels in [-1, 1]
+
+    def __len__(self) -> int:
+        return len(self.labels_BSN)
+
+    def select(self, index: int | Sequence[int]) -> NVGResult:
+        """The images at `index` (an int or a list of ints) as a new result."""
+        idx = [index] if isinstance(index, int) else list(index)
+        return NVGResult(self.class_labels_BS[idx], self.labels_BSN[idx], [ids[idx] for ids in self.ids],
+                         None if self.canvas_BNC is None else self.canvas_BNC[idx],
+                         None if self.images is None else self.images[idx])
+
+
+def class_schedule(class_labels: torch.Tensor, num_stages: int, num_classes: int) -> torch.Tensor:
+    """(B,) or (B, S) class ids -> (B, S): the class used at every stage, range-checked."""
+    class_labels = torch.as_tensor(class_labels, dtype=torch.long)
+    if class_labels.ndim == 1:
+        class_labels = class_labels[:, None].expand(-1, num_stages)
+    if class_labels.ndim != 2 or class_labels.shape[1] != num_stages:
+        raise ValueError(f"class_labels must be (B,) or (B, {num_stages}), got {tuple(class_labels.shape)}")
+    if class_labels.numel() and (class_labels.min() < 0 or class_labels.max() >= num_classes):
+        raise ValueError(f"class ids must be in [0, {num_classes}), got {class_labels.unique().tolist()}")
+    return class_labels
+
+
+@torch.inference_mode()
+def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generators = None,
+                options: SamplingOptions | None = None, structure_BSN: torch.Tensor | None = None,
+                ids: Sequence[torch.Tensor] | None = None, preview: bool = False) -> Iterator[StageOutput]:
+    """Generate stage by stage, yielding a StageOutput after every stage.
+
+    class_labels: (B,) or (B, S) per-stage class ids (a class swap from stage k is a change of column k).
+    structure_BSN: maps to impose on stages 0..k (k = its second dim - 1), e.g. locked from an earlier
+        result, extracted from a reference image, or projected from a sketch; validated.
+    ids: codes to impose on stages 0..j (j <= k), one (B, 2^i) tensor per stage: locks content too.
+    Every random number is drawn whether or not a stage is imposed, so a seed's later stages do not
+    depend on what was locked.
+    """
+    options = options or SamplingOptions()
+    cfg = model.config
+    S, N, D = cfg.num_stages, cfg.grid_size**2, cfg.num_stages - 1
+    device = next(model.parameters()).device
+    classes_BS = class_schedule(class_labels, S, cfg.num_classes).to(device)
+    B = len(classes_BS)
+    plan = options.resolved(S)
+    ids = list(ids or [])
+    if structure_BSN is not None:
+        structure_BSN = torch.as_tensor(structure_BSN).to(device)
+        if structure_BSN.ndim != 3 or structure_BSN.shape[0] != B or not 1 <= structure_BSN.shape[1] <= S:
+            raise ValueError(f"structure maps must be (B={B}, k+1 <= {S}, N={N}), got {tuple(structure_BSN.shape)}")
+        validate(structure_BSN, num_positions=N)
+    if len(ids) > (0 if structure_BSN is None else structure_BSN.shape[1]):
+        raise ValueError("content can only be locked for stages whose structure is imposed too")
+    null_B = torch.full((B,), cfg.num_classes, device=device)
+    noise_BND = _draw("normal", generator, B, (N, D), device)
+    labels_BN = torch.zeros(B, N, dtype=torch.long, device=device)
+    canvas_BNC = torch.zeros(B, N, cfg.latent_channels, device=device)
+    for stage in range(S):
+        uniform_BK = _draw("uniform", generator, B, (2**stage,), device)
+        gumbel_BN = -torch.log(-torch.log(_draw("uniform", generator, B, (N,), device).clamp(1e-20, 1 - 1e-7))) \
+            if options.gumbel_split else None
+        class_B = classes_BS[:, stage]
+        if stage < len(ids):
+            ids_BK = torch.as_tensor(ids[stage]).to(device)
+            if ids_BK.shape != (B, 2**stage):
+                raise ValueError(f"locked codes of stage {stage} must be ({B}, {2**stage}), got {tuple(ids_BK.shape)}")
+        else:
+            ids_BK = _content_step(model, canvas_BNC, labels_BN, stage, class_B, null_B, uniform_BK, plan)
+        canvas_BNC = canvas_BNC + tokenizer.stage_term(ids_BK.gather(1, labels_BN), stage)
+        if stage == S - 1:
+            next_BN = None
+        elif structure_BSN is not None and stage + 1 < structure_BSN.shape[1]:
+            next_BN = structure_BSN[:, stage + 1]
+        elif stage == S - 2:  # the last split has no network: a random halving by the noise
+            next_BN = split_clusters(labels_BN, stage, noise_BND[:, :, stage], gumbel_BN)
+        else:
+            guidance = plan["structure_guidance"][stage]
+            z_BND = structure_flow(model, canvas_BNC, labels_BN, stage, noise_BND, class_B,
+                                   null_B if guidance != 1.0 else None, guidance, options.flow_steps)
+            next_BN = split_clusters(labels_BN, stage, z_BND[:, :, stage], gumbel_BN)
+        images = tokenizer.decode_latent(canvas_BNC) if preview else None
+        yield StageOutput(stage, labels_BN, ids_BK, canvas_BNC, next_BN, images)
+        labels_BN = next_BN
+
+
+def _content_step(model, canvas_BNC, labels_BN, stage, class_B, null_B, uniform_BK, plan) -> torch.Tensor:
+    """One content pass (guided when the stage's scale is not 1) and the sampled code per cluster."""
+    guidance = plan["content_guidance"][stage]
+    if guidance == 1.0:
+        _, logits_BKV = model.forward_content(canvas_BNC, labels_BN, stage, class_B)
+    else:
+        _, logits_2BKV = model.forward_content(canvas_BNC.repeat(2, 1, 1), labels_BN.repeat(2, 1), stage,
+                                               torch.cat([class_B, null_B]))
+        logits_BKV = guided(*logits_2BKV.chunk(2), guidance)
+    return sample_tokens(logits_BKV, uniform_BK, plan["temperature"][stage], int(plan["top_k"][stage]), plan["top_p"][stage])
+
+
+def generate(model, tokenizer, class_labels: torch.Tensor, generator: Generators = None,
+             options: SamplingOptions | None = None, structure_BSN: torch.Tensor | None = None,
+             ids: Sequence[torch.Tensor] | None = None) -> NVGResult:
+    """Run every stage (see iter_stages for the arguments) and decode the final canvas."""
+    stages = list(iter_stages(model, tokenizer, class_labels, generator, options, structure_BSN, ids))
+    cfg = model.config
+    classes_BS = class_schedule(class_labels, cfg.num_stages, cfg.num_classes)
+    canvas_BNC = stages[-1].canvas_BNC
+    with torch.inference_mode():
+        images = tokenizer.decode_latent(canvas_BNC)
+    return NVGResult(classes_BS.to(canvas_BNC.device), torch.stack([s.labels_BN for s in stages], dim=1),
+                     [s.ids_BK for s in stages], canvas_BNC, images)

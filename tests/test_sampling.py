@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+import torch
+
+from nvg_core.sampling import (NVGResult, SamplingOptions, flow_times, generate, iter_stages, linear_schedule,
+                               sample_tokens, slow_then_fast_schedule, split_clusters)
+from nvg_core.structure import build_tree, validate
+
+
+@pytest.fixture(scope="module")
+def models(tiny_pipeline):
+    return tiny_pipeline.transformer, tiny_pipeline.tokenizer
+
+
+def seeds(*values):
+    return [torch.Generator().manual_seed(v) for v in values]
+
+
+FAST = SamplingOptions(flow_steps=3)
+
+
+def test_official_schedules():
+    assert np.allclose(linear_schedule(1, 3.5, 9), [1, 1.3125, 1.625, 1.9375, 2.25, 2.5625, 2.875, 3.1875, 3.5])
+    assert np.allclose(slow_then_fast_schedule(1, 0.5, 9),
+                       [1.0, 0.9788, 0.9513, 0.9156, 0.8694, 0.8094, 0.7317, 0.6308, 0.5], atol=1e-4)
+    assert np.allclose(flow_times(25)[:4], [1.0, 0.9754, 0.9499, 0.9236], atol=1e-4)
+    assert flow_times(25)[-1] == 0.0
+
+
+def test_options_reject_bad_values():
+    with pytest.raises(ValueError, match="one value per stage"):
+        SamplingOptions(top_p=[0.9, 0.8]).resolved(9)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingOptions(top_p=1.5).resolved(9)
+    with pytest.raises(ValueError, match="flow_steps"):
+        SamplingOptions(flow_steps=0).resolved(9)
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingOptions(temperature=0).resolved(9)
+
+
+def test_sample_tokens_top_k_one_is_argmax_and_top_p_keeps_the_nucleus():
+    logits = torch.log(torch.tensor([[[0.5, 0.3, 0.15, 0.05]]]))
+    assert sample_tokens(logits, torch.rand(1, 1), 1.0, 1, 1.0).item() == 0
+    picks = {sample_tokens(logits, torch.tensor([[u]]), 1.0, 0, 0.6).item() for u in np.linspace(0, 0.999, 50)}
+    assert picks == {0, 1}  # 0.5 < 0.6 so the nucleus needs the second code, not the third
+    picks = {sample_tokens(logits, torch.tensor([[u]]), 1.0, 3, 1.0).item() for u in np.linspace(0, 0.999, 50)}
+    assert picks == {0, 1, 2}
+
+
+def test_split_halves_every_cluster_with_position_tie_break():
+    tree = build_tree(torch.randn(2, 16, 3))[:, :3]
+    labels = tree[:, 2]
+    scores = torch.ones(2, 16)  # all tied: the earliest positions of each cluster win
+    child = split_clusters(labels, 2, scores)
+    validate(torch.cat([tree, child[:, None]], dim=1))
+    for b in range(2):
+        for c in range(4):
+            members = torch.nonzero(labels[b] == c).flatten()
+            assert (child[b, members[:2]] == 2 * c + 1).all() and (child[b, members[2:]] == 2 * c).all()
+    child_g = split_clusters(labels, 2, scores, gumbel_BN=torch.randn(2, 16))
+    validate(torch.cat([tree, child_g[:, None]], dim=1))
+
+
+def test_every_emitted_map_is_valid_and_stages_are_cumulative(models):
+    model, tokenizer = models
+    S = model.config.num_stages
+    stages = list(iter_stages(model, tokenizer, torch.tensor([0, 3]), seeds(1, 2), FAST, preview=True))
+    assert [s.stage for s in stages] == list(range(S))
+    validate(torch.stack([s.labels_BN for s in stages], dim=1))
+    for s in stages:
+        assert s.ids_BK.shape == (2, 2**s.stage) and s.images.shape[:2] == (2, 3)
+    for a, b in zip(stages[:-1], stages[1:]):
+        assert torch.equal(a.next_labels_BN, b.labels_BN)
+    assert stages[-1].next_labels_BN is None
+
+
+def test_one_seed_gives_one_image_whatever_the_batch(models):
+    model, tokenizer = models
+    alone = generate(model, tokenizer, torch.tensor([2]), seeds(5), FAST)
+    again = generate(model, tokenizer, torch.tensor([2]), seeds(5), FAST)
+    batched = generate(model, tokenizer, torch.tensor([1, 2]), seeds(9, 5), FAST)
+    assert torch.equal(alone.labels_BSN, again.labels_BSN) and torch.equal(alone.images, again.images)
+    assert torch.equal(alone.labels_BSN[0], batched.labels_BSN[1])
+    assert all(torch.equal(a[0], b[1]) for a, b in zip(alone.ids, batched.ids))
+    other = generate(model, tokenizer, torch.tensor([2]), seeds(6), FAST)
+    assert not all(torch.equal(a, b) for a, b in zip(alone.ids, other.ids))
+
+
+def test_supplied_maps_are_obeyed_exactly_and_invalid_maps_refused(models):
+    model, tokenizer = models
+    N = model.config.num_positions
+    tree = build_tree(torch.randn(2, N, 3))
+    result = generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), FAST, structure_BSN=tree[:, :3])
+    assert torch.equal(result.labels_BSN[:, :3], tree[:, :3])
+    validate(result.labels_BSN)
+    broken = tree[:, :3].clone()
+    broken[0, 2, 0] = 3 - broken[0, 2, 0]
+    with pytest.raises(ValueError):
+        generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), FAST, structure_BSN=broken)
+    with pytest.raises(ValueError, match="structure maps must be"):
+        generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), FAST, structure_BSN=tree[:1, :3])
+
+
+def test_locked_stages_are_identical_across_seeds(models):
+    model, tokenizer = models
+    first = generate(model, tokenizer, torch.tensor([1]), seeds(0), FAST)
+    k = 2
+    for seed in (10, 11, 12):
+        again = generate(model, tokenizer, torch.tensor([1]), seeds(seed), FAST,
+                         structure_BSN=first.labels_BSN[:, :k + 1], ids=first.ids[:k + 1])
+        assert torch.equal(again.labels_BSN[:, :k + 1], first.labels_BSN[:, :k + 1])
+        assert all(torch.equal(a, b) for a, b in zip(again.ids[:k + 1], first.ids[:k + 1]))
+    with pytest.raises(ValueError, match="content can only be locked"):
+        generate(model, tokenizer, torch.tensor([1]), seeds(0), FAST, structure_BSN=first.labels_BSN[:, :1],
+                 ids=first.ids[:2])
+
+
+def test_same_seed_with_its_own_locked_stages_reproduces_the_image(models):
+    model, tokenizer = models
+    first = generate(model, tokenizer, torch.tensor([1]), seeds(4), FAST)
+    again = generate(model, tokenizer, torch.tensor([1]), seeds(4), FAST, structure_BSN=first.labels_BSN[:, :3], ids=first.ids[:3])
+    assert torch.equal(first.labels_BSN, again.labels_BSN) and torch.equal(first.images, again.images)
+
+
+def test_class_swap_from_stage_k_leaves_earlier_stages_untouched(models):
+    model, tokenizer = models
+    S = model.config.num_stages
+    k = 3
+    plain = generate(model, tokenizer, torch.tensor([0]), seeds(8), FAST)
+    swapped_classes = torch.tensor([[0] * k + [3] * (S - k)])
+    swapped = generate(model, tokenizer, swapped_classes, seeds(8), FAST)
+    # Stages < k are the same: their content and the maps they decide (up to stage k's map).
+    assert torch.equal(plain.labels_BSN[:, :k + 1], swapped.labels_BSN[:, :k + 1])
+    assert all(torch.equal(a, b) for a, b in zip(plain.ids[:k], swapped.ids[:k]))
+    assert not all(torch.equal(a, b) for a, b in zip(plain.ids[k:], swapped.ids[k:]))
+    assert swapped.class_labels_BS[0].tolist() == swapped_classes[0].tolist()
+
+
+def test_guidance_and_gumbel_runs_produce_valid_results(models):
+    model, tokenizer = models
+    options = SamplingOptions(flow_steps=2, content_guidance=2.0, structure_guidance=1.5, gumbel_split=True, top_k=3)
+    result = generate(model, tokenizer, torch.tensor([0, 2]), seeds(1, 2), options)
+    validate(result.labels_BSN)
+    assert isinstance(result, NVGResult) and torch.isfinite(result.images).all()
+
+
+def test_bad_class_ids_are_refused(models):
+    model, tokenizer = models
+    with pytest.raises(ValueError, match="class ids must be in"):
+        generate(model, tokenizer, torch.tensor([model.config.num_classes]), None, FAST)
