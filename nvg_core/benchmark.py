@@ -1,0 +1,94 @@
+"""Sampling benchmark: per-stage and whole-image latency, peak memory, FLOPs and achieved GFLOP/s.
+
+Used by `nvg bench` and bench/bench_generate.py. Models are a loaded folder (--model) or a registered
+config with random weights (--config), so the official sizes can be measured without their weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .sampling import SamplingOptions, iter_stages
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="a model folder or hub id (default: random weights of --config)")
+    parser.add_argument("--config", default="emoji", help="with random weights: 'emoji' (bundled sizes) or "
+                        "'official-d16' / 'official-d20' / 'official-d24'")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--flow-steps", type=int, default=10)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per setting (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def _models(args):
+    from .pipeline import NVGPipeline, default_device
+    if args.model:
+        pipe = NVGPipeline.from_pretrained(args.model, device=args.device)
+        return pipe.transformer, pipe.tokenizer, pipe.device
+    from .configs import random_models
+    device = torch.device(args.device) if args.device else default_device()
+    transformer, tokenizer = random_models(args.config)
+    return transformer.to(device).eval(), tokenizer.to(device).eval(), device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory since the last reset, or the process's peak resident memory on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _run_once(transformer, tokenizer, batch: int, options: SamplingOptions, device) -> tuple[list[float], float]:
+    """Seconds per stage and for decoding, for one batch."""
+    classes = torch.arange(batch) % transformer.config.num_classes
+    stage_times, start = [], time.perf_counter()
+    for stage in iter_stages(transformer, tokenizer, classes, torch.Generator().manual_seed(0), options):
+        _sync(device)
+        now = time.perf_counter()
+        stage_times.append(now - start)
+        start = now
+        canvas = stage.canvas_BNC
+    with torch.inference_mode():
+        tokenizer.decode_latent(canvas)
+    _sync(device)
+    return stage_times, time.perf_counter() - start
+
+
+def run(args) -> None:
+    """Print the benchmark table."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    transformer, tokenizer, device = _models(args)
+    print(f"model: {args.model or args.config + ' (random weights)'}; device {device}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; fp32; flow steps {args.flow_steps}")
+    for guidance in (False, True):
+        options = SamplingOptions(flow_steps=args.flow_steps, content_guidance=None if guidance else 1.0,
+                                  structure_guidance=None if guidance else 1.0)
+        for batch in args.batch_sizes:
+            with FlopCounterMode(display=False) as counter:
+                _run_once(transformer, tokenizer, batch, options, device)  # warm-up and FLOP count
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            runs = [_run_once(transformer, tokenizer, batch, options, device) for _ in range(args.repeats)]
+            stage_s = [min(r[0][i] for r in runs) for i in range(len(runs[0][0]))]
+            decode_s = min(r[1] for r in runs)
+            total_s = sum(stage_s) + decode_s
+            flops = counter.get_total_flops()
+            print(f"\nguidance {'on (official schedules)' if guidance else 'off'}, batch {batch}: "
+                  f"{total_s:.3f} s per batch, {total_s / batch:.3f} s per image, peak memory {_peak_memory_mb(device):.0f} MB")
+            print("  per stage (s): " + " ".join(f"{t:.3f}" for t in stage_s) + f" | decode {decode_s:.3f}")
+            print(f"  {flops / batch / 1e9:.1f} GFLOP per image, {flops / total_s / 1e9:.1f} GFLOP/s achieved")

@@ -1,0 +1,139 @@
+"""The `nvg` command: generate images, extract structure, convert official weights, benchmark, build data.
+
+Run `nvg --help` or `nvg COMMAND --help`. Every command loads the bundled model unless --model names a
+model folder or a Hugging Face hub id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, metavar="DIR_OR_ID",
+                        help="a model folder or a Hugging Face hub id (default: the bundled model)")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="generate images of a class",
+                       description="Generate images of one class, coarse to fine, and save the final image "
+                                   "(and optionally a strip with every stage's structure map and canvas).")
+    _model_argument(p)
+    p.add_argument("--class", dest="class_name", required=True, help="a class name (e.g. fruit) or id")
+    p.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same image)")
+    p.add_argument("--num-images", type=int, default=1, help="images to make (seeds seed, seed+1, ...)")
+    p.add_argument("--flow-steps", type=int, default=None, help="structure flow steps per stage (default: the model's)")
+    p.add_argument("--content-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
+                   help="content guidance, linear from the first to the last stage (default 1 3.5)")
+    p.add_argument("--structure-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
+                   help="structure guidance, linear from the first to the last stage (default 1 2.5)")
+    p.add_argument("--out", required=True, type=Path, help="output PNG (with several images: NAME_0.png, ...)")
+    p.add_argument("--stages-out", type=Path, default=None, help="also save a PNG strip of every stage")
+    p.set_defaults(run=_run_generate)
+
+
+def _add_extract(sub) -> None:
+    p = sub.add_parser("extract", help="extract the structure maps of a reference image",
+                       description="Encode an image and save its structure maps at every stage as one PNG strip.")
+    _model_argument(p)
+    p.add_argument("--image", required=True, type=Path, help="a reference image (any common format)")
+    p.add_argument("--out", required=True, type=Path, help="output PNG strip")
+    p.set_defaults(run=_run_extract)
+
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="convert the official checkpoints to a model folder",
+                       description="Convert the authors' ae.ckpt and d16/d20/d24.ckpt (PyTorch Lightning files) "
+                                   "into this project's folder format (JSON configs + safetensors). The official "
+                                   "weights come under their authors' licence (S-Lab License 1.0).")
+    p.add_argument("--ae", required=True, type=Path, help="path to ae.ckpt")
+    p.add_argument("--generator", required=True, type=Path, help="path to d16.ckpt, d20.ckpt or d24.ckpt")
+    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist yet)")
+    p.add_argument("--raw-weights", action="store_true", help="use the raw generator weights instead of the EMA ones")
+    p.add_argument("--allow-unsafe-pickle", action="store_true",
+                   help="let torch.load run pickled code if weights_only loading fails (only for files you trust)")
+    p.set_defaults(run=_run_convert)
+
+
+def _add_bench(sub) -> None:
+    from .benchmark import add_arguments, run
+    p = sub.add_parser("bench", help="measure sampling speed and memory",
+                       description="Per-stage and whole-image latency, peak memory, FLOPs and GFLOP/s of sampling.")
+    add_arguments(p)
+    p.set_defaults(run=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nvg", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_generate(sub)
+    _add_extract(sub)
+    _add_convert(sub)
+    _add_bench(sub)
+    return parser
+
+
+def _load(args):
+    from .pipeline import NVGPipeline
+    return NVGPipeline.from_pretrained(args.model, device=args.device)
+
+
+def _run_generate(args) -> None:
+    from .sampling import SamplingOptions, linear_schedule
+    pipe = _load(args)
+    class_id = pipe.class_id(args.class_name)
+    S = pipe.num_stages
+    options = SamplingOptions(
+        flow_steps=args.flow_steps or pipe.default_flow_steps,
+        content_guidance=None if args.content_guidance is None else linear_schedule(*args.content_guidance, S),
+        structure_guidance=None if args.structure_guidance is None else linear_schedule(*args.structure_guidance, S))
+    seeds = [args.seed + i for i in range(args.num_images)]
+    result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options)
+    images = pipe.to_pil(result.images)
+    paths = [args.out] if len(images) == 1 else [args.out.with_name(f"{args.out.stem}_{i}{args.out.suffix}") for i in range(len(images))]
+    for image, path, seed in zip(images, paths, seeds):
+        _save_image(image, path)
+        print(f"saved {path} (class {pipe.class_names[class_id]}, seed {seed})")
+    if args.stages_out:
+        _save_image(pipe.stage_strip(result, index=0), args.stages_out)
+        print(f"saved {args.stages_out}")
+
+
+def _run_extract(args) -> None:
+    from .images import load_image
+    pipe = _load(args)
+    labels_SN = pipe.extract_structure(load_image(args.image))
+    _save_image(pipe.structure_strip(labels_SN), args.out)
+    print(f"saved {args.out} ({len(labels_SN)} stages)")
+
+
+def _run_convert(args) -> None:
+    from .checkpoints import convert_official
+    convert_official(args.ae, args.generator, args.out, ema=not args.raw_weights, allow_unsafe=args.allow_unsafe_pickle)
+    print(f"saved {args.out}")
+
+
+def _save_image(image, path: Path) -> None:
+    """Write an image atomically: a temp file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format=(path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `nvg` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        print(f"nvg {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""NVGPipeline: a tokenizer and a transformer on one device, with the actions people use.
+
+    pipe = NVGPipeline.from_pretrained()                # the bundled model (offline)
+    images = pipe(class_labels=["fruit"], generator=torch.Generator().manual_seed(0)).images
+    for stage in pipe.iter_stages(["fruit"], seeds=[0]): ...          # stage by stage, with previews
+    maps = pipe.extract_structure(reference_image)                    # every stage's structure map
+    result = pipe.generate(["fruit"], seeds=[1], structure=maps[None, :4])  # reuse stages 0..3
+    variations = pipe.regenerate(result, from_stage=4, num_variations=4, class_labels=["flower"])
+
+A model folder holds model_index.json (class names, default settings) and one JSON config plus one
+safetensors file per component (see checkpoints.py). Everything runs in fp32 under inference_mode.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import checkpoints
+from .images import to_pil, to_pixels
+from .sampling import (Generators, NVGResult, SamplingOptions, StageOutput, class_schedule, generate,
+                       iter_stages)
+from .structure import draw_boundaries, render_map
+from .tokenizer import NVGTokenizer
+from .transformer import NVGTransformer
+
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "weights" / "emoji32"
+MODEL_INDEX = "model_index.json"
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+(:d\d+)?")  # e.g. yikaiwang/nvg or yikaiwang/nvg:d20
+
+
+def default_device() -> torch.device:
+    """CUDA, then Apple MPS, then CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class PipelineOutput:
+    """Images in the requested output_type ("pil": list of PIL images, "np": uint8 array, "pt": [-1, 1])."""
+
+    images: list[Image.Image] | np.ndarray | torch.Tensor
+    result: NVGResult
+
+
+class NVGPipeline:
+    """Generation, structure extraction and regeneration with one NVG model."""
+
+    def __init__(self, tokenizer: NVGTokenizer, transformer: NVGTransformer, class_names: Sequence[str],
+                 device: str | torch.device | None = None, default_flow_steps: int = 10, name: str = "nvg"):
+        if len(class_names) != transformer.config.num_classes:
+            raise ValueError(f"{len(class_names)} class names for a model of {transformer.config.num_classes} classes")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.tokenizer = tokenizer.to(self.device).float().eval()
+        self.transformer = transformer.to(self.device).float().eval()
+        self.class_names = list(class_names)
+        self.default_flow_steps = default_flow_steps
+        self.name = name
+
+    # ---------------------------------------------------------------------------------------------
+    # Loading and saving
+    # ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path_or_hub_id: str | os.PathLike | None = None,
+                        device: str | torch.device | None = None) -> NVGPipeline:
+        """Load a model folder, a Hugging Face hub id, or (no argument) the bundled model.
+
+        A hub id is downloaded (respecting HF_HUB_OFFLINE) and, for the authors' checkpoints, converted
+        once into a folder in the Hugging Face cache. The environment variable NVG_MODEL overrides the
+        default.
+        """
+        source = path_or_hub_id or os.environ.get("NVG_MODEL") or BUNDLED_MODEL
+        folder = Path(source)
+        if not folder.exists():
+            if not (isinstance(source, str) and HUB_ID.fullmatch(source)):
+                raise FileNotFoundError(f"no model folder at {folder}" + (
+                    " (the bundled model is not in this checkout; pass a model folder or a hub id)"
+                    if source == BUNDLED_MODEL else ""))
+            folder = checkpoints.fetch_official(source)
+        index_path = folder / MODEL_INDEX
+        if not index_path.is_file():
+            raise FileNotFoundError(f"{folder} is not a model folder: {MODEL_INDEX} is missing")
+        index = json.loads(index_path.read_text())
+        tokenizer = checkpoints.load_component(folder, "tokenizer")
+        transformer = checkpoints.load_component(folder, "transformer")
+        return cls(tokenizer, transformer, index["class_names"], device,
+                   index.get("default_flow_steps", 10), index.get("name", folder.name))
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write this model as a folder that from_pretrained loads."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        checkpoints.save_component(self.tokenizer, folder, "tokenizer")
+        checkpoints.save_component(self.transformer, folder, "transformer")
+        index = {"name": self.name, "class_names": self.class_names, "default_flow_steps": self.default_flow_steps}
+        checkpoints.write_text_atomic(folder / MODEL_INDEX, json.dumps(index, indent=1))
+
+    # ---------------------------------------------------------------------------------------------
+    # Classes and seeds
+    # ---------------------------------------------------------------------------------------------
+
+    @property
+    def num_stages(self) -> int:
+        return self.transformer.config.num_stages
+
+    def class_id(self, name_or_id: str | int) -> int:
+        """A class id from a name (case-insensitive) or an id; a clear error with suggestions otherwise."""
+        if isinstance(name_or_id, (int, np.integer)) or str(name_or_id).strip().isdigit():
+            class_id = int(name_or_id)
+            if not 0 <= class_id < len(self.class_names):
+                raise ValueError(f"class id {class_id} is out of range [0, {len(self.class_names)})")
+            return class_id
+        lowered = [n.lower() for n in self.class_names]
+        name = str(name_or_id).strip().lower()
+        if name in lowered:
+            return lowered.index(name)
+        close = difflib.get_close_matches(name, lowered, n=3)
+        raise ValueError(f"unknown class {name_or_id!r}" + (f"; did you mean {', '.join(close)}?" if close else
+                         f"; known classes: {', '.join(self.class_names[:40])}"))
+
+    def class_ids(self, class_labels: Sequence[str | int] | str | int | torch.Tensor) -> torch.Tensor:
+        """(B,) or (B, S) class ids from names or ids."""
+        if isinstance(class_labels, torch.Tensor):
+            return class_schedule(class_labels, self.num_stages, len(self.class_names))
+        if isinstance(class_labels, (str, int)):
+            class_labels = [class_labels]
+        return torch.tensor([self.class_id(c) for c in class_labels], dtype=torch.long)
+
+    @staticmethod
+    def generators(seeds: Sequence[int]) -> list[torch.Generator]:
+        """One CPU generator per image: a seed gives the same image whatever the batch or device."""
+        return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def _generators(self, batch: int, seeds: Sequence[int] | None, generator: Generators) -> Generators:
+        if seeds is not None:
+            if len(seeds) != batch:
+                raise ValueError(f"got {len(seeds)} seeds for {batch} images")
+            return self.generators(seeds)
+        return generator
+
+    # ---------------------------------------------------------------------------------------------
+    # Generation
+    # ---------------------------------------------------------------------------------------------
+
+    def iter_stages(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
+                    options: SamplingOptions | None = None, structure: torch.Tensor | np.ndarray | None = None,
+                    ids: Sequence[torch.Tensor] | None = None, preview: bool = True) -> Iterator[StageOutput]:
+        """Stage-by-stage generation (see sampling.iter_stages); previews are decoded when asked."""
+        class_B = self.class_ids(class_labels)
+        options = options or SamplingOptions(flow_steps=self.default_flow_steps)
+        structure_BSN = None if structure is None else torch.as_tensor(np.asarray(structure), dtype=torch.long)
+        return iter_stages(self.transformer, self.tokenizer, class_B, self._generators(len(class_B), seeds, generator),
+                           options, structure_BSN, ids, preview)
+
+    def generate(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
+                 options: SamplingOptions | None = None, structure: torch.Tensor | np.ndarray | None = None,
+                 ids: Sequence[torch.Tensor] | None = None) -> NVGResult:
+        """Generate images; `structure` imposes maps on stages 0..k, `ids` codes on stages 0..j."""
+        class_B = self.class_ids(class_labels)
+        options = options or SamplingOptions(flow_steps=self.default_flow_steps)
+        structure_BSN = None if structure is None else torch.as_tensor(np.asarray(structure), dtype=torch.long)
+        return generate(self.transformer, self.tokenizer, class_B, self._generators(len(class_B), seeds, generator),
+                        options, structure_BSN, ids)
+
+    def __call__(self, class_labels, generator: Generators = None, output_type: str = "pil",
+                 **kwargs) -> PipelineOutput:
+        """diffusers-style call: images of the given classes (names or ids)."""
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        result = self.generate(class_labels, generator=generator, **kwargs)
+        images = {"pil": lambda x: to_pil(x), "np": lambda x: np.stack([np.asarray(p) for p in to_pil(x)]),
+                  "pt": lambda x: x}[output_type](result.images)
+        return PipelineOutput(images, result)
+
+    def regenerate(self, result: NVGResult, from_stage: int, keep_content: bool = True, class_labels=None,
+                   num_variations: int = 1, seeds: Sequence[int] | None = None, index: int = 0,
+                   options: SamplingOptions | None = None) -> NVGResult:
+        """Keep stages 0..from_stage-1 of image `index` of `result` and resample the rest as variations.
+
+        keep_content=False keeps only the structure maps of those stages (their content is resampled).
+        class_labels (one class) swaps the class: it is used for every resampled stage.
+        """
+        if not 1 <= from_stage < self.num_stages:
+            raise ValueError(f"from_stage must be in [1, {self.num_stages - 1}], got {from_stage}")
+        if num_variations < 1:
+            raise ValueError(f"num_variations must be at least 1, got {num_variations}")
+        source = result.select(index)
+        old_S = source.class_labels_BS[0].cpu()
+        new = old_S[-1] if class_labels is None else self.class_ids(class_labels).view(-1)[0]
+        classes_S = torch.full_like(old_S, int(new))
+        if keep_content:
+            classes_S[:from_stage] = old_S[:from_stage]
+        structure = source.labels_BSN[:, :from_stage].expand(num_variations, -1, -1)
+        ids = [i.expand(num_variations, -1) for i in source.ids[:from_stage]] if keep_content else None
+        seeds = list(seeds) if seeds is not None else torch.randint(0, 2**31, (num_variations,)).tolist()
+        return self.generate(classes_S.expand(num_variations, -1), seeds=seeds, options=options,
+                             structure=structure, ids=ids)
+
+    # ---------------------------------------------------------------------------------------------
+    # Reference images
+    # ---------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def encode(self, images):
+        """Tokenize images (PIL, arrays or paths): structure tree, codes per stage, canvases."""
+        pixels = to_pixels(images, self.tokenizer.config.resolution).to(self.device)
+        return self.tokenizer.encode(pixels)
+
+    def extract_structure(self, image) -> np.ndarray:
+        """Every stage's structure map of one image, (S, N) int64."""
+        return self.encode(image).labels_BSN[0].cpu().numpy()
+
+    # ---------------------------------------------------------------------------------------------
+    # Pictures for people
+    # ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
+        return to_pil(pixels)
+
+    def structure_strip(self, labels_SN: np.ndarray, size: int = 128) -> Image.Image:
+        """One row of every stage's coloured structure map."""
+        return Image.fromarray(np.concatenate([render_map(labels_SN[s], s, size) for s in range(len(labels_SN))], axis=1))
+
+    @torch.inference_mode()
+    def stage_strip(self, result: NVGResult, index: int = 0, size: int = 128) -> Image.Image:
+        """Two rows: each stage's structure map, and its decoded canvas with the cluster boundaries."""
+        source = result.select(index)
+        canvases = self.tokenizer.canvas_after_each_stage(torch.stack([i.gather(1, l) for i, l in
+                                                                       zip(source.ids, source.labels_BSN.unbind(1))], dim=1))
+        pixels = self.tokenizer.decode_latent(canvases[0])
+        tiles = [np.asarray(im.resize((size, size), Image.NEAREST)) for im in to_pil(pixels)]
+        maps = [render_map(source.labels_BSN[0, s], s, size) for s in range(len(tiles))]
+        overlays = [draw_boundaries(t, source.labels_BSN[0, s]) for s, t in enumerate(tiles)]
+        return Image.fromarray(np.concatenate([np.concatenate(maps, 1), np.concatenate(overlays, 1)], 0))

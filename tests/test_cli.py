@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from nvg_core.cli import build_parser, main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_pipeline, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    tiny_pipeline.save_pretrained(folder)
+    return folder
+
+
+def test_help_explains_every_command(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for command in ("generate", "extract", "convert", "bench"):
+        assert command in text
+
+
+def test_generate_writes_the_image_and_the_stage_strip(model_dir, tmp_path):
+    out, strip = tmp_path / "x.png", tmp_path / "strip.png"
+    assert main(["generate", "--model", str(model_dir), "--class", "cat", "--seed", "4", "--flow-steps", "2",
+                 "--out", str(out), "--stages-out", str(strip), "--device", "cpu"]) == 0
+    assert Image.open(out).size == (16, 16) and Image.open(strip).size[0] > Image.open(strip).size[1]
+    again = tmp_path / "y.png"
+    main(["generate", "--model", str(model_dir), "--class", "cat", "--seed", "4", "--flow-steps", "2", "--out", str(again)])
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(again)))
+
+
+def test_generate_several_images_numbers_the_files(model_dir, tmp_path):
+    assert main(["generate", "--model", str(model_dir), "--class", "1", "--num-images", "2", "--out", str(tmp_path / "v.png")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v_0.png", "v_1.png"]
+
+
+def test_bad_input_is_an_error_and_writes_nothing(model_dir, tmp_path, capsys):
+    out = tmp_path / "never.png"
+    assert main(["generate", "--model", str(model_dir), "--class", "unicorn", "--out", str(out)]) == 2
+    assert "unknown class 'unicorn'" in capsys.readouterr().err and not out.exists()
+    assert main(["generate", "--model", str(tmp_path / "missing"), "--class", "cat", "--out", str(out)]) == 2
+    assert main(["extract", "--model", str(model_dir), "--image", str(tmp_path / "none.png"), "--out", str(out)]) == 2
+    assert not list(tmp_path.iterdir())
+
+
+def test_extract_saves_every_stage_map(model_dir, tmp_path):
+    reference = tmp_path / "ref.jpg"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(reference)
+    out = tmp_path / "maps.png"
+    assert main(["extract", "--model", str(model_dir), "--image", str(reference), "--out", str(out)]) == 0
+    assert Image.open(out).size == (128 * 5, 128)

@@ -1,0 +1,101 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nvg_core import checkpoints
+from nvg_core.pipeline import NVGPipeline
+from nvg_core.sampling import SamplingOptions
+from nvg_core.structure import validate
+
+D16_KEYS = Path(__file__).resolve().parent / "data" / "official-keys" / "d16.json"
+
+
+def test_save_and_load_give_the_same_images(tiny_pipeline, tmp_path):
+    tiny_pipeline.save_pretrained(tmp_path / "model")
+    loaded = NVGPipeline.from_pretrained(tmp_path / "model", device="cpu")
+    assert loaded.class_names == tiny_pipeline.class_names and loaded.default_flow_steps == 3
+    a = tiny_pipeline.generate(["cat"], seeds=[3])
+    b = loaded.generate(["cat"], seeds=[3])
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels_BSN, b.labels_BSN)
+
+
+def test_missing_model_folder_and_offline_hub_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model folder"):
+        NVGPipeline.from_pretrained(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="model_index.json is missing"):
+        NVGPipeline.from_pretrained(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="nvg convert"):
+        NVGPipeline.from_pretrained("yikaiwang/nvg")  # HF_HUB_OFFLINE=1 in tests: nothing cached
+
+
+def test_class_names_and_ids(tiny_pipeline):
+    assert tiny_pipeline.class_id("Cat") == 2 and tiny_pipeline.class_id(3) == 3 and tiny_pipeline.class_id("1") == 1
+    with pytest.raises(ValueError, match="did you mean cat"):
+        tiny_pipeline.class_id("cta")
+    with pytest.raises(ValueError, match="out of range"):
+        tiny_pipeline.class_id(4)
+
+
+def test_call_returns_the_requested_output_type(tiny_pipeline):
+    out = tiny_pipeline(["apple", "dog"], generator=torch.Generator().manual_seed(0), output_type="np")
+    assert out.images.shape == (2, 16, 16, 3) and out.images.dtype == np.uint8
+    pil = tiny_pipeline("dog", generator=torch.Generator().manual_seed(0)).images
+    assert isinstance(pil[0], Image.Image) and pil[0].size == (16, 16)
+    with pytest.raises(ValueError, match="output_type"):
+        tiny_pipeline("dog", output_type="latent")
+
+
+def test_iter_stages_streams_previews(tiny_pipeline):
+    stages = list(tiny_pipeline.iter_stages(["boat"], seeds=[1]))
+    assert len(stages) == tiny_pipeline.num_stages and all(s.images.shape == (1, 3, 16, 16) for s in stages)
+
+
+def test_extracted_structure_is_valid_and_reused_exactly(tiny_pipeline):
+    reference = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    maps = tiny_pipeline.extract_structure(reference)
+    assert maps.shape == (tiny_pipeline.num_stages, 16)
+    validate(maps)
+    result = tiny_pipeline.generate(["dog", "dog"], seeds=[0, 1], structure=np.stack([maps[:3]] * 2))
+    assert (result.labels_BSN[:, :3].numpy() == maps[:3]).all()
+
+
+def test_regenerate_keeps_early_stages_and_swaps_class(tiny_pipeline):
+    first = tiny_pipeline.generate(["apple"], seeds=[0])
+    variations = tiny_pipeline.regenerate(first, from_stage=2, num_variations=3, class_labels="dog", seeds=[5, 6, 7])
+    assert len(variations) == 3
+    assert (variations.labels_BSN[:, :2] == first.labels_BSN[:, :2]).all()
+    assert all((v == f).all() for v, f in zip(variations.ids[:2], first.ids[:2]))
+    assert variations.class_labels_BS[0].tolist() == [0, 0, 3, 3, 3]
+    structure_only = tiny_pipeline.regenerate(first, from_stage=3, keep_content=False, seeds=[9])
+    assert (structure_only.labels_BSN[:, :3] == first.labels_BSN[:, :3]).all()
+    with pytest.raises(ValueError, match="from_stage"):
+        tiny_pipeline.regenerate(first, from_stage=0)
+
+
+def test_stage_strip_shows_every_stage(tiny_pipeline):
+    result = tiny_pipeline.generate(["cat"], seeds=[2], options=SamplingOptions(flow_steps=2))
+    strip = tiny_pipeline.stage_strip(result, size=32)
+    assert strip.size == (32 * tiny_pipeline.num_stages, 64)
+
+
+def test_official_generator_keys_convert_from_the_ema_copy():
+    keys = json.loads(D16_KEYS.read_text())["keys"]
+    state = {}
+    for k, shape in keys.items():
+        state[k] = torch.zeros(shape, device="meta")
+        state["ema_model." + k] = torch.zeros(shape, device="meta")
+    state["nvgformer.scale_factors"] = state["ema_model.nvgformer.scale_factors"] = torch.tensor(
+        [1.0, 4.1993, 3.4706, 3.0520, 2.7430, 2.4842, 2.2407, 2.0088, 1.7954, 1.6080])
+    state["first_stage_model.encoder.conv_in.conv.weight"] = torch.zeros(1, device="meta")
+    converted, name = checkpoints.convert_official_generator(state)
+    assert name == "official-d16" and not any(k.startswith(("projector.", "rope_ids")) for k in converted)
+    state["ema_model.nvgformer.scale_factors"] = torch.ones(10)
+    with pytest.raises(ValueError, match="scale_factors"):
+        checkpoints.convert_official_generator(state)
+    with pytest.raises(ValueError, match="no 'ema_model.nvgformer"):
+        checkpoints.convert_official_generator({k: v for k, v in state.items() if not k.startswith("ema_model.")})
