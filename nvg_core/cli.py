@@ -66,6 +66,23 @@ def _add_bench(sub) -> None:
     p.set_defaults(run=run)
 
 
+def _add_train(sub) -> None:
+    from .train import add_arguments
+    p = sub.add_parser("train", help="train the tokenizer or the generator of the bundled model",
+                       description="Train the emoji tokenizer, then the generator on its codes (see the model card).")
+    add_arguments(p)
+
+
+def _add_data(sub) -> None:
+    from .data.emoji import add_arguments, run
+    p = sub.add_parser("data", help="build a dataset", description="Build a training dataset.")
+    which = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    emoji = which.add_parser("emoji", help="the emoji-32 dataset from pinned npm packages (needs npm)",
+                             description="Fetch the pinned emoji packages with npm pack, render and normalise them.")
+    add_arguments(emoji)
+    emoji.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nvg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -73,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_extract(sub)
     _add_convert(sub)
     _add_bench(sub)
+    _add_train(sub)
+    _add_data(sub)
     return parser
 
 

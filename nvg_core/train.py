@@ -1,0 +1,254 @@
+"""Training loops for the bundled model: the tokenizer, then the generator on the tokenizer's codes.
+
+Both train on the emoji dataset minus its held-out emoji (data.emoji.split_by_emoji), so the held-out
+figures of `nvg eval` are honest. Both loops are device-agnostic (CUDA when present, else MPS or CPU), seeded, keep an EMA copy, log losses
+as JSON lines, save a model folder every `save_every` steps and at the end, and resume from a folder.
+`nvg train tokenizer ...` and `nvg train generator ...` call them; `--help` lists the knobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checkpoints
+from .data.emoji import CLASSES, NO_FLIP_CLASSES, load_emoji_dataset, split_by_emoji
+from .objective import canvas_scale_factors, nvg_loss
+from .tokenizer import TOKENIZER_CONFIGS, NVGTokenizer
+from .transformer import TRANSFORMER_CONFIGS, NVGTransformer, cluster_mean
+
+
+def _device(name: str | None) -> torch.device:
+    from .pipeline import default_device
+    return torch.device(name) if name else default_device()
+
+
+def _lr(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1 - decay)
+
+
+class Logger:
+    """Prints a progress line and appends JSON lines to a log file."""
+
+    def __init__(self, path: Path, total: int):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file, self.total, self.start = open(path, "a"), total, time.time()
+
+    def __call__(self, step: int, **values: float) -> None:
+        record = {"step": step, "time_s": round(time.time() - self.start, 1), **{k: round(float(v), 5) for k, v in values.items()}}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        rate = (step + 1) / max(1e-9, time.time() - self.start)
+        print(f"[{step + 1}/{self.total}] " + " ".join(f"{k} {v:.4g}" for k, v in values.items())
+              + f" | {rate:.2f} steps/s, eta {(self.total - step - 1) / rate / 60:.1f} min", file=sys.stderr, flush=True)
+
+
+def _flip_ok(labels: np.ndarray) -> np.ndarray:
+    """Images that may be mirrored: labelled, and not of a class where direction matters."""
+    no_flip = [CLASSES.index(c) for c in NO_FLIP_CLASSES]
+    return (labels >= 0) & ~np.isin(labels, no_flip)
+
+
+def _pixels(images_BHWC_uint8: torch.Tensor) -> torch.Tensor:
+    return images_BHWC_uint8.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Tokenizer
+# --------------------------------------------------------------------------------------------------
+
+
+def train_tokenizer(args) -> None:
+    """Reconstruction (L1 + MSE) + VQ loss on every image; dead codes are re-seeded from residuals."""
+    device = _device(args.device)
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    data = load_emoji_dataset(args.data)
+    train_idx, _ = split_by_emoji(data.emoji)
+    images = torch.from_numpy(data.images[train_idx]).to(device)
+    flip_ok = torch.from_numpy(_flip_ok(data.label[train_idx])).to(device)
+    out = Path(args.out)
+    if args.resume:
+        model = checkpoints.load_component(args.resume, "tokenizer")
+    else:
+        model = NVGTokenizer(TOKENIZER_CONFIGS[args.config])
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    usage_V = torch.zeros(model.config.codebook_size, device=device)
+    log = Logger(out / "train_log.jsonl", args.steps)
+    deadline = time.time() + args.max_minutes * 60
+    for step in range(args.steps):
+        idx_B = torch.randint(len(images), (args.batch_size,), generator=generator).to(device)
+        flip_B = (torch.rand(args.batch_size, generator=generator).to(device) < 0.5) & flip_ok[idx_B]
+        x_BCHW = _pixels(images[idx_B])
+        x_BCHW = torch.where(flip_B[:, None, None, None], x_BCHW.flip(-1), x_BCHW)
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, args.steps, args.lr, args.warmup)
+        recon_BCHW, vq_loss = model(x_BCHW)
+        l1, mse = (recon_BCHW - x_BCHW).abs().mean(), (recon_BCHW - x_BCHW).pow(2).mean()
+        loss = l1 + mse + vq_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        _ema_update(ema, model, args.ema if step > args.warmup else 0.0)
+        if step % args.refresh_every == 0 or step == args.steps - 1:
+            usage_V = _refresh_dead_codes(model, x_BCHW, usage_V, generator, reseed=step < args.steps * 0.8)
+        if step % args.log_every == 0 or step == args.steps - 1:
+            log(step, loss=loss.item(), l1=l1.item(), psnr=-10 * math.log10(max(mse.item() / 4, 1e-10)),
+                vq=vq_loss.item(), lr=opt.param_groups[0]["lr"])
+        out_of_time = time.time() > deadline
+        if (step + 1) % args.save_every == 0 or step == args.steps - 1 or out_of_time:
+            checkpoints.save_component(ema, out, "tokenizer")
+            checkpoints.save_component(model, out / "raw", "tokenizer")
+        if out_of_time:
+            print(f"stopping at step {step + 1}: --max-minutes reached", file=sys.stderr)
+            break
+
+
+@torch.no_grad()
+def _refresh_dead_codes(model: NVGTokenizer, x_BCHW: torch.Tensor, usage_V: torch.Tensor,
+                        generator: torch.Generator, reseed: bool) -> torch.Tensor:
+    """Count code use on a batch; codes unused since the last refresh get random cluster residuals."""
+    tokens = model.encode(x_BCHW)
+    residuals = []
+    for stage, ids_BK in enumerate(tokens.ids):
+        usage_V += torch.bincount(ids_BK.flatten(), minlength=len(usage_V))
+        mean_BKC = cluster_mean(tokens.latent_BNC - tokens.canvases_BSNC[:, stage], tokens.labels_BSN[:, stage], 2**stage)
+        residuals.append(mean_BKC.flatten(0, 1))
+    dead_V = usage_V == 0
+    if reseed and dead_V.any():
+        pool_RC = torch.cat(residuals)
+        pick = torch.randint(len(pool_RC), (int(dead_V.sum()),), generator=generator).to(pool_RC.device)
+        model.quantize.embedding.weight[dead_V] = pool_RC[pick]
+    return torch.zeros_like(usage_V)
+
+
+# --------------------------------------------------------------------------------------------------
+# Generator
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def tokenize_dataset(tokenizer: NVGTokenizer, images_NHWC: np.ndarray, labels_N: np.ndarray, device: torch.device,
+                     batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Teacher-forcing targets for every labelled image (and its mirror where flips are allowed)."""
+    keep = labels_N >= 0
+    images, labels = images_NHWC[keep], labels_N[keep]
+    flip = _flip_ok(labels)
+    images = np.concatenate([images, images[flip][:, :, ::-1]])
+    labels = np.concatenate([labels, labels[flip]])
+    parts = {"labels_BSN": [], "codes_BSN": [], "canvases_BSNC": [], "final_BNC": []}
+    for start in range(0, len(images), batch_size):
+        x = _pixels(torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device))
+        tokens = tokenizer.encode(x)
+        parts["labels_BSN"].append(tokens.labels_BSN)
+        parts["codes_BSN"].append(tokens.codes_BSN)
+        parts["canvases_BSNC"].append(tokens.canvases_BSNC)
+        parts["final_BNC"].append(tokens.final_BNC)
+    out = {k: torch.cat(v) for k, v in parts.items()}
+    out["class_B"] = torch.from_numpy(labels.astype(np.int64)).to(device)
+    return out
+
+
+def train_generator(args) -> None:
+    """The NVG objective on the tokenizer's codes, class-balanced sampling, k random stages per image."""
+    device = _device(args.device)
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    out = Path(args.out)
+    tokenizer = checkpoints.load_component(args.tokenizer, "tokenizer").to(device).eval()
+    data = load_emoji_dataset(args.data)
+    train_idx, _ = split_by_emoji(data.emoji)
+    targets = tokenize_dataset(tokenizer, data.images[train_idx], data.label[train_idx], device)
+    if args.resume:
+        model = checkpoints.load_component(args.resume, "transformer")
+    else:
+        scales = canvas_scale_factors(targets["canvases_BSNC"][:1024], targets["final_BNC"][:1024])
+        model = NVGTransformer(dataclasses.replace(TRANSFORMER_CONFIGS[args.config], scale_factors=scales))
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval()
+    decay, no_decay = [p for p in model.parameters() if p.ndim >= 2], [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95))
+    order_N = targets["class_B"].argsort()
+    count_C = torch.bincount(targets["class_B"], minlength=model.config.num_classes)
+    offset_C = count_C.cumsum(0) - count_C
+    log = Logger(out / "train_log.jsonl", args.steps)
+    deadline = time.time() + args.max_minutes * 60
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16 and device.type == "cuda")
+    for step in range(args.steps):
+        class_B = torch.randint(model.config.num_classes, (args.batch_size,), generator=generator).to(device)
+        u_B = torch.rand(args.batch_size, generator=generator).to(device)  # classes evenly, then an image of it
+        pick_B = order_N[offset_C[class_B] + (u_B * count_C[class_B]).long()]
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, args.steps, args.lr, args.warmup)
+        with autocast:
+            loss, parts = nvg_loss(model, targets["canvases_BSNC"][pick_B], targets["final_BNC"][pick_B],
+                                   targets["labels_BSN"][pick_B], targets["codes_BSN"][pick_B],
+                                   targets["class_B"][pick_B], generator, args.stages_per_sample or None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        _ema_update(ema, model, args.ema if step > args.warmup else 0.0)
+        if step % args.log_every == 0 or step == args.steps - 1:
+            log(step, **{k: v.item() for k, v in parts.items()}, lr=opt.param_groups[0]["lr"])
+        out_of_time = time.time() > deadline
+        if (step + 1) % args.save_every == 0 or step == args.steps - 1 or out_of_time:
+            checkpoints.save_component(ema, out, "transformer")
+            checkpoints.save_component(model, out / "raw", "transformer")
+        if out_of_time:
+            print(f"stopping at step {step + 1}: --max-minutes reached", file=sys.stderr)
+            break
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
+    for name, fn, config, lr, batch in (("tokenizer", train_tokenizer, "emoji-f4", 2e-4, 32),
+                                        ("generator", train_generator, "emoji-s", 3e-4, 64)):
+        p = sub.add_parser(name, help=f"train the {name}")
+        p.add_argument("--data", required=True, type=Path, help="the emoji dataset .npz (nvg data emoji)")
+        p.add_argument("--out", required=True, type=Path, help="output folder (weights + train_log.jsonl)")
+        p.add_argument("--config", default=config, help=f"config name (default {config})")
+        p.add_argument("--resume", type=Path, default=None, help="a folder to continue from (weights only)")
+        p.add_argument("--steps", type=int, default=10_000)
+        p.add_argument("--batch-size", type=int, default=batch)
+        p.add_argument("--lr", type=float, default=lr)
+        p.add_argument("--warmup", type=int, default=200)
+        p.add_argument("--ema", type=float, default=0.999)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default=None)
+        p.add_argument("--log-every", type=int, default=50)
+        p.add_argument("--save-every", type=int, default=1000)
+        p.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
+        if name == "tokenizer":
+            p.add_argument("--refresh-every", type=int, default=100, help="steps between dead-code refreshes")
+        else:
+            p.add_argument("--tokenizer", required=True, type=Path, help="folder with the trained tokenizer")
+            p.add_argument("--stages-per-sample", type=int, default=2, help="random stages scored per image (0: all)")
+            p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
+        p.set_defaults(run=fn)
