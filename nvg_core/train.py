@@ -219,8 +219,9 @@ def train_generator(args) -> None:
             log(step, **{k: v.item() for k, v in parts.items()}, lr=opt.param_groups[0]["lr"])
         out_of_time = time.time() > deadline
         if (step + 1) % args.save_every == 0 or step == args.steps - 1 or out_of_time:
-            checkpoints.save_component(ema, out, "transformer")
-            checkpoints.save_component(model, out / "raw", "transformer")
+            dtype = torch.float16 if args.half_weights else None
+            checkpoints.save_component(ema, out, "transformer", dtype)
+            checkpoints.save_component(model, out / "raw", "transformer", dtype)
         if out_of_time:
             print(f"stopping at step {step + 1}: --max-minutes reached", file=sys.stderr)
             break
@@ -251,4 +252,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--tokenizer", required=True, type=Path, help="folder with the trained tokenizer")
             p.add_argument("--stages-per-sample", type=int, default=2, help="random stages scored per image (0: all)")
             p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
+            p.add_argument("--half-weights", action="store_true", help="store the weights in float16 (half the size)")
         p.set_defaults(run=fn)
