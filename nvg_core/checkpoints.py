@@ -53,6 +53,7 @@ def _atomic(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights and configs are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

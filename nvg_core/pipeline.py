@@ -99,12 +99,16 @@ class NVGPipeline:
         return cls(tokenizer, transformer, index["class_names"], device,
                    index.get("default_flow_steps", 10), index.get("name", folder.name))
 
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write this model as a folder that from_pretrained loads."""
+    def save_pretrained(self, path: str | os.PathLike, half_transformer: bool = False) -> None:
+        """Write this model as a folder that from_pretrained loads.
+
+        half_transformer stores the transformer's weights in float16 (half the size; inference still runs
+        in fp32). The tokenizer stays fp32: its decoder is what reconstruction quality depends on.
+        """
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         checkpoints.save_component(self.tokenizer, folder, "tokenizer")
-        checkpoints.save_component(self.transformer, folder, "transformer")
+        checkpoints.save_component(self.transformer, folder, "transformer", torch.float16 if half_transformer else None)
         index = {"name": self.name, "class_names": self.class_names, "default_flow_steps": self.default_flow_steps}
         checkpoints.write_text_atomic(folder / MODEL_INDEX, json.dumps(index, indent=1))
 
