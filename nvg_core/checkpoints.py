@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -80,14 +82,17 @@ def load_component(folder: str | os.PathLike, name: str) -> nn.Module:
     try:
         config = json.loads(config_path.read_text())
         module_class, config_class = COMPONENTS[config.pop("_class")]
-    except (json.JSONDecodeError, KeyError) as error:
-        raise ValueError(f"{config_path} is not a valid component config: {error}") from error
+        module = module_class(config_class(**config))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{config_path} is not a valid component config: {type(error).__name__}: {error}") from error
     try:
         state = load_file(weights_path)
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{weights_path} is not a readable safetensors file ({error}); re-download or re-save it") from error
-    module = module_class(config_class(**config))
-    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    try:
+        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as error:
+        raise ValueError(f"{weights_path} does not fit {config_path.name}: {error}") from error
     return module
 
 
@@ -97,30 +102,44 @@ def load_component(folder: str | os.PathLike, name: str) -> nn.Module:
 
 
 def load_torch_checkpoint(path: str | os.PathLike, allow_unsafe: bool = False) -> dict[str, torch.Tensor]:
-    """The 'state_dict' of a .ckpt/.pt file, read with torch.load(weights_only=True).
+    """The 'state_dict' of a .ckpt/.pt file, read with torch.load(weights_only=True) (memory-mapped for
+    zip-format files, i.e. everything saved by torch >= 1.6).
 
     Lightning checkpoints can hold pickled objects that weights_only refuses. Then this raises an error
     that says what to do; allow_unsafe=True (only for a file you trust: unpickling can run code) retries
-    with weights_only=False.
+    with weights_only=False. Files that are not checkpoints at all get a different, plain error.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError or others here
-        if not allow_unsafe:
-            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-            reason = next((line for line in lines if "Unsupported global" in line), lines[0] if lines else "")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as error:  # refused by the weights-only unpickler
+        reason = next((line.strip() for line in str(error).splitlines() if "Unsupported" in line), str(error))
+        if allow_unsafe:
+            checkpoint = _load_unsafe(path)
+        elif "Unsupported global" in reason:
             raise ValueError(
                 f"{path} cannot be loaded safely (torch.load with weights_only=True failed: {reason}). It holds "
                 "pickled Python objects besides tensors. If you trust the file, convert it once with "
                 "allow_unsafe=True (CLI: --allow-unsafe-pickle); the converted folder is safetensors.") from error
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint (corrupt?): {reason}") from error
+    except Exception as error:  # torch raises RuntimeError, EOFError, KeyError, ... for damaged files
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint (corrupt or truncated?): "
+                         f"{type(error).__name__}: {error}") from error
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds no state_dict")
     return state
+
+
+def _load_unsafe(path: Path) -> object:
+    """torch.load with full unpickling, for a file the caller has declared trusted."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(f"{path} could not be unpickled either: {type(error).__name__}: {error}") from error
 
 
 def _check_keys(converted: dict, module: nn.Module, what: str) -> None:

@@ -1,9 +1,13 @@
 """Images in and out: any PIL image, array, path or bytes to model pixels, and back.
 
-Input rule (documented for users): the image is converted to RGB (alpha composited on white, greyscale
-and palette images expanded, 16-bit and float images scaled by their range), its shorter side is resized
-with Lanczos to `resolution * resize_ratio`, and the centre `resolution` square is cropped. The authors'
-ImageNet evaluation uses resize_ratio = 1.125; the default 1.0 keeps the whole shorter side.
+Input rule (documented for users): the image is converted to RGB (alpha composited on white, greyscale,
+palette and CMYK images converted by Pillow), its shorter side is resized with Lanczos to
+round(resolution * resize_ratio), and the centre `resolution` square is cropped. The authors' ImageNet
+evaluation uses resize_ratio = 1.125 (256 px: shorter side 288, then the centre 256); the default 1.0 keeps
+the whole shorter side.
+Value ranges: uint8 data is 0..255 and float arrays are 0..1 (numpy convention). Deeper data (uint16
+arrays, Pillow modes I;16, I and F) is read on the 8-bit scale when every value fits in 0..255 (Pillow's
+own L -> I/F conversions keep that scale) and on the 16-bit scale 0..65535 otherwise (16-bit PNG/TIFF).
 Output rule (the authors'): uint8 = clamp((x + 1) / 2 * 255) truncated, not rounded.
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
@@ -24,34 +29,43 @@ MAX_PIXELS = 64_000_000  # larger inputs are refused rather than decoded
 def load_image(source: ImageLike) -> Image.Image:
     """Open a path or bytes as a PIL image (first frame), with clear errors for missing or corrupt files."""
     if isinstance(source, Image.Image):
+        try:
+            source.load()  # a lazily opened image may still turn out to be truncated
+        except (OSError, SyntaxError) as error:
+            raise ValueError(f"could not read the given PIL image: {error}") from error
         return source
     if isinstance(source, np.ndarray):
         return _array_to_pil(source)
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise ValueError(f"no image file at {os.fspath(source)!r}")
+        data = Path(source).read_bytes()  # read whole, so no file handle stays open
+    elif isinstance(source, (bytes, bytearray)):
+        data = source
+    else:
+        raise ValueError(f"cannot read an image from a {type(source).__name__}; pass a PIL image, a numpy array, "
+                         "a file path or the file's bytes")
+    if not data:
+        raise ValueError(f"the image data is empty: {_describe(source)}")
     try:
-        if isinstance(source, (bytes, bytearray)):
-            if not source:
-                raise ValueError("the image data is empty (0 bytes)")
-            image = Image.open(io.BytesIO(source))
-        else:
-            if not os.path.isfile(source):
-                raise ValueError(f"no image file at {os.fspath(source)!r}")
-            image = Image.open(source)
+        image = Image.open(io.BytesIO(data))
         if image.width * image.height > MAX_PIXELS:
             raise ValueError(f"the image is too large ({image.width}x{image.height}); the limit is {MAX_PIXELS:,} pixels")
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise ValueError(f"could not read an image from {_describe(source)}: {error}") from error
     return image
 
 
-def _describe(source) -> str:
-    return f"{len(source)} bytes of data" if isinstance(source, (bytes, bytearray)) else repr(os.fspath(source))
+def _describe(source: bytes | str | os.PathLike) -> str:
+    return f"{len(source)} bytes of data" if isinstance(source, (bytes, bytearray)) else f"the file {os.fspath(source)!r}"
 
 
 def _array_to_pil(array: np.ndarray) -> Image.Image:
     """(H, W), (H, W, 1/3/4) arrays of uint8, uint16, bool or float in [0, 1] to a PIL image."""
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"an image array must be (H, W) or (H, W, 1|3|4), got shape {array.shape}")
+        raise ValueError(f"an image array must be (H, W) or (H, W, 1|3|4), got shape {array.shape} "
+                         "(for a batch, pass a list of images)")
     if array.size == 0:
         raise ValueError(f"the image array is empty (shape {array.shape})")
     if array.dtype == bool:
@@ -59,9 +73,12 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
     elif np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
             raise ValueError("the image array contains NaN or infinite values")
+        if array.min() < -1e-3 or array.max() > 1 + 1e-3:
+            raise ValueError(f"float image arrays must be in [0, 1], got values in [{array.min():g}, {array.max():g}] "
+                             "(divide 0..255 data by 255, or pass it as uint8)")
         array = np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)
     elif array.dtype == np.uint16:
-        array = (array >> 8).astype(np.uint8)
+        array = _deep_to_uint8(array)
     elif array.dtype != np.uint8:
         raise ValueError(f"image arrays must be uint8, uint16, bool or float in [0, 1], got {array.dtype}")
     if array.ndim == 3 and array.shape[2] == 1:
@@ -69,17 +86,22 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array))
 
 
+def _deep_to_uint8(values: np.ndarray) -> np.ndarray:
+    """16/32-bit or float values to uint8: on the 8-bit scale if all fit in 0..255, else on the 16-bit
+    scale (clipped to 0..65535)."""
+    values = values.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("the image contains NaN or infinite values")
+    scale = 1.0 if values.max() <= 255 else 255 / 65535
+    return np.round(np.clip(values * scale, 0, 255)).astype(np.uint8)
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy of any PIL mode: transparency composited on white, 16-bit/float scaled by range."""
+    """RGB copy of any PIL mode: transparency composited on white, deeper modes by the module's rule."""
     if image.width == 0 or image.height == 0:
         raise ValueError(f"the image has zero size ({image.width}x{image.height})")
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise ValueError("the image contains NaN or infinite values")
-        low, high = values.min(), values.max()
-        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-        image = Image.fromarray(np.round(scaled * 255).astype(np.uint8), mode="L")
+        image = Image.fromarray(_deep_to_uint8(np.asarray(image)))  # 2-D uint8 -> mode L
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
@@ -91,6 +113,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def resize_center_crop(image: Image.Image, resolution: int, resize_ratio: float = 1.0) -> Image.Image:
     """Shorter side to round(resolution * resize_ratio) with Lanczos, then the centre square crop."""
+    if resolution < 1 or resize_ratio < 1:
+        raise ValueError(f"need resolution >= 1 and resize_ratio >= 1 (a smaller ratio would crop outside the "
+                         f"image), got {resolution} and {resize_ratio}")
     target = round(resolution * resize_ratio)
     scale = target / min(image.size)
     width, height = max(target, round(image.width * scale)), max(target, round(image.height * scale))

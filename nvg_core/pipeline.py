@@ -223,6 +223,11 @@ class NVGPipeline:
         pixels = to_pixels(images, self.tokenizer.config.resolution).to(self.device)
         return self.tokenizer.encode(pixels)
 
+    @torch.inference_mode()
+    def decode(self, latent_BNC: torch.Tensor) -> torch.Tensor:
+        """Latent canvas -> pixels in [-1, 1]."""
+        return self.tokenizer.decode_latent(latent_BNC.to(self.device))
+
     def extract_structure(self, image) -> np.ndarray:
         """Every stage's structure map of one image, (S, N) int64."""
         return self.encode(image).labels_BSN[0].cpu().numpy()

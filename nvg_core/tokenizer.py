@@ -68,6 +68,7 @@ TOKENIZER_CONFIGS: dict[str, TokenizerConfig] = {
 
 
 def _norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups (fewer for narrow test models), eps 1e-6 as in the official model."""
     return nn.GroupNorm(min(32, channels), channels, eps=1e-6)
 
 
@@ -120,6 +121,8 @@ class Level(nn.Module):
 
 
 class Mid(nn.Module):
+    """Two res blocks at the lowest resolution (the official model has no attention here)."""
+
     def __init__(self, channels: int):
         super().__init__()
         self.block_1, self.block_2 = ResBlock(channels, channels), ResBlock(channels, channels)
@@ -129,6 +132,8 @@ class Mid(nn.Module):
 
 
 class Encoder(nn.Module):
+    """Pixels (B, 3, R, R) -> latent grid (B, Z, G, G); an optional pixel-unshuffle stem makes it cheaper."""
+
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
         widths = [cfg.base_channels * m for m in cfg.channel_mult]
@@ -154,6 +159,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
+    """Latent grid (B, Z, G, G) -> pixels (B, 3, R, R), mirroring the encoder (pixel-shuffle at the end)."""
+
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
         widths = [cfg.base_channels * m for m in cfg.channel_mult]

@@ -32,11 +32,29 @@ def test_transparency_is_composited_on_white():
     assert (to_uint8(to_pixels(palette, 16)) == 255).all()
 
 
+def test_deep_images_keep_their_levels():
+    white16 = Image.fromarray(np.full((8, 8), 65535, np.uint16))  # a 16-bit image on the 16-bit scale
+    assert white16.mode == "I;16" and (to_uint8(to_pixels(white16, 8)) == 255).all()
+    ramp16 = np.linspace(0, 65535, 64).astype(np.uint16).reshape(8, 8)
+    from_png = to_uint8(to_pixels(png_bytes(Image.fromarray(ramp16)), 8))[0, :, :, 0]
+    assert from_png.min() <= 2 and from_png.max() >= 253
+    grey = Image.new("L", (8, 8), 128)  # Pillow's own conversions keep the 8-bit scale
+    for deep in (grey.convert("I;16"), grey.convert("I"), grey.convert("F"), np.full((8, 8), 128, np.uint16)):
+        assert np.abs(to_uint8(to_pixels(deep, 8)).astype(int) - 128).max() <= 1
+
+
 def test_resize_keeps_the_centre_of_non_square_images():
     wide = np.zeros((20, 60, 3), np.uint8)
     wide[:, 20:40] = 255  # a white centre third
     out = to_uint8(to_pixels(wide, 20))[0]
     assert out.shape == (20, 20, 3) and out.mean() > 240
+
+
+def test_official_resize_ratio_crops_inside_the_resized_image():
+    image = Image.new("RGB", (300, 200), (255, 255, 255))
+    assert to_pixels(image, 256, resize_ratio=1.125).shape == (1, 3, 256, 256)  # 288 px shorter side, centre 256
+    with pytest.raises(ValueError, match="resize_ratio >= 1"):
+        to_pixels(image, 256, resize_ratio=0.5)
 
 
 def test_paths_bytes_arrays_and_lists_are_accepted(tmp_path):
@@ -56,11 +74,19 @@ def test_paths_bytes_arrays_and_lists_are_accepted(tmp_path):
     (np.zeros((4, 4, 2), np.uint8), "must be"),
     (np.zeros((2, 4, 4, 3), np.uint8), "must be"),
     (np.zeros((4, 4), np.int64), "uint8, uint16, bool or float"),
+    (np.full((4, 4, 3), 200.0), r"must be in \[0, 1\]"),
+    (12345, "cannot read an image from a int"),
     ([], "no images"),
 ])
 def test_bad_inputs_raise_clear_value_errors(bad, message):
     with pytest.raises(ValueError, match=message):
         to_pixels(bad, 16)
+
+
+def test_truncated_lazily_opened_pil_image_is_refused():
+    data = png_bytes(Image.effect_noise((64, 64), 50))
+    with pytest.raises(ValueError, match="could not read the given PIL image"):
+        to_pixels(Image.open(io.BytesIO(data[: len(data) // 2])), 16)
 
 
 def test_zero_size_pil_image_is_refused():

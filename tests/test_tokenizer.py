@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -52,6 +53,14 @@ def test_canvases_are_cumulative_stage_terms(tokenizer):
             torch.testing.assert_close(after[:, s], out.canvases_BSNC[:, s + 1])
         torch.testing.assert_close(after[:, -1], out.final_BNC)
     assert (out.canvases_BSNC[:, 0] == 0).all()
+
+
+def test_stage_term_leaves_its_inputs_alone(tokenizer):
+    ids_BN = torch.randint(tokenizer.config.codebook_size, (2, 16))
+    before = ids_BN.clone()
+    with torch.no_grad():
+        first, second = tokenizer.stage_term(ids_BN, 3), tokenizer.stage_term(ids_BN, 3)
+    assert torch.equal(ids_BN, before) and torch.equal(first, second)
 
 
 def test_reconstruction_error_falls_with_stages():
@@ -135,6 +144,29 @@ def test_loading_missing_or_corrupt_folders_gives_clear_errors(tokenizer, tmp_pa
     (tmp_path / "tokenizer.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         checkpoints.load_component(tmp_path, "tokenizer")
+
+
+def test_folder_whose_config_or_weights_do_not_fit_is_refused(tokenizer, tmp_path):
+    bigger = NVGTokenizer(dataclasses.replace(tokenizer.config, codebook_size=32))
+    checkpoints.save_component(tokenizer, tmp_path / "a", "tokenizer")
+    checkpoints.save_component(bigger, tmp_path / "b", "tokenizer")
+    (tmp_path / "b" / "tokenizer.safetensors").replace(tmp_path / "a" / "tokenizer.safetensors")
+    with pytest.raises(ValueError, match="does not fit tokenizer_config.json"):
+        checkpoints.load_component(tmp_path / "a", "tokenizer")
+    config_path = tmp_path / "a" / "tokenizer_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "colour": "red"}))
+    with pytest.raises(ValueError, match="not a valid component config.*colour"):
+        checkpoints.load_component(tmp_path / "a", "tokenizer")
+
+
+def test_damaged_torch_checkpoint_is_reported_as_unreadable_not_unsafe(tmp_path):
+    garbage, truncated = tmp_path / "garbage.ckpt", tmp_path / "truncated.ckpt"
+    garbage.write_bytes(b"definitely not a checkpoint")
+    torch.save({"state_dict": {"w": torch.ones(1000)}}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:500])
+    for path in (garbage, truncated):
+        with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+            checkpoints.load_torch_checkpoint(path)
 
 
 class Opaque:
