@@ -55,7 +55,8 @@ CLASS_SUBCATEGORIES: dict[str, tuple[str, ...]] = {
                "face-unwell", "face-hat", "face-glasses", "face-concerned", "face-negative"),
     "creature_face": ("face-costume", "cat-face", "monkey-face"),
     "heart": ("heart",),
-    "hand": ("hand-fingers-open", "hand-fingers-partial", "hand-single-finger", "hand-fingers-closed", "hands", "hand-prop"),
+    "hand": ("hand-fingers-open", "hand-fingers-partial", "hand-single-finger", "hand-fingers-closed", "hands",
+             "hand-prop"),
     "mammal": ("animal-mammal",),
     "bird": ("animal-bird",),
     "sea_animal": ("animal-marine",),
@@ -204,7 +205,8 @@ def fetch_packages(workdir: Path) -> dict[str, Path]:
             try:
                 subprocess.run(["npm", "pack", "--silent", spec], cwd=workdir, check=True, stdout=subprocess.DEVNULL)
             except FileNotFoundError:
-                raise FileNotFoundError("npm not found: the dataset is fetched with `npm pack` (install Node.js)") from None
+                message = "npm not found: the dataset is fetched with `npm pack` (install Node.js)"
+                raise FileNotFoundError(message) from None
         if not folder.is_dir():  # unpack beside it, then rename, so an interrupted run leaves no half folder
             partial = workdir / f"{stem}.partial"
             shutil.rmtree(partial, ignore_errors=True)
@@ -231,7 +233,8 @@ def _jobs(folders: dict[str, Path], size: int) -> tuple[list[tuple[str, str, int
                 found = [("svg", sets[style].svg(slug)) for slug in _slugs(style, sets, code, entry["name"])]
             for kind, source in found:
                 jobs.append((kind, source, size))
-                rows.append((CLASS_OF_SUBCATEGORY.get(entry["subcategory"], -1), entry["unified"], style, entry["name"]))
+                label = CLASS_OF_SUBCATEGORY.get(entry["subcategory"], -1)
+                rows.append((label, entry["unified"], style, entry["name"]))
     return jobs, rows
 
 
@@ -261,7 +264,8 @@ def reference_mismatch(count: int, sha256: str, size: int, per_style: dict[str, 
             f"  reference sha256 at {size} px: {expected or 'not known'}\n"
             f"  per style: {per_style}\n"
             f"  versions here: {versions}; reference: {REFERENCE_VERSIONS}\n"
-            f"  The file is still written; a different Pillow version changes a few pixels.")
+            f"  The file is still written. Same count, other hash: usually another Pillow version (a few pixels\n"
+            f"  differ). Other count: the packages or the icon matching differ.")
 
 
 def build_emoji_dataset(out_path: str | Path, size: int = 64, workdir: str | Path | None = None,
