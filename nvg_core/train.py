@@ -47,6 +47,30 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
         e.lerp_(p, 1 - decay)
 
 
+def _optimise(opt: torch.optim.Optimizer, model: torch.nn.Module, ema: torch.nn.Module, loss: torch.Tensor,
+              step: int, args) -> None:
+    """One AdamW step at the scheduled learning rate (gradients clipped to norm 1), then the EMA update."""
+    for group in opt.param_groups:
+        group["lr"] = _lr(step, args.steps, args.lr, args.warmup)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    _ema_update(ema, model, args.ema if step > args.warmup else 0.0)
+
+
+def _save_or_stop(step: int, args, deadline: float, ema: torch.nn.Module, model: torch.nn.Module, name: str,
+                  dtype: torch.dtype | None = None) -> bool:
+    """Save the EMA weights (and the raw ones under raw/) when due; True when --max-minutes is reached."""
+    out_of_time = time.time() > deadline
+    if (step + 1) % args.save_every == 0 or step == args.steps - 1 or out_of_time:
+        checkpoints.save_component(ema, args.out, name, dtype)
+        checkpoints.save_component(model, Path(args.out) / "raw", name, dtype)
+    if out_of_time:
+        print(f"stopping at step {step + 1}: --max-minutes reached", file=sys.stderr)
+    return out_of_time
+
+
 class Logger:
     """Prints a progress line and appends JSON lines to a log file."""
 
@@ -69,6 +93,14 @@ def _flip_ok(labels: np.ndarray) -> np.ndarray:
     return (labels >= 0) & ~np.isin(labels, no_flip)
 
 
+def _train_indices(emoji_ids: np.ndarray) -> np.ndarray:
+    """Indices of the training split (every emoji not held out), refusing an empty one."""
+    train_idx, _ = split_by_emoji(emoji_ids)
+    if len(train_idx) == 0:
+        raise ValueError("the dataset has no training images: every emoji in it is in the held-out split")
+    return train_idx
+
+
 def _pixels(images_BHWC_uint8: torch.Tensor) -> torch.Tensor:
     return images_BHWC_uint8.permute(0, 3, 1, 2).float() / 127.5 - 1
 
@@ -84,7 +116,7 @@ def train_tokenizer(args) -> None:
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     data = load_emoji_dataset(args.data)
-    train_idx, _ = split_by_emoji(data.emoji)
+    train_idx = _train_indices(data.emoji)
     images = torch.from_numpy(data.images[train_idx]).to(device)
     flip_ok = torch.from_numpy(_flip_ok(data.label[train_idx])).to(device)
     out = Path(args.out)
@@ -103,27 +135,16 @@ def train_tokenizer(args) -> None:
         flip_B = (torch.rand(args.batch_size, generator=generator).to(device) < 0.5) & flip_ok[idx_B]
         x_BCHW = _pixels(images[idx_B])
         x_BCHW = torch.where(flip_B[:, None, None, None], x_BCHW.flip(-1), x_BCHW)
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, args.steps, args.lr, args.warmup)
         recon_BCHW, vq_loss = model(x_BCHW)
         l1, mse = (recon_BCHW - x_BCHW).abs().mean(), (recon_BCHW - x_BCHW).pow(2).mean()
         loss = l1 + mse + vq_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        _ema_update(ema, model, args.ema if step > args.warmup else 0.0)
+        _optimise(opt, model, ema, loss, step, args)
         if step % args.refresh_every == 0 or step == args.steps - 1:
             usage_V = _refresh_dead_codes(model, x_BCHW, usage_V, generator, reseed=step < args.steps * 0.8)
         if step % args.log_every == 0 or step == args.steps - 1:
             log(step, loss=loss.item(), l1=l1.item(), psnr=-10 * math.log10(max(mse.item() / 4, 1e-10)),
                 vq=vq_loss.item(), lr=opt.param_groups[0]["lr"])
-        out_of_time = time.time() > deadline
-        if (step + 1) % args.save_every == 0 or step == args.steps - 1 or out_of_time:
-            checkpoints.save_component(ema, out, "tokenizer")
-            checkpoints.save_component(model, out / "raw", "tokenizer")
-        if out_of_time:
-            print(f"stopping at step {step + 1}: --max-minutes reached", file=sys.stderr)
+        if _save_or_stop(step, args, deadline, ema, model, "tokenizer"):
             break
 
 
@@ -182,7 +203,7 @@ def train_generator(args) -> None:
     out = Path(args.out)
     tokenizer = checkpoints.load_component(args.tokenizer, "tokenizer").to(device).eval()
     data = load_emoji_dataset(args.data)
-    train_idx, _ = split_by_emoji(data.emoji)
+    train_idx = _train_indices(data.emoji)
     targets = tokenize_dataset(tokenizer, data.images[train_idx], data.label[train_idx], device)
     if args.resume:
         model = checkpoints.load_component(args.resume, "transformer")
@@ -204,26 +225,14 @@ def train_generator(args) -> None:
         class_B = torch.randint(model.config.num_classes, (args.batch_size,), generator=generator).to(device)
         u_B = torch.rand(args.batch_size, generator=generator).to(device)  # classes evenly, then an image of it
         pick_B = order_N[offset_C[class_B] + (u_B * count_C[class_B]).long()]
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, args.steps, args.lr, args.warmup)
         with autocast:
             loss, parts = nvg_loss(model, targets["canvases_BSNC"][pick_B], targets["final_BNC"][pick_B],
                                    targets["labels_BSN"][pick_B], targets["codes_BSN"][pick_B],
                                    targets["class_B"][pick_B], generator, args.stages_per_sample or None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        _ema_update(ema, model, args.ema if step > args.warmup else 0.0)
+        _optimise(opt, model, ema, loss, step, args)
         if step % args.log_every == 0 or step == args.steps - 1:
             log(step, **{k: v.item() for k, v in parts.items()}, lr=opt.param_groups[0]["lr"])
-        out_of_time = time.time() > deadline
-        if (step + 1) % args.save_every == 0 or step == args.steps - 1 or out_of_time:
-            dtype = torch.float16 if args.half_weights else None
-            checkpoints.save_component(ema, out, "transformer", dtype)
-            checkpoints.save_component(model, out / "raw", "transformer", dtype)
-        if out_of_time:
-            print(f"stopping at step {step + 1}: --max-minutes reached", file=sys.stderr)
+        if _save_or_stop(step, args, deadline, ema, model, "transformer", torch.float16 if args.half_weights else None):
             break
 
 
