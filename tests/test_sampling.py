@@ -148,3 +148,16 @@ def test_bad_class_ids_are_refused(models):
     model, tokenizer = models
     with pytest.raises(ValueError, match="class ids must be in"):
         generate(model, tokenizer, torch.tensor([model.config.num_classes]), None, FAST)
+
+
+def test_low_temperature_concentrates_on_the_most_likely_code():
+    logits = torch.log(torch.tensor([[[0.4, 0.35, 0.25]]]))
+    uniforms = [torch.tensor([[u]]) for u in np.linspace(0, 0.999, 40)]
+    cold = {sample_tokens(logits, u, 0.05, 0, 1.0).item() for u in uniforms}
+    warm = {sample_tokens(logits, u, 1.0, 0, 1.0).item() for u in uniforms}
+    assert cold == {0} and warm == {0, 1, 2}
+
+
+def test_more_flow_steps_refine_the_time_grid():
+    assert len(flow_times(4)) == 5 and len(flow_times(25)) == 26
+    assert all(a > b for a, b in zip(flow_times(10)[:-1], flow_times(10)[1:]))
