@@ -152,8 +152,8 @@ def test_bad_class_ids_are_refused(models):
 
 def test_low_temperature_concentrates_on_the_most_likely_code():
     logits = torch.log(torch.tensor([[[0.4, 0.35, 0.25]]]))
-    uniforms = [torch.tensor([[u]]) for u in np.linspace(0, 0.999, 40)]
-    cold = {sample_tokens(logits, u, 0.05, 0, 1.0).item() for u in uniforms}
+    uniforms = [torch.tensor([[u]]) for u in np.linspace(0, 0.99, 40)]
+    cold = {sample_tokens(logits, u, 0.02, 0, 1.0).item() for u in uniforms}
     warm = {sample_tokens(logits, u, 1.0, 0, 1.0).item() for u in uniforms}
     assert cold == {0} and warm == {0, 1, 2}
 
