@@ -101,6 +101,7 @@ def _load(args):
 
 
 def _run_generate(args) -> None:
+    from .images import to_pil
     from .sampling import SamplingOptions, linear_schedule
     pipe = _load(args)
     class_id = pipe.class_id(args.class_name)
@@ -111,7 +112,7 @@ def _run_generate(args) -> None:
         structure_guidance=None if args.structure_guidance is None else linear_schedule(*args.structure_guidance, S))
     seeds = [args.seed + i for i in range(args.num_images)]
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options)
-    images = pipe.to_pil(result.images)
+    images = to_pil(result.images)
     paths = [args.out] if len(images) == 1 else [args.out.with_name(f"{args.out.stem}_{i}{args.out.suffix}") for i in range(len(images))]
     for image, path, seed in zip(images, paths, seeds):
         _save_image(image, path)

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from . import checkpoints
-from .images import to_pil, to_pixels
+from .images import to_pil, to_pixels, to_uint8
 from .sampling import (Generators, NVGResult, SamplingOptions, StageOutput, class_schedule, generate,
                        iter_stages)
 from .structure import draw_boundaries, render_map
@@ -185,8 +185,7 @@ class NVGPipeline:
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
         result = self.generate(class_labels, generator=generator, **kwargs)
-        images = {"pil": lambda x: to_pil(x), "np": lambda x: np.stack([np.asarray(p) for p in to_pil(x)]),
-                  "pt": lambda x: x}[output_type](result.images)
+        images = {"pil": to_pil, "np": to_uint8, "pt": lambda pixels: pixels}[output_type](result.images)
         return PipelineOutput(images, result)
 
     def regenerate(self, result: NVGResult, from_stage: int, keep_content: bool = True, class_labels=None,
@@ -209,7 +208,7 @@ class NVGPipeline:
             classes_S[:from_stage] = old_S[:from_stage]
         structure = source.labels_BSN[:, :from_stage].expand(num_variations, -1, -1)
         ids = [i.expand(num_variations, -1) for i in source.ids[:from_stage]] if keep_content else None
-        seeds = list(seeds) if seeds is not None else torch.randint(0, 2**31, (num_variations,)).tolist()
+        seeds = list(seeds) if seeds is not None else torch.randint(0, 2**31, (num_variations,)).tolist()  # fresh
         return self.generate(classes_S.expand(num_variations, -1), seeds=seeds, options=options,
                              structure=structure, ids=ids)
 
@@ -236,10 +235,6 @@ class NVGPipeline:
     # Pictures for people
     # ---------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
-        return to_pil(pixels)
-
     def structure_strip(self, labels_SN: np.ndarray, size: int = 128) -> Image.Image:
         """One row of every stage's coloured structure map."""
         return Image.fromarray(np.concatenate([render_map(labels_SN[s], s, size) for s in range(len(labels_SN))], axis=1))
@@ -248,9 +243,7 @@ class NVGPipeline:
     def stage_strip(self, result: NVGResult, index: int = 0, size: int = 128) -> Image.Image:
         """Two rows: each stage's structure map, and its decoded canvas with the cluster boundaries."""
         source = result.select(index)
-        canvases = self.tokenizer.canvas_after_each_stage(torch.stack([i.gather(1, l) for i, l in
-                                                                       zip(source.ids, source.labels_BSN.unbind(1))], dim=1))
-        pixels = self.tokenizer.decode_latent(canvases[0])
+        pixels = self.tokenizer.decode_latent(self.tokenizer.canvas_after_each_stage(source.codes_BSN)[0])
         tiles = [np.asarray(im.resize((size, size), Image.NEAREST)) for im in to_pil(pixels)]
         maps = [render_map(source.labels_BSN[0, s], s, size) for s in range(len(tiles))]
         overlays = [draw_boundaries(t, source.labels_BSN[0, s]) for s, t in enumerate(tiles)]

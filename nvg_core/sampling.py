@@ -233,6 +233,11 @@ class NVGResult:
     def __len__(self) -> int:
         return len(self.labels_BSN)
 
+    @property
+    def codes_BSN(self) -> torch.Tensor:
+        """At every position, the code of its cluster at each stage (what the tokenizer decodes)."""
+        return torch.stack([ids.gather(1, labels) for ids, labels in zip(self.ids, self.labels_BSN.unbind(1))], dim=1)
+
     def select(self, index: int | Sequence[int]) -> NVGResult:
         """The images at `index` (an int or a list of ints) as a new result."""
         idx = [index] if isinstance(index, int) else list(index)
