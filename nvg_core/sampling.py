@@ -330,15 +330,19 @@ def _content_step(model, canvas_BNC, labels_BN, stage, class_B, null_B, uniform_
     return sample_tokens(logits_BKV, uniform_BK, plan["temperature"][stage], int(plan["top_k"][stage]), plan["top_p"][stage])
 
 
+def result_from_stages(stages: Sequence[StageOutput], class_labels_BS: torch.Tensor, images: torch.Tensor) -> NVGResult:
+    """Collect the outputs of every stage of a run into an NVGResult."""
+    canvas_BNC = stages[-1].canvas_BNC
+    return NVGResult(class_labels_BS.to(canvas_BNC.device), torch.stack([s.labels_BN for s in stages], dim=1),
+                     [s.ids_BK for s in stages], canvas_BNC, images)
+
+
 def generate(model, tokenizer, class_labels: torch.Tensor, generator: Generators = None,
              options: SamplingOptions | None = None, structure_BSN: torch.Tensor | None = None,
              ids: Sequence[torch.Tensor] | None = None) -> NVGResult:
     """Run every stage (see iter_stages for the arguments) and decode the final canvas."""
     stages = list(iter_stages(model, tokenizer, class_labels, generator, options, structure_BSN, ids))
     cfg = model.config
-    classes_BS = class_schedule(class_labels, cfg.num_stages, cfg.num_classes)
-    canvas_BNC = stages[-1].canvas_BNC
     with torch.inference_mode():
-        images = tokenizer.decode_latent(canvas_BNC)
-    return NVGResult(classes_BS.to(canvas_BNC.device), torch.stack([s.labels_BN for s in stages], dim=1),
-                     [s.ids_BK for s in stages], canvas_BNC, images)
+        images = tokenizer.decode_latent(stages[-1].canvas_BNC)
+    return result_from_stages(stages, class_schedule(class_labels, cfg.num_stages, cfg.num_classes), images)
