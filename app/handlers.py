@@ -117,3 +117,128 @@ def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_cont
     name = pipe.class_names[int(variations.class_labels_BS[0, -1])]
     state = {"result": variations, "seeds": seeds, "class_name": name}
     return to_pil(variations.images), state, f"kept the {kept} of stages 0..{int(keep_stage)}; {name}, seeds {seeds[0]}..{seeds[-1]}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Sketch: a drawn layout becomes the structure of an early stage
+# --------------------------------------------------------------------------------------------------
+
+SKETCH_PALETTE = ["#ffffff", "#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#42d4f4", "#000000"]
+
+
+def _palette_rgb() -> np.ndarray:
+    return np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in SKETCH_PALETTE], dtype=np.int32)
+
+
+def sketch_regions(sketch: dict | np.ndarray | None) -> np.ndarray:
+    """The drawn regions (H, W) as palette indices, anti-aliasing removed.
+
+    Every pixel goes to its nearest palette colour; colours that cover under 0.5% of the canvas (the
+    blends along stroke edges) are dropped and their pixels re-snapped to the colours really used.
+    White (the empty canvas) counts as a region of its own.
+    """
+    composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
+    if composite is None:
+        raise UserError("the sketch is empty: draw some regions first")
+    rgb = np.asarray(composite)[..., :3].astype(np.int32)
+    if rgb.ndim != 3 or rgb.size == 0:
+        raise UserError("the sketch could not be read as an image")
+    distances = ((rgb[:, :, None, :] - _palette_rgb()[None, None]) ** 2).sum(-1)
+    counts = np.bincount(distances.argmin(-1).ravel(), minlength=len(SKETCH_PALETTE))
+    distances[:, :, counts < 0.005 * rgb.shape[0] * rgb.shape[1]] = np.iinfo(np.int32).max
+    return distances.argmin(-1)
+
+
+def sketch_structure(pipe: NVGPipeline, sketch: dict | np.ndarray | None, stage: int):
+    """Project a sketch onto the nearest balanced tree up to `stage`; errors for empty or too busy sketches."""
+    regions_HW = sketch_regions(sketch)
+    used = len(np.unique(regions_HW))
+    if used < 2:
+        raise UserError("the sketch has a single colour: draw at least one region in a palette colour")
+    if not 1 <= int(stage) <= 4:
+        raise UserError("the sketch applies to a stage between 1 and 4")
+    if used > 2 ** int(stage):
+        raise UserError(f"the sketch has {used} colours but stage {int(stage)} has only {2 ** int(stage)} clusters: "
+                        f"use at most {2 ** int(stage)} colours or a later stage")
+    from nvg_core.structure import project
+    return project(regions_HW, int(stage), grid=pipe.transformer.config.grid_size)
+
+
+def sketch_preview(pipe: NVGPipeline, sketch, stage: int) -> tuple[Image.Image, str]:
+    """The projected structure of a sketch and how well it keeps the drawn boundaries."""
+    projection = sketch_structure(pipe, sketch, stage)
+    return _tile(render_map(projection.labels[-1], int(stage))), f"agreement with the drawing: {projection.agreement:.0%}"
+
+
+def sketch_generate(pipe: NVGPipeline, sketch, stage: int, class_name: str, seed: float | None, num_images: int,
+                    content_guidance: float, structure_guidance: float, flow_steps: int):
+    """Images of a class whose structure up to `stage` is the projected sketch."""
+    projection = sketch_structure(pipe, sketch, stage)
+    class_id = class_of(pipe, class_name)
+    first_seed = resolve_seed(seed)
+    seeds = [first_seed + i for i in range(max(1, int(num_images)))]
+    result = pipe.generate([class_id] * len(seeds), seeds=seeds, structure=np.stack([projection.labels] * len(seeds)),
+                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps))
+    state = {"result": result, "seeds": seeds, "class_name": pipe.class_names[class_id]}
+    return (_tile(render_map(projection.labels[-1], int(stage))), to_pil(result.images), state,
+            f"agreement with the drawing: {projection.agreement:.0%}; {pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Reference: reuse the structure (and optionally the content) of an uploaded image
+# --------------------------------------------------------------------------------------------------
+
+MAX_UPLOAD_PIXELS = 40_000_000
+
+
+def _reference(image_path: str | None):
+    """Open an upload with clear messages; returns (PIL image, note about what was adapted)."""
+    from nvg_core.images import load_image
+    if not image_path:
+        raise UserError("upload a reference image first")
+    try:
+        image = load_image(image_path)
+    except ValueError as error:
+        raise UserError(f"that file is not a usable image: {error}") from error
+    if image.width * image.height > MAX_UPLOAD_PIXELS:
+        raise UserError(f"the image is too large ({image.width}x{image.height}); the limit is {MAX_UPLOAD_PIXELS:,} pixels")
+    notes = []
+    if getattr(image, "is_animated", False):
+        notes.append("animated: its first frame is used")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        notes.append("transparency composited on white")
+    if image.mode in ("L", "I;16", "I", "F", "1"):
+        notes.append("greyscale: used as grey RGB")
+    return image, "; ".join(notes)
+
+
+def extract_structure(pipe: NVGPipeline, image_path: str | None) -> tuple[list, str]:
+    """Every stage's structure map of an uploaded image, as a gallery."""
+    image, note = _reference(image_path)
+    maps_SN = pipe.extract_structure(image)
+    gallery = [(_tile(render_map(maps_SN[s], s)), f"stage {s}") for s in range(len(maps_SN))]
+    return gallery, "structure extracted" + (f" ({note})" if note else "")
+
+
+def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stage: int, content_stage: int,
+                       class_name: str, seed: float | None, num_images: int, content_guidance: float,
+                       structure_guidance: float, flow_steps: int) -> tuple[list[Image.Image], dict, str]:
+    """New images of a class that reuse the reference's structure up to `structure_stage` and, when
+    `content_stage` >= 0, its content up to that stage (a class swap of the reference)."""
+    image, note = _reference(image_path)
+    k, j = int(structure_stage), int(content_stage)
+    if not 0 <= k < pipe.num_stages:
+        raise UserError(f"the structure stage must be between 0 and {pipe.num_stages - 1}")
+    if j > k:
+        raise UserError("content can only be kept up to the structure stage")
+    tokens = pipe.encode(image)
+    class_id = class_of(pipe, class_name)
+    first_seed = resolve_seed(seed)
+    seeds = [first_seed + i for i in range(max(1, int(num_images)))]
+    n = len(seeds)
+    result = pipe.generate([class_id] * n, seeds=seeds, structure=tokens.labels_BSN[:, :k + 1].expand(n, -1, -1).cpu(),
+                           ids=[ids.expand(n, -1) for ids in tokens.ids[:j + 1]],
+                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps))
+    kept = f"structure of stages 0..{k}" + (f", content of stages 0..{j}" if j >= 0 else "")
+    state = {"result": result, "seeds": seeds, "class_name": pipe.class_names[class_id]}
+    return to_pil(result.images), state, f"kept the reference's {kept}; {pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}" + (f" ({note})" if note else "")

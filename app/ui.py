@@ -1,7 +1,7 @@
 """The Gradio UI: build_demo(pipeline) lays out the page and wires components to app.handlers.
 
-First slice of the app: Generate (streamed stage strip), step through stages, lock and regenerate
-(variations and class swap). Sketch and reference tabs come next.
+Tabs for the three ways to start (Generate with a streamed stage strip, Sketch, Reference) and one shared
+result area below them: the images, a stage viewer, and lock-and-regenerate (variations, class swap).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import functools
 import inspect
 
 import gradio as gr
+import numpy as np
 
 from nvg_core.pipeline import NVGPipeline
 
@@ -34,26 +35,55 @@ def _user_errors(fn):
     return call
 
 
-def build_demo(pipe: NVGPipeline) -> gr.Blocks:
+def _white_canvas(size: int = 256) -> dict:
+    white = np.full((size, size, 3), 255, dtype=np.uint8)
+    return {"background": white, "layers": [], "composite": white}
+
+
+def build_demo(pipe: NVGPipeline, about: str = "") -> gr.Blocks:
     """The NVG Studio page for one loaded pipeline (models are loaded once, by the caller)."""
     S = pipe.num_stages
     with gr.Blocks(title="NVG Studio") as demo:
         gr.Markdown("# NVG Studio\nNext Visual Granularity: images made coarse to fine, one structure stage at a time.")
         state = gr.State({})
         with gr.Row():
-            with gr.Column(scale=1):
-                class_name = gr.Dropdown(pipe.class_names, value=pipe.class_names[0], label="Class", filterable=True)
-                seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
-                num_images = gr.Slider(1, 8, value=1, step=1, label="Images")
-                with gr.Accordion("Advanced", open=False):
-                    content_guidance = gr.Slider(1.0, 6.0, value=3.5, step=0.25, label="Content guidance at the last stage")
-                    structure_guidance = gr.Slider(1.0, 5.0, value=2.5, step=0.25, label="Structure guidance at the last stage")
-                    flow_steps = gr.Slider(1, 25, value=pipe.default_flow_steps, step=1, label="Structure flow steps")
+            class_name = gr.Dropdown(pipe.class_names, value=pipe.class_names[0], label="Class", filterable=True)
+            seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+            num_images = gr.Slider(1, 8, value=1, step=1, label="Images")
+        with gr.Accordion("Advanced", open=False):
+            with gr.Row():
+                content_guidance = gr.Slider(1.0, 6.0, value=3.5, step=0.25, label="Content guidance at the last stage")
+                structure_guidance = gr.Slider(1.0, 5.0, value=2.5, step=0.25, label="Structure guidance at the last stage")
+                flow_steps = gr.Slider(1, 25, value=pipe.default_flow_steps, step=1, label="Structure flow steps")
+        advanced = [content_guidance, structure_guidance, flow_steps]
+        with gr.Tabs():
+            with gr.Tab("Generate"):
                 generate_btn = gr.Button("Generate", variant="primary")
-                status = gr.Markdown()
-            with gr.Column(scale=2):
-                images = gr.Gallery(label="Images", columns=4, height=320, buttons=["download"])
                 strip = gr.Gallery(label="Stages (structure map, canvas)", columns=2 * S, height=200)
+            with gr.Tab("Sketch"):
+                gr.Markdown("Paint regions with the palette colours (white is a region too); the drawing becomes "
+                            "the structure of the chosen stage.")
+                with gr.Row():
+                    sketch = gr.ImageEditor(value=_white_canvas(), type="numpy", image_mode="RGB", canvas_size=(256, 256),
+                                            brush=gr.Brush(colors=handlers.SKETCH_PALETTE[1:], color_mode="fixed"),
+                                            eraser=gr.Eraser(), sources=(), label="Layout")
+                    projected = gr.Image(label="Projected balanced structure", type="pil")
+                sketch_stage = gr.Slider(1, 4, value=2, step=1, label="The drawing applies to stage")
+                with gr.Row():
+                    preview_btn = gr.Button("Show projected structure")
+                    sketch_btn = gr.Button("Generate from sketch", variant="primary")
+            with gr.Tab("Reference"):
+                with gr.Row():
+                    reference = gr.Image(type="filepath", label="Reference image")
+                    reference_maps = gr.Gallery(label="Its structure at every stage", columns=S, height=200)
+                with gr.Row():
+                    reference_stage = gr.Slider(0, S - 1, value=3, step=1, label="Reuse the structure up to stage")
+                    reference_content = gr.Slider(-1, S - 1, value=-1, step=1, label="Keep its content up to stage (-1: none)")
+                reference_btn = gr.Button("Generate from reference", variant="primary")
+            with gr.Tab("About"):
+                gr.Markdown(about or "NVG Studio: structure-controllable generation with Next Visual Granularity.")
+        status = gr.Markdown()
+        images = gr.Gallery(label="Images", columns=4, height=320, buttons=["download"])
         with gr.Row():
             stage = gr.Slider(0, S - 1, value=1, step=1, label="Stage")
             index = gr.Number(value=0, precision=0, label="Image number")
@@ -66,16 +96,24 @@ def build_demo(pipe: NVGPipeline) -> gr.Blocks:
                 keep_content = gr.Checkbox(value=True, label="Keep content too (not only structure)")
                 num_variations = gr.Slider(1, 8, value=4, step=1, label="Variations")
                 swap_class = gr.Dropdown([""] + pipe.class_names, value="", label="Swap to class (empty: same)")
-                regen_btn = gr.Button("Regenerate after the chosen stage")
+                regen_btn = gr.Button("Keep stages up to the chosen one, regenerate the rest")
 
-        advanced = [content_guidance, structure_guidance, flow_steps]
-        generate_btn.click(_user_errors(functools.partial(handlers.generate, pipe)),
-                           [class_name, seed, num_images, *advanced], [strip, images, state, status],
-                           api_name="generate")
+        common = [class_name, seed, num_images, *advanced]
+        generate_btn.click(_user_errors(functools.partial(handlers.generate, pipe)), common,
+                           [strip, images, state, status], api_name="generate")
+        preview_btn.click(_user_errors(functools.partial(handlers.sketch_preview, pipe)), [sketch, sketch_stage],
+                          [projected, status], api_name="sketch_preview")
+        sketch_btn.click(_user_errors(functools.partial(handlers.sketch_generate, pipe)),
+                         [sketch, sketch_stage, *common], [projected, images, state, status], api_name="sketch_generate")
+        reference.upload(_user_errors(functools.partial(handlers.extract_structure, pipe)), [reference],
+                         [reference_maps, status], api_name="extract_structure")
+        reference_btn.click(_user_errors(functools.partial(handlers.reference_generate, pipe)),
+                            [reference, reference_stage, reference_content, *common], [images, state, status],
+                            api_name="reference_generate")
         show_inputs, show_outputs = [state, stage, index], [stage_map, stage_bounds, stage_canvas]
-        for trigger in (stage.change, state.change):
+        for trigger in (stage.change, index.change, state.change):
             trigger(_user_errors(functools.partial(handlers.show_stage, pipe)), show_inputs, show_outputs,
-                    api_visibility="undocumented")
+                    api_visibility="private")
         regen_btn.click(_user_errors(functools.partial(handlers.regenerate, pipe)),
                         [state, stage, keep_content, num_variations, swap_class, seed, *advanced, index],
                         [images, state, status], api_name="regenerate")

@@ -1,4 +1,6 @@
+import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("gradio")
 
@@ -61,7 +63,68 @@ def test_regenerate_keeps_early_stages_and_can_swap_class(tiny_pipeline):
         handlers.regenerate(tiny_pipeline, state, tiny_pipeline.num_stages - 1, True, 2, "", 1, 3.5, 2.5, 2)
 
 
-def test_build_demo_names_its_api_endpoints(tiny_pipeline):
+def test_build_demo_names_every_action_endpoint(tiny_pipeline):
     demo = build_demo(tiny_pipeline)
     names = {dep.api_name for dep in demo.fns.values() if getattr(dep, "api_name", None)}
-    assert {"generate", "regenerate"} <= names
+    assert {"generate", "regenerate", "sketch_preview", "sketch_generate", "extract_structure", "reference_generate"} <= names
+
+
+def drawn(size=128):
+    """A sketch as the editor sends it: white canvas, a red and a blue block, anti-aliased edges."""
+    canvas = np.full((size, size, 3), 255, np.uint8)
+    canvas[8:40, 8:30] = (230, 25, 75)
+    canvas[30:60, 34:60] = (67, 99, 216)
+    canvas[8:40, 30] = (240, 140, 160)  # an anti-aliased edge between red and white
+    return {"background": canvas, "layers": [canvas], "composite": canvas}
+
+
+def test_sketch_is_snapped_projected_and_followed(tiny_pipeline):
+    regions = handlers.sketch_regions(drawn())
+    assert set(np.unique(regions)) == {0, 1, 3}  # white, red, blue: the pink edge snapped away
+    picture, text = handlers.sketch_preview(tiny_pipeline, drawn(), 2)
+    assert picture.size == (handlers.PREVIEW_SIZE,) * 2 and "agreement" in text
+    projected, images, state, status = handlers.sketch_generate(tiny_pipeline, drawn(), 2, "cat", 3, 2, 3.5, 2.5, 2)
+    projection = handlers.sketch_structure(tiny_pipeline, drawn(), 2)
+    assert (state["result"].labels_BSN[:, :3].numpy() == projection.labels).all() and len(images) == 2
+
+
+@pytest.mark.parametrize("sketch, stage, message", [
+    (None, 2, "empty"),
+    ({"composite": np.full((32, 32, 3), 255, np.uint8)}, 2, "single colour"),
+    (drawn(), 1, "3 colours but stage 1 has only 2"),
+    (drawn(), 5, "between 1 and 4"),
+])
+def test_bad_sketches_get_specific_messages(tiny_pipeline, sketch, stage, message):
+    with pytest.raises(handlers.UserError, match=message):
+        handlers.sketch_preview(tiny_pipeline, sketch, stage)
+
+
+def test_reference_structure_is_extracted_and_reused(tiny_pipeline, tmp_path):
+    path = tmp_path / "ref.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(path)
+    gallery, text = handlers.extract_structure(tiny_pipeline, str(path))
+    assert len(gallery) == tiny_pipeline.num_stages and "extracted" in text
+    images, state, status = handlers.reference_generate(tiny_pipeline, str(path), 2, 1, "dog", 5, 2, 3.5, 2.5, 2)
+    maps = tiny_pipeline.extract_structure(str(path))
+    assert (state["result"].labels_BSN[:, :3].numpy() == maps[:3]).all() and "content of stages 0..1" in status
+
+
+def test_reference_uploads_with_alpha_grey_or_animation_are_adapted_and_bad_files_refused(tiny_pipeline, tmp_path):
+    rgba = tmp_path / "a.png"
+    Image.new("RGBA", (20, 20), (255, 0, 0, 0)).save(rgba)
+    assert "transparency" in handlers.extract_structure(tiny_pipeline, str(rgba))[1]
+    grey = tmp_path / "g.png"
+    Image.new("L", (20, 20), 100).save(grey)
+    assert "greyscale" in handlers.extract_structure(tiny_pipeline, str(grey))[1]
+    gif = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (20, 20), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    assert "first frame" in handlers.extract_structure(tiny_pipeline, str(gif))[1]
+    text = tmp_path / "x.png"
+    text.write_text("not an image")
+    with pytest.raises(handlers.UserError, match="not a usable image"):
+        handlers.extract_structure(tiny_pipeline, str(text))
+    with pytest.raises(handlers.UserError, match="upload a reference image"):
+        handlers.extract_structure(tiny_pipeline, None)
+    with pytest.raises(handlers.UserError, match="content can only be kept up to"):
+        handlers.reference_generate(tiny_pipeline, str(grey), 1, 2, "dog", 1, 1, 3.5, 2.5, 2)
