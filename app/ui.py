@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -15,6 +16,8 @@ import numpy as np
 from nvg_core.pipeline import NVGPipeline
 
 from . import handlers
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 
 def _user_errors(fn):
@@ -69,6 +72,7 @@ def build_demo(pipe: NVGPipeline, about: str = "") -> gr.Blocks:
                                             eraser=gr.Eraser(), sources=(), label="Layout")
                     projected = gr.Image(label="Projected balanced structure", type="pil")
                 sketch_stage = gr.Slider(1, 4, value=2, step=1, label="The drawing applies to stage")
+                gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("sketch_*.png"))], [sketch], label="Example layouts")
                 with gr.Row():
                     preview_btn = gr.Button("Show projected structure")
                     sketch_btn = gr.Button("Generate from sketch", variant="primary")
@@ -80,6 +84,8 @@ def build_demo(pipe: NVGPipeline, about: str = "") -> gr.Blocks:
                     reference_stage = gr.Slider(0, S - 1, value=3, step=1, label="Reuse the structure up to stage")
                     reference_content = gr.Slider(-1, S - 1, value=-1, step=1, label="Keep its content up to stage (-1: none)")
                 reference_btn = gr.Button("Generate from reference", variant="primary")
+                gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("reference_*.png"))], [reference],
+                            label="Example references (held-out Noto emoji, Apache-2.0)")
             with gr.Tab("About"):
                 gr.Markdown(about or "NVG Studio: structure-controllable generation with Next Visual Granularity.")
         status = gr.Markdown()
