@@ -89,7 +89,7 @@ def build_demo(pipe: NVGPipeline, about: str = "") -> gr.Blocks:
             with gr.Tab("About"):
                 gr.Markdown(about or "NVG Studio: structure-controllable generation with Next Visual Granularity.")
         status = gr.Markdown()
-        images = gr.Gallery(label="Images", columns=4, height=320, buttons=["download"])
+        images = gr.Gallery(label="Images", columns=4, height=320, object_fit="contain", buttons=["download"])
         with gr.Row():
             stage = gr.Slider(0, S - 1, value=1, step=1, label="Stage")
             index = gr.Number(value=0, precision=0, label="Image number")
