@@ -67,10 +67,19 @@ def _add_bench(sub) -> None:
 
 
 def _add_train(sub) -> None:
+    from .metrics import add_arguments as add_evaluator_arguments
     from .train import add_arguments
-    p = sub.add_parser("train", help="train the tokenizer or the generator of the bundled model",
-                       description="Train the emoji tokenizer, then the generator on its codes (see the model card).")
-    add_arguments(p)
+    p = sub.add_parser("train", help="train the tokenizer, the generator or the evaluator of the bundled model",
+                       description="Train the emoji tokenizer, then the generator on its codes, and the frozen "
+                                   "evaluator used by `nvg eval` (see the model card).")
+    add_evaluator_arguments(add_arguments(p).add_parser("evaluator", help="train the frozen evaluator (EmojiNet)"))
+
+
+def _add_eval(sub) -> None:
+    from .evaluate import add_arguments
+    add_arguments(sub.add_parser("eval", help="measure a model with the frozen evaluator",
+                                 description="Sample quality (FD-EmojiNet, KID, precision/recall, class accuracy), "
+                                             "tokenizer PSNR/SSIM per stage, structure fidelity and class swaps."))
 
 
 def _add_data(sub) -> None:
@@ -91,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_bench(sub)
     _add_train(sub)
+    _add_eval(sub)
     _add_data(sub)
     return parser
 

@@ -236,7 +236,8 @@ def train_generator(args) -> None:
             break
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """Subcommands `tokenizer` and `generator`; returns the subparsers so others (the evaluator) can join."""
     sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
     for name, fn, config, lr, batch in (("tokenizer", train_tokenizer, "emoji-f4", 2e-4, 32),
                                         ("generator", train_generator, "emoji-s", 3e-4, 64)):
@@ -263,3 +264,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
             p.add_argument("--half-weights", action="store_true", help="store the weights in float16 (half the size)")
         p.set_defaults(run=fn)
+    return sub

@@ -1,0 +1,255 @@
+"""`nvg eval`: how good an emoji model is, measured with the frozen EmojiNet evaluator (metrics.py).
+
+Every figure comes with a real-vs-real reference value beside it:
+- tokenizer: PSNR/SSIM (skimage, uint8) of held-out images decoded after every stage, coarse to fine;
+- samples: FD-EmojiNet, KID-EmojiNet and precision/recall (k = 3) of N class-balanced samples against a
+  class-balanced reference from one half of the training emoji. References: the other half of the
+  training emoji (`_real_vs_real`) and the held-out emoji (`_heldout_vs_train`), as many images per class;
+- class accuracy of the samples (the evaluator's top class is the requested one; mean over classes) and
+  of the held-out real images (`class_accuracy_real`);
+- memorisation: distance from each sample to its nearest training image (EmojiNet features, and pixel
+  RMSE in uint8 levels), median, beside the same for held-out real images;
+- structure fidelity: samples generated on the structure maps of held-out images are re-encoded, and
+  the adjusted Rand index of their maps with the imposed ones is given per stage (stage 0 and the last
+  stage are trivial), beside a tokenizer round trip (the reconstruction re-encoded) and unrelated images;
+- class swap: class-A samples are regenerated as class B with their stages <= k locked
+  (pipe.regenerate); the evaluator's class-B accuracy and class-A rate for k = 1..4.
+The evaluator defaults to the bundled model's, so different models are measured with one yardstick.
+About 10 minutes for --num-samples 256 on a 2-core CPU; sampling takes most of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from . import checkpoints
+from .data.emoji import CLASSES, EmojiDataset, load_emoji_dataset, split_by_emoji
+from .images import to_uint8
+from .metrics import (EmojiNet, adjusted_rand_index, embed_images, frechet_distance, kid, nearest_neighbour_distance,
+                      precision_recall)
+from .pipeline import BUNDLED_MODEL, NVGPipeline
+from .sampling import SamplingOptions
+
+SAMPLE_BATCH = 32
+REFERENCE_PER_CLASS = 32  # reference set: up to 32 images of every class from half of the training emoji
+SWAP_LOCKED_STAGES = (1, 2, 3, 4)
+
+
+def _spread(indices: np.ndarray, count: int) -> np.ndarray:
+    """`count` evenly spaced entries of `indices`."""
+    return indices[np.linspace(0, len(indices) - 1, count).astype(int)]
+
+
+def _balanced(positions: np.ndarray, labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to `per_class` random entries of `positions` for every class (labels[positions] is the class)."""
+    return np.concatenate([rng.permutation(positions[labels[positions] == c])[:per_class] for c in range(len(CLASSES))])
+
+
+def generate_images(pipe: NVGPipeline, classes_N: np.ndarray, seeds_N: np.ndarray, options: SamplingOptions,
+                    structure_NSP: torch.Tensor | None = None) -> np.ndarray:
+    """Samples as uint8 (N, H, W, 3), made in batches of SAMPLE_BATCH; optional structure maps to impose."""
+    images = []
+    for start in range(0, len(classes_N), SAMPLE_BATCH):
+        part = slice(start, start + SAMPLE_BATCH)
+        result = pipe.generate(classes_N[part].tolist(), seeds=seeds_N[part].tolist(), options=options,
+                               structure=None if structure_NSP is None else structure_NSP[part])
+        images.append(to_uint8(result.images))
+    return np.concatenate(images)
+
+
+@torch.inference_mode()
+def tokenizer_quality(pipe: NVGPipeline, images_NHWC: np.ndarray, batch_size: int = 64) -> tuple[list[float], list[float]]:
+    """Mean PSNR and SSIM (uint8, skimage) of the images decoded from the canvas after every stage."""
+    psnr, ssim = [], []
+    for start in range(0, len(images_NHWC), batch_size):
+        batch_BHWC = images_NHWC[start:start + batch_size]
+        canvases_BSNC = pipe.tokenizer.canvas_after_each_stage(pipe.encode(list(batch_BHWC)).codes_BSN)
+        decoded_BSHWC = to_uint8(pipe.decode(canvases_BSNC.flatten(0, 1))).reshape(*canvases_BSNC.shape[:2], *batch_BHWC.shape[1:])
+        for original_HWC, stages_SHWC in zip(batch_BHWC, decoded_BSHWC):
+            psnr.append([peak_signal_noise_ratio(original_HWC, s, data_range=255) for s in stages_SHWC])
+            ssim.append([structural_similarity(original_HWC, s, channel_axis=-1, data_range=255) for s in stages_SHWC])
+    return np.mean(psnr, 0).tolist(), np.mean(ssim, 0).tolist()
+
+
+def _stage_ari(a_BSP: torch.Tensor, b_BSP: torch.Tensor) -> dict[str, float]:
+    """Mean adjusted Rand index per non-trivial stage (1 .. S-2) of two batches of structure maps."""
+    a, b = a_BSP.cpu().numpy(), b_BSP.cpu().numpy()
+    return {str(s): float(np.mean([adjusted_rand_index(x[s], y[s]) for x, y in zip(a, b)])) for s in range(1, a.shape[1] - 1)}
+
+
+def structure_fidelity(pipe: NVGPipeline, images_NHWC: np.ndarray, classes_N: np.ndarray, seeds_N: np.ndarray,
+                       options: SamplingOptions) -> dict[str, dict[str, float]]:
+    """Per-stage ARI of the maps imposed on generation (extracted from real images) and the samples' own maps.
+
+    References: the tokenizer round trip (reconstruction re-encoded) and unrelated images (chance level).
+    """
+    tokens = pipe.encode(list(images_NHWC))
+    maps_NSP = tokens.labels_BSN
+    samples_NHWC = generate_images(pipe, classes_N, seeds_N, options, maps_NSP)
+    reconstructions_NHWC = to_uint8(pipe.decode(tokens.final_BNC))
+    return {"generated": _stage_ari(maps_NSP, pipe.encode(list(samples_NHWC)).labels_BSN),
+            "tokenizer": _stage_ari(maps_NSP, pipe.encode(list(reconstructions_NHWC)).labels_BSN),
+            "unrelated": _stage_ari(maps_NSP, maps_NSP.roll(1, dims=0))}
+
+
+def class_swap(pipe: NVGPipeline, evaluator: EmojiNet, class_a_P: np.ndarray, class_b_P: np.ndarray, seed: int,
+               options: SamplingOptions) -> dict[str, dict[str, float]]:
+    """Lock stages <= k of class-A samples and regenerate them as class B; the evaluator's verdicts per k."""
+    sources = pipe.generate(class_a_P.tolist(), seeds=(seed + np.arange(len(class_a_P))).tolist(), options=options)
+    _, source_probs = embed_images(evaluator, to_uint8(sources.images))
+    out = {"source": {"class_a_accuracy": float((source_probs.argmax(1) == class_a_P).mean())}}
+    for k in SWAP_LOCKED_STAGES:
+        swapped = [pipe.regenerate(sources, from_stage=k + 1, keep_content=True, class_labels=int(b),
+                                   seeds=[seed + 1000 * k + i], index=i, options=options).images
+                   for i, b in enumerate(class_b_P)]
+        _, probs = embed_images(evaluator, to_uint8(torch.cat(swapped)))
+        predicted = probs.argmax(1)
+        out[str(k)] = {"class_b_accuracy": float((predicted == class_b_P).mean()),
+                       "class_a_rate": float((predicted == class_a_P).mean())}
+    return out
+
+
+def _per_class_accuracy(probs_NK: np.ndarray, labels_N: np.ndarray) -> dict[str, float | None]:
+    predicted = probs_NK.argmax(1)
+    return {name: float((predicted[labels_N == c] == c).mean()) if (labels_N == c).any() else None
+            for c, name in enumerate(CLASSES)}
+
+
+def _mean(values: dict[str, float | None]) -> float:
+    return float(np.mean([v for v in values.values() if v is not None]))
+
+
+def _pixel_nn_rmse(query_NHWC: np.ndarray, reference_MHWC: np.ndarray) -> np.ndarray:
+    """RMSE in uint8 levels from every query image to its nearest reference image."""
+    query_NP, reference_MP = (images.reshape(len(images), -1).astype(np.float32) for images in (query_NHWC, reference_MHWC))
+    return nearest_neighbour_distance(query_NP, reference_MP) / np.sqrt(query_NP.shape[1])
+
+
+def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_samples: int = 256, flow_steps: int = 8,
+             seed: int = 0) -> dict:
+    """Every figure of `nvg eval` as one flat-ish dict (see the module docstring); progress on stderr."""
+    if list(pipe.class_names) != list(CLASSES) or pipe.tokenizer.config.resolution != evaluator.config.resolution:
+        raise ValueError("nvg eval measures models of the emoji-32 classes at the evaluator's resolution "
+                         f"({evaluator.config.resolution} px); this model has {len(pipe.class_names)} classes at "
+                         f"{pipe.tokenizer.config.resolution} px")
+    if num_samples < 1:
+        raise ValueError(f"--num-samples must be at least 1, got {num_samples}")
+    start, seconds = time.perf_counter(), {}
+
+    def lap(name: str) -> None:
+        seconds[name] = round(time.perf_counter() - start - sum(seconds.values()), 1)
+        print(f"nvg eval: {name} done ({seconds[name]} s)", file=sys.stderr, flush=True)
+
+    rng = np.random.default_rng(seed)
+    options = SamplingOptions(flow_steps=flow_steps)
+    train_idx, held_idx = split_by_emoji(data.emoji)
+    train_lab, held_lab = train_idx[data.label[train_idx] >= 0], held_idx[data.label[held_idx] >= 0]
+    report = {"model": pipe.name, "feature_space": "EmojiNet", "num_samples": num_samples, "flow_steps": flow_steps,
+              "seed": seed}
+
+    tokenizer_idx = _spread(held_idx, min(num_samples, len(held_idx)))
+    psnr_S, ssim_S = tokenizer_quality(pipe, data.images[tokenizer_idx])
+    report.update(psnr=psnr_S[-1], ssim=ssim_S[-1], psnr_per_stage=psnr_S, ssim_per_stage=ssim_S,
+                  tokenizer_images=len(tokenizer_idx))
+    lap("tokenizer")
+
+    classes_N = np.arange(num_samples) % len(CLASSES)
+    samples_NHWC = generate_images(pipe, classes_N, seed + np.arange(num_samples), options)
+    lap("sampling")
+
+    structure_idx = _spread(held_lab, max(1, num_samples // 8))
+    report["structure_images"] = len(structure_idx)
+    report["structure_ari"] = structure_fidelity(pipe, data.images[structure_idx], data.label[structure_idx].astype(np.int64),
+                                                 seed + 100_000 + np.arange(len(structure_idx)), options)
+    lap("structure")
+
+    class_a_P = rng.choice(len(CLASSES), max(1, num_samples // 16))
+    class_b_P = (class_a_P + rng.integers(1, len(CLASSES), len(class_a_P))) % len(CLASSES)
+    report["class_swap_pairs"] = len(class_a_P)
+    report["class_swap"] = class_swap(pipe, evaluator, class_a_P, class_b_P, seed + 200_000, options)
+    lap("class swap")
+
+    train_F, _ = embed_images(evaluator, data.images[train_lab])
+    held_F, held_probs = embed_images(evaluator, data.images[held_lab])
+    samples_F, samples_probs = embed_images(evaluator, samples_NHWC)
+    train_labels, per_class = data.label[train_lab], -(-num_samples // len(CLASSES))
+    half_a, half_b = split_by_emoji(data.emoji[train_lab], held_out_fraction=0.5, seed=1)
+    reference_F = train_F[_balanced(half_a, train_labels, REFERENCE_PER_CLASS, rng)]
+    compared = {"": samples_F, "_real_vs_real": train_F[_balanced(half_b, train_labels, per_class, rng)],
+                "_heldout_vs_train": held_F[_balanced(np.arange(len(held_lab)), data.label[held_lab], per_class, rng)]}
+    report.update(reference_images=len(reference_F), real_vs_real_images=len(compared["_real_vs_real"]),
+                  heldout_images=len(compared["_heldout_vs_train"]))
+    for suffix, features_F in compared.items():
+        report[f"fd{suffix}"] = frechet_distance(features_F, reference_F)
+    for suffix, features_F in compared.items():
+        report[f"kid{suffix}"] = kid(features_F, reference_F, seed=seed)
+    for suffix, features_F in compared.items():
+        report[f"precision{suffix}"], report[f"recall{suffix}"] = precision_recall(reference_F, features_F)
+
+    per_class_samples = _per_class_accuracy(samples_probs, classes_N)
+    per_class_real = _per_class_accuracy(held_probs, data.label[held_lab])
+    report.update(class_accuracy=_mean(per_class_samples), class_accuracy_real=_mean(per_class_real),
+                  class_accuracy_per_class=per_class_samples, class_accuracy_real_per_class=per_class_real)
+
+    report.update(nn_distance=float(np.median(nearest_neighbour_distance(samples_F, train_F))),
+                  nn_distance_real=float(np.median(nearest_neighbour_distance(held_F, train_F))),
+                  nn_pixel_rmse=float(np.median(_pixel_nn_rmse(samples_NHWC, data.images[train_lab]))),
+                  nn_pixel_rmse_real=float(np.median(_pixel_nn_rmse(data.images[held_lab], data.images[train_lab]))))
+    lap("evaluator metrics")
+    report["seconds"] = {**seconds, "total": round(time.perf_counter() - start, 1)}
+    return _rounded(report)
+
+
+def _rounded(value):
+    """Floats rounded to 5 significant digits, through dicts and lists."""
+    if isinstance(value, float):
+        return float(f"{value:.5g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def load_evaluator(folder: str | Path) -> EmojiNet:
+    """The frozen evaluator of a model folder, with a clear error when it has none."""
+    if not (Path(folder) / "evaluator_config.json").is_file():
+        raise FileNotFoundError(f"no evaluator in {folder}; train one with "
+                                f"`nvg train evaluator --data data/emoji64.npz --out {folder}`")
+    return checkpoints.load_component(folder, "evaluator").eval()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `nvg eval`."""
+    parser.add_argument("--model", default=None, metavar="DIR_OR_ID",
+                        help="a model folder or a Hugging Face hub id (default: the bundled model)")
+    parser.add_argument("--evaluator", type=Path, default=BUNDLED_MODEL, metavar="DIR",
+                        help="model folder holding the frozen evaluator (default: the bundled model's, so that "
+                             "every model is measured with the same one)")
+    parser.add_argument("--data", type=Path, default=Path("data/emoji64.npz"), help="the emoji dataset .npz")
+    parser.add_argument("--num-samples", type=int, default=256, help="generated images for the sample metrics")
+    parser.add_argument("--flow-steps", type=int, default=None, help="structure flow steps (default: the model's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Load the model, the evaluator and the data, evaluate, and print the report."""
+    pipe = NVGPipeline.from_pretrained(args.model, device=args.device)
+    evaluator = load_evaluator(args.evaluator).to(pipe.device)
+    report = evaluate(pipe, evaluator, load_emoji_dataset(args.data), args.num_samples,
+                      args.flow_steps or pipe.default_flow_steps, args.seed)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print("\n".join(f"{key:26} {json.dumps(value)}" for key, value in report.items()))

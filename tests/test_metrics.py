@@ -1,0 +1,81 @@
+import numpy as np
+import torch
+
+from nvg_core import checkpoints
+from nvg_core.metrics import (EmojiNet, EmojiNetConfig, adjusted_rand_index, augment, embed_images, frechet_distance,
+                              kid, nearest_neighbour_distance, precision_recall)
+
+
+def gaussian(n: int, d: int = 8, seed: int = 0, shift: float = 0.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d)) + shift
+
+
+def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_a_mean_shift():
+    x = gaussian(500)
+    assert abs(frechet_distance(x, x)) < 1e-8
+    distances = [frechet_distance(x, x + shift) for shift in (0.5, 1.0, 2.0)]
+    assert np.allclose(distances, [8 * 0.25, 8 * 1.0, 8 * 4.0])  # |shift|^2 over 8 dimensions
+    assert frechet_distance(x, gaussian(500, seed=1)) < frechet_distance(x, gaussian(500, seed=1, shift=0.5))
+
+
+def test_kid_is_about_zero_for_one_distribution_and_positive_for_a_shifted_one():
+    same = kid(gaussian(400), gaussian(400, seed=1), num_subsets=20, subset_size=200)
+    shifted = kid(gaussian(400), gaussian(400, seed=1, shift=1.0), num_subsets=20, subset_size=200)
+    assert abs(same) < 0.05 and shifted > 1.0
+
+
+def test_precision_and_recall_are_one_for_identical_sets_and_drop_for_disjoint_ones():
+    x = gaussian(200)
+    assert precision_recall(x, x) == (1.0, 1.0)
+    precision, recall = precision_recall(x, x + 10)
+    assert precision == 0.0 and recall == 0.0
+
+
+def test_nearest_neighbour_distance():
+    x = gaussian(50)
+    assert np.allclose(nearest_neighbour_distance(x[:10], x, chunk=3), 0, atol=1e-6)
+    assert np.allclose(nearest_neighbour_distance(np.zeros((1, 2)), np.array([[3.0, 4.0], [6.0, 8.0]])), [5.0])
+
+
+def test_adjusted_rand_index_is_one_up_to_relabelling_and_about_zero_for_random_partitions():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 8, 2000)
+    assert adjusted_rand_index(a, (a + 3) % 8 * 10) == 1.0
+    assert abs(adjusted_rand_index(a, rng.integers(0, 8, 2000))) < 0.02
+    assert adjusted_rand_index(np.zeros(5), np.zeros(5)) == 1.0  # one cluster each
+    assert adjusted_rand_index(np.arange(5), np.arange(5)[::-1]) == 1.0  # every item alone
+    assert adjusted_rand_index([0, 0, 1, 1], [0, 1, 0, 1]) < 0
+
+
+def tiny_config() -> EmojiNetConfig:
+    return EmojiNetConfig(resolution=16, channels=(4, 8, 8, 8, 8), num_classes=3, num_styles=2, num_emoji=5)
+
+
+def test_emojinet_shapes_and_embedding():
+    model = EmojiNet(tiny_config()).eval()
+    features, classes, emoji, styles = model(torch.zeros(2, 3, 16, 16))
+    assert features.shape == (2, 8) and classes.shape == (2, 3) and emoji.shape == (2, 5) and styles.shape == (2, 2)
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    features_ND, probs_NK = embed_images(model, images, batch_size=2)
+    assert features_ND.shape == (5, 8) and np.allclose(probs_NK.sum(1), 1)
+    assert EmojiNet(EmojiNetConfig()).feature_dim == 192
+    assert 1_000_000 < sum(p.numel() for p in EmojiNet(EmojiNetConfig()).parameters()) < 2_000_000
+
+
+def test_augment_keeps_shape_and_flips_only_where_allowed():
+    x = torch.linspace(-1, 1, 16).expand(2, 3, 16, 16).contiguous()
+    out = augment(x, torch.tensor([False, False]), torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert (out[:, :, :, -1].mean() > out[:, :, :, 0].mean()).item()  # left-to-right ramp kept without flips
+
+
+def test_evaluator_saves_and_loads_as_a_component(tmp_path):
+    model = EmojiNet(tiny_config()).eval()
+    with torch.no_grad():
+        model.backbone[1].running_mean.fill_(0.3)  # buffers travel too
+    checkpoints.save_component(model, tmp_path, "evaluator")
+    loaded = checkpoints.load_component(tmp_path, "evaluator").eval()
+    assert isinstance(loaded, EmojiNet) and loaded.config == model.config
+    x = torch.randn(2, 3, 16, 16)
+    for a, b in zip(model(x), loaded(x)):
+        assert torch.equal(a, b)
