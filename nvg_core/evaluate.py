@@ -12,8 +12,9 @@ Every figure comes with a real-vs-real reference value beside it:
 - structure fidelity: samples generated on the structure maps of held-out images are re-encoded, and
   the adjusted Rand index of their maps with the imposed ones is given per stage (stage 0 and the last
   stage are trivial), beside a tokenizer round trip (the reconstruction re-encoded) and unrelated images;
-- class swap: class-A samples are regenerated as class B with their stages <= k locked
-  (pipe.regenerate); the evaluator's class-B accuracy and class-A rate for k = 1..4.
+- class swap: class-A samples are regenerated as class B with their stages <= k locked (what
+  pipe.regenerate does, batched); the evaluator's class-B accuracy, mean class-B probability and
+  class-A rate for k = 1..4, beside the same for the unswapped sources.
 The evaluator defaults to the bundled model's, so different models are measured with one yardstick.
 About 10 minutes for --num-samples 256 on a 2-core CPU; sampling takes most of it.
 """
@@ -36,7 +37,7 @@ from .images import to_uint8
 from .metrics import (EmojiNet, adjusted_rand_index, embed_images, frechet_distance, kid, nearest_neighbour_distance,
                       precision_recall)
 from .pipeline import BUNDLED_MODEL, NVGPipeline
-from .sampling import SamplingOptions
+from .sampling import NVGResult, SamplingOptions
 
 SAMPLE_BATCH = 32
 REFERENCE_PER_CLASS = 32  # reference set: up to 32 images of every class from half of the training emoji
@@ -72,7 +73,8 @@ def tokenizer_quality(pipe: NVGPipeline, images_NHWC: np.ndarray, batch_size: in
     for start in range(0, len(images_NHWC), batch_size):
         batch_BHWC = images_NHWC[start:start + batch_size]
         canvases_BSNC = pipe.tokenizer.canvas_after_each_stage(pipe.encode(list(batch_BHWC)).codes_BSN)
-        decoded_BSHWC = to_uint8(pipe.decode(canvases_BSNC.flatten(0, 1))).reshape(*canvases_BSNC.shape[:2], *batch_BHWC.shape[1:])
+        decoded_BSHWC = to_uint8(pipe.decode(canvases_BSNC.flatten(0, 1)))
+        decoded_BSHWC = decoded_BSHWC.reshape(*canvases_BSNC.shape[:2], *batch_BHWC.shape[1:])
         for original_HWC, stages_SHWC in zip(batch_BHWC, decoded_BSHWC):
             psnr.append([peak_signal_noise_ratio(original_HWC, s, data_range=255) for s in stages_SHWC])
             ssim.append([structural_similarity(original_HWC, s, channel_axis=-1, data_range=255) for s in stages_SHWC])
@@ -82,7 +84,8 @@ def tokenizer_quality(pipe: NVGPipeline, images_NHWC: np.ndarray, batch_size: in
 def _stage_ari(a_BSP: torch.Tensor, b_BSP: torch.Tensor) -> dict[str, float]:
     """Mean adjusted Rand index per non-trivial stage (1 .. S-2) of two batches of structure maps."""
     a, b = a_BSP.cpu().numpy(), b_BSP.cpu().numpy()
-    return {str(s): float(np.mean([adjusted_rand_index(x[s], y[s]) for x, y in zip(a, b)])) for s in range(1, a.shape[1] - 1)}
+    return {str(s): float(np.mean([adjusted_rand_index(x[s], y[s]) for x, y in zip(a, b)]))
+            for s in range(1, a.shape[1] - 1)}
 
 
 def structure_fidelity(pipe: NVGPipeline, images_NHWC: np.ndarray, classes_N: np.ndarray, seeds_N: np.ndarray,
@@ -100,19 +103,30 @@ def structure_fidelity(pipe: NVGPipeline, images_NHWC: np.ndarray, classes_N: np
             "unrelated": _stage_ari(maps_NSP, maps_NSP.roll(1, dims=0))}
 
 
+def lock_and_swap(pipe: NVGPipeline, sources: NVGResult, locked: int, class_b_B: np.ndarray, seeds_B: np.ndarray,
+                  options: SamplingOptions) -> NVGResult:
+    """pipe.regenerate(sources, from_stage=locked + 1, keep_content=True, class_labels=class_b_B[i], seeds=[seeds_B[i]],
+    index=i) for every image i in one batch: stages <= locked keep their structure, codes and class."""
+    classes_BS = torch.as_tensor(class_b_B)[:, None].repeat(1, pipe.num_stages)
+    classes_BS[:, :locked + 1] = sources.class_labels_BS[:, :locked + 1].cpu()
+    return pipe.generate(classes_BS, seeds=seeds_B.tolist(), options=options,
+                         structure=sources.labels_BSN[:, :locked + 1], ids=sources.ids[:locked + 1])
+
+
 def class_swap(pipe: NVGPipeline, evaluator: EmojiNet, class_a_P: np.ndarray, class_b_P: np.ndarray, seed: int,
                options: SamplingOptions) -> dict[str, dict[str, float]]:
     """Lock stages <= k of class-A samples and regenerate them as class B; the evaluator's verdicts per k."""
-    sources = pipe.generate(class_a_P.tolist(), seeds=(seed + np.arange(len(class_a_P))).tolist(), options=options)
+    seeds_P = seed + np.arange(len(class_a_P))
+    sources = pipe.generate(class_a_P.tolist(), seeds=seeds_P.tolist(), options=options)
     _, source_probs = embed_images(evaluator, to_uint8(sources.images))
-    out = {"source": {"class_a_accuracy": float((source_probs.argmax(1) == class_a_P).mean())}}
+    out = {"source": {"class_a_accuracy": float((source_probs.argmax(1) == class_a_P).mean()),
+                      "class_b_probability": float(source_probs[np.arange(len(class_b_P)), class_b_P].mean())}}
     for k in SWAP_LOCKED_STAGES:
-        swapped = [pipe.regenerate(sources, from_stage=k + 1, keep_content=True, class_labels=int(b),
-                                   seeds=[seed + 1000 * k + i], index=i, options=options).images
-                   for i, b in enumerate(class_b_P)]
-        _, probs = embed_images(evaluator, to_uint8(torch.cat(swapped)))
+        swapped = lock_and_swap(pipe, sources, k, class_b_P, seeds_P + 1000 * k, options)
+        _, probs = embed_images(evaluator, to_uint8(swapped.images))
         predicted = probs.argmax(1)
         out[str(k)] = {"class_b_accuracy": float((predicted == class_b_P).mean()),
+                       "class_b_probability": float(probs[np.arange(len(class_b_P)), class_b_P].mean()),
                        "class_a_rate": float((predicted == class_a_P).mean())}
     return out
 
@@ -140,8 +154,8 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
         raise ValueError("nvg eval measures models of the emoji-32 classes at the evaluator's resolution "
                          f"({evaluator.config.resolution} px); this model has {len(pipe.class_names)} classes at "
                          f"{pipe.tokenizer.config.resolution} px")
-    if num_samples < 1:
-        raise ValueError(f"--num-samples must be at least 1, got {num_samples}")
+    if num_samples < 4:
+        raise ValueError(f"--num-samples must be at least 4 (precision/recall use 3 neighbours), got {num_samples}")
     start, seconds = time.perf_counter(), {}
 
     def lap(name: str) -> None:
@@ -167,7 +181,7 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
 
     structure_idx = _spread(held_lab, max(1, num_samples // 8))
     report["structure_images"] = len(structure_idx)
-    report["structure_ari"] = structure_fidelity(pipe, data.images[structure_idx], data.label[structure_idx].astype(np.int64),
+    report["structure_ari"] = structure_fidelity(pipe, data.images[structure_idx], data.label[structure_idx].astype(int),
                                                  seed + 100_000 + np.arange(len(structure_idx)), options)
     lap("structure")
 
@@ -187,12 +201,10 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
                 "_heldout_vs_train": held_F[_balanced(np.arange(len(held_lab)), data.label[held_lab], per_class, rng)]}
     report.update(reference_images=len(reference_F), real_vs_real_images=len(compared["_real_vs_real"]),
                   heldout_images=len(compared["_heldout_vs_train"]))
-    for suffix, features_F in compared.items():
-        report[f"fd{suffix}"] = frechet_distance(features_F, reference_F)
-    for suffix, features_F in compared.items():
-        report[f"kid{suffix}"] = kid(features_F, reference_F, seed=seed)
-    for suffix, features_F in compared.items():
-        report[f"precision{suffix}"], report[f"recall{suffix}"] = precision_recall(reference_F, features_F)
+    scores = {suffix: (frechet_distance(features_F, reference_F), kid(features_F, reference_F, seed=seed),
+                       *precision_recall(reference_F, features_F)) for suffix, features_F in compared.items()}
+    for i, name in enumerate(("fd", "kid", "precision", "recall")):  # each beside its reference values
+        report.update({f"{name}{suffix}": values[i] for suffix, values in scores.items()})
 
     per_class_samples = _per_class_accuracy(samples_probs, classes_N)
     per_class_real = _per_class_accuracy(held_probs, data.label[held_lab])

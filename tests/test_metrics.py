@@ -2,8 +2,10 @@ import numpy as np
 import torch
 
 from nvg_core import checkpoints
+from nvg_core.evaluate import lock_and_swap, tokenizer_quality
 from nvg_core.metrics import (EmojiNet, EmojiNetConfig, adjusted_rand_index, augment, embed_images, frechet_distance,
                               kid, nearest_neighbour_distance, precision_recall)
+from nvg_core.sampling import SamplingOptions
 
 
 def gaussian(n: int, d: int = 8, seed: int = 0, shift: float = 0.0) -> np.ndarray:
@@ -79,3 +81,21 @@ def test_evaluator_saves_and_loads_as_a_component(tmp_path):
     x = torch.randn(2, 3, 16, 16)
     for a, b in zip(model(x), loaded(x)):
         assert torch.equal(a, b)
+
+
+def test_lock_and_swap_is_regenerate_for_every_image_at_once(tiny_pipeline):
+    options = SamplingOptions(flow_steps=2)
+    sources = tiny_pipeline.generate([0, 1, 2], seeds=[1, 2, 3], options=options)
+    class_b, seeds = np.array([3, 2, 0]), np.array([7, 8, 9])
+    swapped = lock_and_swap(tiny_pipeline, sources, 2, class_b, seeds, options)
+    for i in range(3):
+        one = tiny_pipeline.regenerate(sources, from_stage=3, keep_content=True, class_labels=int(class_b[i]),
+                                       seeds=[int(seeds[i])], index=i, options=options)
+        assert torch.equal(one.labels_BSN[0], swapped.labels_BSN[i]) and torch.equal(one.class_labels_BS[0], swapped.class_labels_BS[i])
+        assert torch.allclose(one.images[0], swapped.images[i], atol=1e-5)
+
+
+def test_tokenizer_quality_gives_one_value_per_stage(tiny_pipeline):
+    images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    psnr_S, ssim_S = tokenizer_quality(tiny_pipeline, images, batch_size=2)
+    assert len(psnr_S) == len(ssim_S) == tiny_pipeline.num_stages and all(np.isfinite(psnr_S))
