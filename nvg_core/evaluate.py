@@ -179,7 +179,7 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
     samples_NHWC = generate_images(pipe, classes_N, seed + np.arange(num_samples), options)
     lap("sampling")
 
-    structure_idx = _spread(held_lab, max(1, num_samples // 8))
+    structure_idx = _spread(held_lab, max(2, num_samples // 8))  # two at least: "unrelated" pairs them
     report["structure_images"] = len(structure_idx)
     report["structure_ari"] = structure_fidelity(pipe, data.images[structure_idx], data.label[structure_idx].astype(int),
                                                  seed + 100_000 + np.arange(len(structure_idx)), options)
