@@ -148,6 +148,13 @@ class NVGPipeline:
         """One CPU generator per image: a seed gives the same image whatever the batch or device."""
         return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
+    def _inputs(self, class_labels, seeds, generator, options, structure) -> tuple:
+        """Sampler arguments shared by iter_stages and generate: class ids, generators, options, structure."""
+        class_B = self.class_ids(class_labels)
+        options = options or SamplingOptions(flow_steps=self.default_flow_steps)
+        structure_BSN = None if structure is None else torch.as_tensor(np.asarray(structure), dtype=torch.long)
+        return class_B, self._generators(len(class_B), seeds, generator), options, structure_BSN
+
     def _generators(self, batch: int, seeds: Sequence[int] | None, generator: Generators) -> Generators:
         if seeds is not None:
             if len(seeds) != batch:
@@ -163,21 +170,15 @@ class NVGPipeline:
                     options: SamplingOptions | None = None, structure: torch.Tensor | np.ndarray | None = None,
                     ids: Sequence[torch.Tensor] | None = None, preview: bool = True) -> Iterator[StageOutput]:
         """Stage-by-stage generation (see sampling.iter_stages); previews are decoded when asked."""
-        class_B = self.class_ids(class_labels)
-        options = options or SamplingOptions(flow_steps=self.default_flow_steps)
-        structure_BSN = None if structure is None else torch.as_tensor(np.asarray(structure), dtype=torch.long)
-        return iter_stages(self.transformer, self.tokenizer, class_B, self._generators(len(class_B), seeds, generator),
-                           options, structure_BSN, ids, preview)
+        return iter_stages(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options, structure),
+                           ids, preview)
 
     def generate(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
                  options: SamplingOptions | None = None, structure: torch.Tensor | np.ndarray | None = None,
                  ids: Sequence[torch.Tensor] | None = None) -> NVGResult:
         """Generate images; `structure` imposes maps on stages 0..k, `ids` codes on stages 0..j."""
-        class_B = self.class_ids(class_labels)
-        options = options or SamplingOptions(flow_steps=self.default_flow_steps)
-        structure_BSN = None if structure is None else torch.as_tensor(np.asarray(structure), dtype=torch.long)
-        return generate(self.transformer, self.tokenizer, class_B, self._generators(len(class_B), seeds, generator),
-                        options, structure_BSN, ids)
+        return generate(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options, structure),
+                        ids)
 
     def __call__(self, class_labels, generator: Generators = None, output_type: str = "pil",
                  **kwargs) -> PipelineOutput:
