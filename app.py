@@ -4,25 +4,33 @@ Also the entry point of a Hugging Face Space (app_file: app.py).
 """
 
 import argparse
+import os
 from pathlib import Path
-
-from nvg_core.pipeline import NVGPipeline
 
 ROOT = Path(__file__).resolve().parent
 
 
-def about_text(pipe: NVGPipeline, model: str | None) -> str:
-    """The About tab: what NVG is, the loaded model's card, and the data credits."""
-    card = Path(model or ROOT / "weights" / "emoji32") / "MODEL_CARD.md"
+def about_text(model: str | None) -> str:
+    """The About tab: what NVG is, the default model's card, and the data credits."""
+    card = (Path(model) if model and Path(model).is_dir() else ROOT / "weights" / "emoji32") / "MODEL_CARD.md"
     credits = ROOT / "DATA_LICENSES.md"
     return "\n\n".join([
         "## What is NVG?\nNext Visual Granularity generation (Wang et al., arXiv 2508.12811, ICLR 2026) makes an "
         "image as a sequence of structure maps on one 16x16 latent grid: stage i splits the grid into 2^i equal "
         "clusters with one content token each. Structure is explicit, so you can draw it, copy it from a "
         "reference, lock early stages and regenerate later ones, or swap the class halfway.",
-        f"## Model: {pipe.name}\n" + (card.read_text() if card.is_file() else "(no model card in the model folder)"),
+        "## Default model\n" + (card.read_text() if card.is_file() else "(no model card in the model folder)"),
         "## Data credits\n" + (credits.read_text() if credits.is_file() else ""),
     ])
+
+
+def gpu_decorator():
+    """spaces.GPU on Hugging Face ZeroGPU Spaces (a no-op elsewhere); nothing where the package is absent."""
+    try:
+        import spaces
+    except ImportError:
+        return lambda fn: fn
+    return spaces.GPU(duration=120)
 
 
 def main() -> None:
@@ -30,16 +38,19 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
-    parser.add_argument("--model", default=None, help="a model folder or hub id (default: the bundled model)")
+    parser.add_argument("--model", default=os.environ.get("NVG_MODEL"),
+                        help="the default model: a folder or hub id (default: $NVG_MODEL, else the bundled model)")
     args = parser.parse_args()
 
-    from app.ui import build_demo
+    from app.models import ModelStore, default_sources
+    from app.ui import MAX_FILE_SIZE, build_demo
 
-    pipe = NVGPipeline.from_pretrained(args.model)
-    demo = build_demo(pipe, about=about_text(pipe, args.model))
+    store = ModelStore(default_sources(args.model))
+    store.start(store.default)  # loads while the server starts; early requests are told to wait
+    demo = build_demo(store, about=about_text(args.model), decorate=gpu_decorator())
     # One generation at a time per device: CPU sampling uses every core already.
     demo.queue(max_size=32, default_concurrency_limit=1)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ call them directly. The session state is a dict holding the last NVGResult and t
 from __future__ import annotations
 
 import random
+import tempfile
 from typing import Iterator
 
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image
 
 from nvg_core.images import to_pil
 from nvg_core.pipeline import NVGPipeline
-from nvg_core.sampling import NVGResult, SamplingOptions, linear_schedule, result_from_stages
+from nvg_core.sampling import NVGResult, SamplingOptions, linear_schedule, result_from_stages, slow_then_fast_schedule
 from nvg_core.structure import draw_boundaries, render_map
 
 PREVIEW_SIZE = 192
@@ -32,15 +33,23 @@ def resolve_seed(seed: float | int | None) -> int:
     return int(seed)
 
 
-def sampling_options(pipe: NVGPipeline, content_guidance: float, structure_guidance: float, flow_steps: int) -> SamplingOptions:
-    """Guidance ramps from 1 at stage 0 to the given values at the last stage (the official shape)."""
+def sampling_options(pipe: NVGPipeline, content_guidance: float, structure_guidance: float, flow_steps: int,
+                     top_p: float = 0.5) -> SamplingOptions:
+    """Guidance ramps linearly from 1 at stage 0 to the given values at the last stage, and top-p falls
+    slowly then fast from 1 to the given value (the official shapes)."""
     S = pipe.num_stages
+    if not 0 < float(top_p) <= 1:
+        raise UserError(f"top-p must be in (0, 1], got {top_p}")
+    if not 1 <= int(flow_steps) <= 100:
+        raise UserError(f"flow steps must be between 1 and 100, got {flow_steps}")
     return SamplingOptions(content_guidance=linear_schedule(1.0, float(content_guidance), S),
                            structure_guidance=linear_schedule(1.0, float(structure_guidance), S),
-                           flow_steps=int(flow_steps))
+                           top_p=slow_then_fast_schedule(1.0, float(top_p), S), flow_steps=int(flow_steps))
 
 
 def class_of(pipe: NVGPipeline, class_name: str | None) -> int:
+    if class_name is None or not str(class_name).strip():
+        raise UserError("choose a class first")
     try:
         return pipe.class_id(class_name or "")
     except ValueError as error:
@@ -52,8 +61,13 @@ def _tile(image: Image.Image | np.ndarray) -> Image.Image:
     return image.resize((PREVIEW_SIZE, PREVIEW_SIZE), Image.NEAREST)
 
 
+def _state(pipe: NVGPipeline, result: NVGResult, seeds: list[int]) -> dict:
+    """A session's state: the last result, the seeds that made it, and the model it came from."""
+    return {"result": result, "seeds": seeds, "model": pipe.name}
+
+
 def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images: int, content_guidance: float,
-             structure_guidance: float, flow_steps: int) -> Iterator[tuple[list, list[Image.Image], dict, str]]:
+             structure_guidance: float, flow_steps: int, top_p: float = 0.5) -> Iterator[tuple[list, list[Image.Image], dict, str]]:
     """Stream a generation: after every stage, (stage strip, images so far, state, status text).
 
     The strip holds each finished stage's structure map and decoded canvas of the first image.
@@ -61,7 +75,7 @@ def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images:
     class_id = class_of(pipe, class_name)
     first_seed = resolve_seed(seed)
     seeds = [first_seed + i for i in range(max(1, int(num_images)))]
-    options = sampling_options(pipe, content_guidance, structure_guidance, flow_steps)
+    options = sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p)
     strip, stages = [], []
     for stage in pipe.iter_stages([class_id] * len(seeds), seeds=seeds, options=options, preview=True):
         stages.append(stage)
@@ -71,13 +85,15 @@ def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images:
         yield list(strip), images, {}, f"stage {stage.stage + 1} of {pipe.num_stages} done (seed {first_seed})"
     classes_BS = pipe.class_ids(torch.full((len(seeds), pipe.num_stages), class_id))
     result = result_from_stages(stages, classes_BS, stages[-1].images)
-    state = {"result": result, "seeds": seeds, "class_name": pipe.class_names[class_id]}
-    yield strip, to_pil(result.images), state, f"done: {pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}"
+    yield strip, to_pil(result.images), _state(pipe, result, seeds), f"done: {pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}"
 
 
-def _result(state: dict | None) -> NVGResult:
+def _result(pipe: NVGPipeline, state: dict | None) -> NVGResult:
     if not state or "result" not in state:
         raise UserError("generate an image first")
+    if state.get("model", pipe.name) != pipe.name:
+        raise UserError(f"the current images were made by the model {state['model']!r}, not {pipe.name!r}: "
+                        "generate new ones with this model first")
     return state["result"]
 
 
@@ -88,23 +104,42 @@ def show_stage(pipe: NVGPipeline, state: dict | None, stage: int, index: int = 0
     """
     if not state or "result" not in state:
         return None, None, None
-    result = state["result"]
+    result = _result(pipe, state)
     if not 0 <= int(stage) < pipe.num_stages:
         raise UserError(f"stage must be between 0 and {pipe.num_stages - 1}")
     if not 0 <= int(index) < len(result):
         raise UserError(f"image {index} does not exist; this result has {len(result)}")
     stage, source = int(stage), result.select(int(index))
     labels_N = source.labels_BSN[0, stage]
-    canvas = pipe.decode(pipe.tokenizer.canvas_after_each_stage(source.codes_BSN[:, :stage + 1])[:, -1])
+    canvas = pipe.stage_canvases(result, int(index), stages=[stage])[0]
     final = np.asarray(_tile(to_pil(source.images)[0]))
-    return _tile(render_map(labels_N, stage)), Image.fromarray(draw_boundaries(final, labels_N)), _tile(to_pil(canvas)[0])
+    return _tile(render_map(labels_N, stage)), Image.fromarray(draw_boundaries(final, labels_N)), _tile(canvas)
+
+
+def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> str | None:
+    """A GIF file of one image made coarse to fine: per stage, its structure map beside its canvas.
+
+    None until there is a result. The last frame (the finished image) is held longest.
+    """
+    if not state or "result" not in state:
+        return None
+    result = _result(pipe, state)
+    if not 0 <= int(index) < len(result):
+        raise UserError(f"image {index} does not exist; this result has {len(result)}")
+    labels_SN = result.select(int(index)).labels_BSN[0]
+    frames = [Image.fromarray(np.concatenate([np.asarray(_tile(render_map(labels_SN[s], s))), np.asarray(_tile(canvas))], 1))
+              for s, canvas in enumerate(pipe.stage_canvases(result, int(index)))]
+    with tempfile.NamedTemporaryFile(prefix="nvg_stages_", suffix=".gif", delete=False) as file:
+        frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                       duration=[600] * (len(frames) - 1) + [2000])
+    return file.name
 
 
 def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_content: bool, num_variations: int,
                class_name: str | None, seed: float | None, content_guidance: float, structure_guidance: float,
-               flow_steps: int, index: int = 0) -> tuple[list[Image.Image], dict, str]:
+               flow_steps: int, top_p: float = 0.5, index: int = 0) -> tuple[list[Image.Image], dict, str]:
     """Keep stages 0..keep_stage of the current image and resample the rest (optionally as another class)."""
-    result = _result(state)
+    result = _result(pipe, state)
     if not 0 <= int(keep_stage) < pipe.num_stages - 1:
         raise UserError(f"the kept stage must be between 0 and {pipe.num_stages - 2}")
     target = class_of(pipe, class_name) if class_name else None
@@ -112,11 +147,10 @@ def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_cont
     seeds = [first_seed + i for i in range(max(1, int(num_variations)))]
     variations = pipe.regenerate(result, from_stage=int(keep_stage) + 1, keep_content=bool(keep_content),
                                  class_labels=target, num_variations=len(seeds), seeds=seeds, index=int(index),
-                                 options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps))
+                                 options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     kept = "structure and content" if keep_content else "structure"
     name = pipe.class_names[int(variations.class_labels_BS[0, -1])]
-    state = {"result": variations, "seeds": seeds, "class_name": name}
-    return to_pil(variations.images), state, f"kept the {kept} of stages 0..{int(keep_stage)}; {name}, seeds {seeds[0]}..{seeds[-1]}"
+    return to_pil(variations.images), _state(pipe, variations, seeds), f"kept the {kept} of stages 0..{int(keep_stage)}; {name}, seeds {seeds[0]}..{seeds[-1]}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,16 +205,15 @@ def sketch_preview(pipe: NVGPipeline, sketch, stage: int) -> tuple[Image.Image, 
 
 
 def sketch_generate(pipe: NVGPipeline, sketch, stage: int, class_name: str, seed: float | None, num_images: int,
-                    content_guidance: float, structure_guidance: float, flow_steps: int):
+                    content_guidance: float, structure_guidance: float, flow_steps: int, top_p: float = 0.5):
     """Images of a class whose structure up to `stage` is the projected sketch."""
     projection = sketch_structure(pipe, sketch, stage)
     class_id = class_of(pipe, class_name)
     first_seed = resolve_seed(seed)
     seeds = [first_seed + i for i in range(max(1, int(num_images)))]
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, structure=np.stack([projection.labels] * len(seeds)),
-                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps))
-    state = {"result": result, "seeds": seeds, "class_name": pipe.class_names[class_id]}
-    return (_tile(render_map(projection.labels[-1], int(stage))), to_pil(result.images), state,
+                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
+    return (_tile(render_map(projection.labels[-1], int(stage))), to_pil(result.images), _state(pipe, result, seeds),
             f"agreement with the drawing: {projection.agreement:.0%}; {pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}")
 
 
@@ -222,7 +255,7 @@ def extract_structure(pipe: NVGPipeline, image_path: str | None) -> tuple[list, 
 
 def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stage: int, content_stage: int,
                        class_name: str, seed: float | None, num_images: int, content_guidance: float,
-                       structure_guidance: float, flow_steps: int) -> tuple[list[Image.Image], dict, str]:
+                       structure_guidance: float, flow_steps: int, top_p: float = 0.5) -> tuple[list[Image.Image], dict, str]:
     """New images of a class that reuse the reference's structure up to `structure_stage` and, when
     `content_stage` >= 0, its content up to that stage (a class swap of the reference)."""
     image, note = _reference(image_path)
@@ -238,7 +271,6 @@ def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stag
     n = len(seeds)
     result = pipe.generate([class_id] * n, seeds=seeds, structure=tokens.labels_BSN[:, :k + 1].expand(n, -1, -1).cpu(),
                            ids=[ids.expand(n, -1) for ids in tokens.ids[:j + 1]],
-                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps))
+                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     kept = f"structure of stages 0..{k}" + (f", content of stages 0..{j}" if j >= 0 else "")
-    state = {"result": result, "seeds": seeds, "class_name": pipe.class_names[class_id]}
-    return to_pil(result.images), state, f"kept the reference's {kept}; {pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}" + (f" ({note})" if note else "")
+    return to_pil(result.images), _state(pipe, result, seeds), f"kept the reference's {kept}; {pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}" + (f" ({note})" if note else "")

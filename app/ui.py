@@ -6,9 +6,9 @@ result area below them: the images, a stage viewer, and lock-and-regenerate (var
 
 from __future__ import annotations
 
-import functools
 import inspect
 from pathlib import Path
+from typing import Callable
 
 import gradio as gr
 import numpy as np
@@ -16,26 +16,44 @@ import numpy as np
 from nvg_core.pipeline import NVGPipeline
 
 from . import handlers
+from .models import ModelStore
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+MAX_FILE_SIZE = "20MB"  # uploads over this are refused by the server; handlers also refuse images over 40 MP
 
 
-def _user_errors(fn):
-    """Show UserError messages in the page (gr.Error) instead of a generic error; keeps streaming handlers streaming."""
+def _bind(store: ModelStore, fn: Callable, decorate: Callable) -> Callable:
+    """fn(pipe, *inputs) as an event function of (*inputs, model): the session's model comes from the
+    store, a UserError shows in the page as gr.Error, and a stream drives the progress bar stage by stage.
+    The event function carries fn's parameter names, so API users see them."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    params.append(inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None))
     if inspect.isgeneratorfunction(fn):
-        def stream(*args):
+        def event(*inputs, progress=gr.Progress()):
+            *inputs, model = inputs
             try:
-                yield from fn(*args)
+                pipe = store.get(model)
+                for done, outputs in enumerate(fn(pipe, *inputs), start=1):
+                    progress((min(done, pipe.num_stages), pipe.num_stages), desc="stages", unit="stage")
+                    yield outputs
             except handlers.UserError as error:
                 raise gr.Error(str(error)) from error
-        return stream
+        params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
+    else:
+        def event(*inputs):
+            *inputs, model = inputs
+            try:
+                return fn(store.get(model), *inputs)
+            except handlers.UserError as error:
+                raise gr.Error(str(error)) from error
+    event.__signature__ = inspect.Signature(params)
+    event.__name__ = fn.__name__
+    return decorate(event)
 
-    def call(*args):
-        try:
-            return fn(*args)
-        except handlers.UserError as error:
-            raise gr.Error(str(error)) from error
-    return call
+
+def _stage_of_strip_item(event: gr.SelectData) -> int:
+    """The strip alternates structure map and canvas per stage."""
+    return event.index // 2
 
 
 def _white_canvas(size: int = 256) -> dict:
@@ -43,26 +61,43 @@ def _white_canvas(size: int = 256) -> dict:
     return {"background": white, "layers": [], "composite": white}
 
 
-def build_demo(pipe: NVGPipeline, about: str = "") -> gr.Blocks:
-    """The NVG Studio page for one loaded pipeline (models are loaded once, by the caller)."""
-    S = pipe.num_stages
-    with gr.Blocks(title="NVG Studio") as demo:
+def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Callable = lambda fn: fn) -> gr.Blocks:
+    """The NVG Studio page over a store of models (or one loaded pipeline); models load once per process.
+
+    decorate wraps every function that runs a model (app.py passes spaces.GPU on ZeroGPU Spaces).
+    Launch it with max_file_size=MAX_FILE_SIZE.
+    """
+    store = models if isinstance(models, ModelStore) else ModelStore.of(models)
+    info = store.info(store.default)
+    class_names, S = (info.class_names, info.num_stages) if info else ([], 9)
+
+    def bind(fn: Callable) -> Callable:
+        return _bind(store, fn, decorate)
+
+    with gr.Blocks(title="NVG Studio", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# NVG Studio\nNext Visual Granularity: images made coarse to fine, one structure stage at a time.")
         state = gr.State({})
         with gr.Row():
-            class_name = gr.Dropdown(pipe.class_names, value=pipe.class_names[0], label="Class", filterable=True)
+            model = gr.Dropdown(store.names, value=store.default, label="Model", scale=2)
+            model_status = gr.Markdown(label="Model status")
+        with gr.Row():
+            class_name = gr.Dropdown(class_names, value=class_names[0] if class_names else None, label="Class",
+                                     filterable=True)
             seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
             num_images = gr.Slider(1, 8, value=1, step=1, label="Images")
         with gr.Accordion("Advanced", open=False):
             with gr.Row():
-                content_guidance = gr.Slider(1.0, 6.0, value=3.5, step=0.25, label="Content guidance at the last stage")
-                structure_guidance = gr.Slider(1.0, 5.0, value=2.5, step=0.25, label="Structure guidance at the last stage")
-                flow_steps = gr.Slider(1, 25, value=pipe.default_flow_steps, step=1, label="Structure flow steps")
-        advanced = [content_guidance, structure_guidance, flow_steps]
+                content_guidance = gr.Slider(1.0, 6.0, value=3.5, step=0.25, label="Content guidance at the last stage (from 1)")
+                structure_guidance = gr.Slider(1.0, 5.0, value=2.5, step=0.25, label="Structure guidance at the last stage (from 1)")
+                top_p = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Top-p at the last stage (from 1, slow then fast)")
+                flow_steps = gr.Slider(1, 25, value=info.default_flow_steps if info else 10, step=1,
+                                       label="Structure flow steps")
+        advanced = [content_guidance, structure_guidance, flow_steps, top_p]
         with gr.Tabs():
             with gr.Tab("Generate"):
                 generate_btn = gr.Button("Generate", variant="primary")
-                strip = gr.Gallery(label="Stages (structure map, canvas)", columns=2 * S, height=200)
+                gr.Markdown("Each stage's structure map and canvas appear as they are made; click one to view it below.")
+                strip = gr.Gallery(label="Stages", columns=2 * S, height=200, allow_preview=False)
             with gr.Tab("Sketch"):
                 gr.Markdown("Paint regions with the palette colours (white is a region too); the drawing becomes "
                             "the structure of the chosen stage.")
@@ -78,7 +113,8 @@ def build_demo(pipe: NVGPipeline, about: str = "") -> gr.Blocks:
                     sketch_btn = gr.Button("Generate from sketch", variant="primary")
             with gr.Tab("Reference"):
                 with gr.Row():
-                    reference = gr.Image(type="filepath", label="Reference image")
+                    reference = gr.Image(type="filepath", label=f"Reference image (PNG, JPEG, WebP, GIF...; up to "
+                                         f"{MAX_FILE_SIZE} and {handlers.MAX_UPLOAD_PIXELS // 1_000_000} megapixels)")
                     reference_maps = gr.Gallery(label="Its structure at every stage", columns=S, height=200)
                 with gr.Row():
                     reference_stage = gr.Slider(0, S - 1, value=3, step=1, label="Reuse the structure up to stage")
@@ -88,8 +124,10 @@ def build_demo(pipe: NVGPipeline, about: str = "") -> gr.Blocks:
                             label="Example references (held-out Noto emoji, Apache-2.0)")
             with gr.Tab("About"):
                 gr.Markdown(about or "NVG Studio: structure-controllable generation with Next Visual Granularity.")
-        status = gr.Markdown()
-        images = gr.Gallery(label="Images", columns=4, height=320, object_fit="contain", buttons=["download"])
+        status = gr.Markdown(label="Status")
+        with gr.Row():
+            images = gr.Gallery(label="Images", columns=4, height=420, object_fit="contain", buttons=["download"], scale=3)
+            progression = gr.Image(label="Coarse to fine (GIF)", type="filepath", height=420, buttons=["download"], scale=2)
         with gr.Row():
             stage = gr.Slider(0, S - 1, value=1, step=1, label="Stage")
             index = gr.Number(value=0, precision=0, label="Image number")
@@ -101,26 +139,56 @@ def build_demo(pipe: NVGPipeline, about: str = "") -> gr.Blocks:
             with gr.Row():
                 keep_content = gr.Checkbox(value=True, label="Keep content too (not only structure)")
                 num_variations = gr.Slider(1, 8, value=4, step=1, label="Variations")
-                swap_class = gr.Dropdown([""] + pipe.class_names, value="", label="Swap to class (empty: same)")
+                swap_class = gr.Dropdown([""] + class_names, value="", label="Swap to class (empty: same)", filterable=True)
                 regen_btn = gr.Button("Keep stages up to the chosen one, regenerate the rest")
 
+        poll = gr.Timer(1.0, active=False)  # runs while the session's model loads
+        model_events = [model, class_name, swap_class, flow_steps, stage, reference_stage, reference_content,
+                        model_status, poll]
+
+        def model_outputs(name: str) -> tuple:
+            """What the page shows for a model (one value per model_events entry): ready (classes, stage
+            ranges), still loading (the poll timer runs), or failed (back to the default model)."""
+            try:
+                pipe = store.get(name)
+            except handlers.UserError as error:
+                loading = store.loading(name)
+                fallback = name if loading else store.default
+                return (gr.update(value=fallback), *[gr.update()] * 6, f"**{error}**", gr.Timer(active=loading))
+            names = pipe.class_names
+            return (gr.update(), gr.update(choices=names, value=names[0]), gr.update(choices=[""] + names, value=""),
+                    gr.update(value=pipe.default_flow_steps),
+                    *[gr.update(maximum=pipe.num_stages - 1)] * 3,  # the stage sliders
+                    f"{pipe.name}: {len(names)} classes, {pipe.num_stages} stages, on {pipe.device}", gr.Timer(active=False))
+
+        def pick(name: str) -> tuple:
+            store.start(name)  # retries a failed load
+            return model_outputs(name)
+
+        def check(name: str) -> tuple:
+            return tuple(gr.update() for _ in model_events) if store.loading(name) else model_outputs(name)
+
+        demo.load(model_outputs, [model], model_events, api_visibility="private")
+        poll.tick(check, [model], model_events, api_visibility="private")
+        model.input(pick, [model], model_events, api_visibility="private")
+
         common = [class_name, seed, num_images, *advanced]
-        generate_btn.click(_user_errors(functools.partial(handlers.generate, pipe)), common,
-                           [strip, images, state, status], api_name="generate")
-        preview_btn.click(_user_errors(functools.partial(handlers.sketch_preview, pipe)), [sketch, sketch_stage],
-                          [projected, status], api_name="sketch_preview")
-        sketch_btn.click(_user_errors(functools.partial(handlers.sketch_generate, pipe)),
-                         [sketch, sketch_stage, *common], [projected, images, state, status], api_name="sketch_generate")
-        reference.upload(_user_errors(functools.partial(handlers.extract_structure, pipe)), [reference],
-                         [reference_maps, status], api_name="extract_structure")
-        reference_btn.click(_user_errors(functools.partial(handlers.reference_generate, pipe)),
-                            [reference, reference_stage, reference_content, *common], [images, state, status],
-                            api_name="reference_generate")
-        show_inputs, show_outputs = [state, stage, index], [stage_map, stage_bounds, stage_canvas]
+        generate_btn.click(bind(handlers.generate), [*common, model], [strip, images, state, status], api_name="generate")
+        strip.select(_stage_of_strip_item, None, stage, api_visibility="private")
+        preview_btn.click(bind(handlers.sketch_preview), [sketch, sketch_stage, model], [projected, status],
+                          api_name="sketch_preview")
+        sketch_btn.click(bind(handlers.sketch_generate), [sketch, sketch_stage, *common, model],
+                         [projected, images, state, status], api_name="sketch_generate")
+        reference.upload(bind(handlers.extract_structure), [reference, model], [reference_maps, status],
+                         api_name="extract_structure")
+        reference_btn.click(bind(handlers.reference_generate), [reference, reference_stage, reference_content, *common, model],
+                            [images, state, status], api_name="reference_generate")
         for trigger in (stage.change, index.change, state.change):
-            trigger(_user_errors(functools.partial(handlers.show_stage, pipe)), show_inputs, show_outputs,
+            trigger(bind(handlers.show_stage), [state, stage, index, model], [stage_map, stage_bounds, stage_canvas],
                     api_visibility="private")
-        regen_btn.click(_user_errors(functools.partial(handlers.regenerate, pipe)),
-                        [state, stage, keep_content, num_variations, swap_class, seed, *advanced, index],
+        for trigger in (index.change, state.change):
+            trigger(bind(handlers.progression_gif), [state, index, model], progression, api_visibility="private")
+        regen_btn.click(bind(handlers.regenerate),
+                        [state, stage, keep_content, num_variations, swap_class, seed, *advanced, index, model],
                         [images, state, status], api_name="regenerate")
     return demo

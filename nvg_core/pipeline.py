@@ -241,11 +241,16 @@ class NVGPipeline:
         return Image.fromarray(np.concatenate([render_map(labels_SN[s], s, size) for s in range(len(labels_SN))], axis=1))
 
     @torch.inference_mode()
+    def stage_canvases(self, result: NVGResult, index: int = 0, stages: Sequence[int] | None = None) -> list[Image.Image]:
+        """The decoded canvas after each of `stages` (default: every stage) of one image of a result."""
+        source = result.select(index)
+        canvases_SNC = self.tokenizer.canvas_after_each_stage(source.codes_BSN)[0]
+        return to_pil(self.decode(canvases_SNC if stages is None else canvases_SNC[list(stages)]))
+
     def stage_strip(self, result: NVGResult, index: int = 0, size: int = 128) -> Image.Image:
         """Two rows: each stage's structure map, and its decoded canvas with the cluster boundaries."""
-        source = result.select(index)
-        pixels = self.tokenizer.decode_latent(self.tokenizer.canvas_after_each_stage(source.codes_BSN)[0])
-        tiles = [np.asarray(im.resize((size, size), Image.NEAREST)) for im in to_pil(pixels)]
-        maps = [render_map(source.labels_BSN[0, s], s, size) for s in range(len(tiles))]
-        overlays = [draw_boundaries(t, source.labels_BSN[0, s]) for s, t in enumerate(tiles)]
+        labels_SN = result.select(index).labels_BSN[0]
+        tiles = [np.asarray(im.resize((size, size), Image.NEAREST)) for im in self.stage_canvases(result, index)]
+        maps = [render_map(labels_SN[s], s, size) for s in range(len(tiles))]
+        overlays = [draw_boundaries(t, labels_SN[s]) for s, t in enumerate(tiles)]
         return Image.fromarray(np.concatenate([np.concatenate(maps, 1), np.concatenate(overlays, 1)], 0))

@@ -37,6 +37,8 @@ def test_same_seed_same_images(tiny_pipeline):
 def test_unknown_class_is_a_user_error(tiny_pipeline):
     with pytest.raises(handlers.UserError, match="unknown class 'unicorn'"):
         run_generate(tiny_pipeline, class_name="unicorn")
+    with pytest.raises(handlers.UserError, match="choose a class first"):
+        run_generate(tiny_pipeline, class_name=None)
 
 
 def test_show_stage_gives_three_pictures_and_checks_its_input(tiny_pipeline):
@@ -128,3 +130,26 @@ def test_reference_uploads_with_alpha_grey_or_animation_are_adapted_and_bad_file
         handlers.extract_structure(tiny_pipeline, None)
     with pytest.raises(handlers.UserError, match="content can only be kept up to"):
         handlers.reference_generate(tiny_pipeline, str(grey), 1, 2, "dog", 1, 1, 3.5, 2.5, 2)
+
+
+def test_progression_gif_has_one_frame_per_stage(tiny_pipeline):
+    state = run_generate(tiny_pipeline)[-1][2]
+    path = handlers.progression_gif(tiny_pipeline, state, 1)
+    with Image.open(path) as gif:
+        assert gif.format == "GIF" and gif.n_frames == tiny_pipeline.num_stages
+        assert gif.size == (2 * handlers.PREVIEW_SIZE, handlers.PREVIEW_SIZE)
+    assert handlers.progression_gif(tiny_pipeline, {}, 0) is None
+    with pytest.raises(handlers.UserError, match="image 2 does not exist"):
+        handlers.progression_gif(tiny_pipeline, state, 2)
+
+
+def test_results_of_another_model_are_not_regenerated(tiny_pipeline):
+    state = dict(run_generate(tiny_pipeline)[-1][2], model="some other model")
+    with pytest.raises(handlers.UserError, match="made by the model 'some other model'"):
+        handlers.regenerate(tiny_pipeline, state, 1, True, 1, "", 1, 3.5, 2.5, 2)
+
+
+@pytest.mark.parametrize("top_p, flow_steps, message", [(0.0, 2, "top-p must be in"), (0.5, 0, "flow steps must be")])
+def test_bad_sampling_settings_get_messages(tiny_pipeline, top_p, flow_steps, message):
+    with pytest.raises(handlers.UserError, match=message):
+        run_generate(tiny_pipeline, top_p=top_p, flow_steps=flow_steps)

@@ -10,7 +10,7 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from app.ui import build_demo  # noqa: E402
+from app.ui import MAX_FILE_SIZE, build_demo  # noqa: E402
 
 
 def free_port() -> int:
@@ -24,12 +24,13 @@ def url(tiny_pipeline, tmp_path_factory):
     demo = build_demo(tiny_pipeline)
     demo.queue(default_concurrency_limit=2)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                max_file_size=MAX_FILE_SIZE)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
 
-ADVANCED = (3.5, 2.5, 2)
+ADVANCED = (3.5, 2.5, 2, 0.5)  # content and structure guidance, flow steps, top-p
 
 
 def test_generate_streams_every_stage_and_regenerate_uses_the_session(url, tiny_pipeline):
@@ -85,3 +86,13 @@ def test_concurrent_clients_get_their_own_results(url):
         results = list(pool.map(one, [10, 20, 30, 40]))
     for seed, (status, regen_status) in zip([10, 20, 30, 40], results):
         assert f"seeds {seed}..{seed}" in status and f"seeds {seed + 100}..{seed + 100}" in regen_status
+
+
+def test_uploads_over_the_size_limit_are_refused(url, tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(b"\x89PNG" + bytes(21 * 1024 * 1024))
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="exceeds the maximum file size"):
+        client.predict(handle_file(str(path)), api_name="/extract_structure")
+    _, images, _ = client.predict("cat", 1, 1, *ADVANCED, api_name="/generate")
+    assert len(images) == 1

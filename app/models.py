@@ -1,0 +1,135 @@
+"""The model picker's side: named model sources, each loaded once per process, in the background.
+
+A ModelStore maps picker labels to sources (a model folder or a hub id; None is the bundled model). The
+first request for a model starts loading it on a thread; until it is ready, requests get a "still loading"
+UserError, and a model that failed to load says why (picking it again retries).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from nvg_core.checkpoints import OFFICIAL_CLASS_NAMES
+from nvg_core.pipeline import BUNDLED_MODEL, HUB_ID, MODEL_INDEX, NVGPipeline
+from nvg_core.structure import num_stages
+
+from .handlers import UserError
+
+BUNDLED_LABEL = "emoji32 (bundled, fast on CPU)"
+OFFICIAL_SOURCES = {
+    "ImageNet d16 (official, from the hub; GPU advised)": "yikaiwang/nvg",
+    "ImageNet d20 (official, from the hub; GPU)": "yikaiwang/nvg:d20",
+    "ImageNet d24 (official, from the hub; GPU)": "yikaiwang/nvg:d24",
+}
+
+
+def default_sources(model: str | None = None) -> dict[str, str | None]:
+    """The picker's entries: `model` (a folder or hub id from --model) first when given, then the bundled
+    model and the official ImageNet models."""
+    sources = {BUNDLED_LABEL: None, **OFFICIAL_SOURCES}
+    if model and model not in sources.values():
+        sources = {model: model, **sources}
+    return sources
+
+
+@dataclass
+class ModelInfo:
+    """What the page needs to know about a model before it is loaded."""
+
+    class_names: list[str]
+    num_stages: int
+    default_flow_steps: int = 10
+
+
+def peek(source: str | None) -> ModelInfo | None:
+    """A model's classes and stage count without loading its weights (None when unknown until it loads)."""
+    folder = Path(source) if source else BUNDLED_MODEL
+    if (folder / MODEL_INDEX).is_file() and (folder / "transformer_config.json").is_file():
+        grid = json.loads((folder / "transformer_config.json").read_text())["grid_size"]
+        index = json.loads((folder / MODEL_INDEX).read_text())
+        return ModelInfo(index["class_names"], num_stages(grid * grid), index.get("default_flow_steps", 10))
+    if source and HUB_ID.fullmatch(source):
+        return ModelInfo(list(OFFICIAL_CLASS_NAMES), num_stages(16 * 16))
+    return None
+
+
+class ModelStore:
+    """Pipelines by picker label, each loaded at most once per process and shared by every session."""
+
+    def __init__(self, sources: dict[str, str | None], loader: Callable[[str | None], NVGPipeline] = NVGPipeline.from_pretrained):
+        if not sources:
+            raise ValueError("a ModelStore needs at least one model source")
+        self.sources = dict(sources)
+        self._loader = loader
+        self._pipes: dict[str, NVGPipeline] = {}
+        self._errors: dict[str, str] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, pipe: NVGPipeline) -> ModelStore:
+        """A store holding one already loaded pipeline (tests, notebooks)."""
+        store = cls({pipe.name: None}, loader=lambda source: pipe)
+        store._pipes[pipe.name] = pipe
+        return store
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.sources)
+
+    @property
+    def default(self) -> str:
+        return self.names[0]
+
+    def info(self, name: str) -> ModelInfo | None:
+        """The classes and stage count of a model, loaded or not (None when unknown until it loads)."""
+        if name in self._pipes:
+            pipe = self._pipes[name]
+            return ModelInfo(pipe.class_names, pipe.num_stages, pipe.default_flow_steps)
+        return peek(self.sources.get(name))
+
+    def start(self, name: str) -> None:
+        """Begin loading a model on a thread unless it is loaded or loading; a failed load is retried."""
+        if name not in self.sources:
+            raise UserError(f"unknown model {name!r}; choose one of: {', '.join(self.names)}")
+        with self._lock:
+            if name in self._pipes or self.loading(name):
+                return
+            self._errors.pop(name, None)
+            thread = threading.Thread(target=self._load, args=(name,), daemon=True, name=f"load {name}")
+            self._threads[name] = thread
+            thread.start()
+
+    def _load(self, name: str) -> None:
+        try:
+            pipe = self._loader(self.sources[name])
+        except Exception as error:  # kept for the people who ask for this model
+            self._errors[name] = f"{type(error).__name__}: {error}"
+        else:
+            self._pipes[name] = pipe
+
+    def loading(self, name: str) -> bool:
+        thread = self._threads.get(name)
+        return thread is not None and thread.is_alive()
+
+    def get(self, name: str | None, wait: float = 0.0) -> NVGPipeline:
+        """The loaded pipeline, or a UserError saying it is still loading or could not be loaded.
+
+        The first request for a model starts loading it; wait is how many seconds to wait for a load in
+        progress (0: answer at once). A failed load stays failed until start() is called again.
+        """
+        name = name or self.default
+        if name in self._pipes:
+            return self._pipes[name]
+        if name not in self._threads:
+            self.start(name)
+        self._threads[name].join(wait)
+        if name in self._pipes:
+            return self._pipes[name]
+        if name in self._errors:
+            raise UserError(f"the model {name!r} could not be loaded: {self._errors[name]}")
+        raise UserError(f"the model {name!r} is still loading; try again in a moment")

@@ -1,0 +1,67 @@
+"""The model picker's store: one load per model, "still loading" and "could not be loaded" messages."""
+
+import threading
+
+import pytest
+
+pytest.importorskip("gradio")
+
+from app.handlers import UserError  # noqa: E402
+from app.models import BUNDLED_LABEL, ModelStore, default_sources, peek  # noqa: E402
+from nvg_core.checkpoints import OFFICIAL_CLASS_NAMES  # noqa: E402
+
+
+def test_a_request_while_the_model_loads_is_told_to_wait_then_served(tiny_pipeline):
+    release, calls = threading.Event(), []
+
+    def slow_loader(source):
+        calls.append(source)
+        release.wait(10)
+        return tiny_pipeline
+
+    store = ModelStore({"slow": "somewhere"}, loader=slow_loader)
+    store.start("slow")
+    with pytest.raises(UserError, match="'slow' is still loading"):
+        store.get("slow")
+    release.set()
+    assert store.get("slow", wait=10) is tiny_pipeline
+    assert store.get("slow") is tiny_pipeline and calls == ["somewhere"]  # loaded once
+
+
+def test_a_failed_load_is_reported_until_started_again(tiny_pipeline):
+    attempts = []
+
+    def flaky_loader(source):
+        attempts.append(source)
+        if len(attempts) == 1:
+            raise OSError("disk on fire")
+        return tiny_pipeline
+
+    store = ModelStore({"flaky": "x"}, loader=flaky_loader)
+    for _ in range(2):
+        with pytest.raises(UserError, match="'flaky' could not be loaded: OSError: disk on fire"):
+            store.get("flaky", wait=10)
+    store.start("flaky")
+    assert store.get("flaky", wait=10) is tiny_pipeline and len(attempts) == 2
+
+
+def test_unknown_model_names_are_refused(tiny_pipeline):
+    with pytest.raises(UserError, match="unknown model 'nope'"):
+        ModelStore.of(tiny_pipeline).get("nope")
+
+
+def test_the_official_model_offline_gets_a_clear_message():
+    store = ModelStore(default_sources())
+    official = next(name for name, source in store.sources.items() if source == "yikaiwang/nvg")
+    with pytest.raises(UserError, match="could not be loaded.*HF_HUB_OFFLINE"):
+        store.get(official, wait=60)
+
+
+def test_picker_lists_the_bundled_and_official_models_and_knows_them_before_loading():
+    sources = default_sources()
+    assert list(sources)[0] == BUNDLED_LABEL and {"yikaiwang/nvg", "yikaiwang/nvg:d20"} <= set(sources.values())
+    assert list(default_sources("my/model"))[0] == "my/model"
+    bundled, official = peek(None), peek("yikaiwang/nvg")
+    assert len(bundled.class_names) == 32 and bundled.num_stages == 9 and bundled.default_flow_steps == 8
+    assert official.class_names == OFFICIAL_CLASS_NAMES and official.num_stages == 9
+    assert peek("/no/such/folder") is None
