@@ -7,7 +7,9 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
 from nvg_core.data.emoji import CLASSES, load_emoji_dataset
+from nvg_core.evaluate import load_evaluator
 from nvg_core.images import to_uint8
+from nvg_core.metrics import embed_images
 from nvg_core.pipeline import BUNDLED_MODEL, NVGPipeline
 from nvg_core.structure import validate
 
@@ -35,9 +37,14 @@ def test_bundled_tokenizer_reconstructs_held_out_emoji(bundled):
     validate(tokens.labels_BSN)
 
 
-def test_bundled_generator_makes_white_background_emoji(bundled):
-    # Every emoji sits on white. Measured on these four seeds: trained transformer 253, a random one
-    # with the same trained tokenizer 238 (the decoder alone already whitens); 248 separates them.
-    images = to_uint8(bundled.generate(["fruit", "heart", "flag", "clock"], seeds=[0, 1, 2, 3]).images)
-    corners = np.concatenate([images[:, :4, :4], images[:, :4, -4:], images[:, -4:, :4], images[:, -4:, -4:]], axis=1)
-    assert corners.mean() > 248, corners.mean()
+def test_evaluator_recognises_the_requested_class_in_generated_images(bundled):
+    # Two images per class (seeds 0..63, default settings) judged by the frozen evaluator. Measured (model
+    # card): the trained model gets 16 of 64; a random transformer with the same tokenizer 1 of 64 (chance
+    # is 2 of 64). 8 of 64 is half the measured figure and 4x chance.
+    evaluator = load_evaluator(BUNDLED_MODEL)
+    classes = np.arange(64) % len(CLASSES)
+    images = np.concatenate([to_uint8(bundled.generate(classes[i:i + 16].tolist(), seeds=list(range(i, i + 16))).images)
+                             for i in range(0, 64, 16)])
+    _, probs = embed_images(evaluator, images)
+    correct = int((probs.argmax(1) == classes).sum())
+    assert correct >= 8, correct
