@@ -1,0 +1,115 @@
+"""How long a person waits for each web-app action: the app served on a local port, driven by gradio_client.
+
+Usage: python bench/bench_app.py [--model DIR_OR_ID] [--repeats 2]
+
+Each action is timed from request to final result through the HTTP API (the stage viewer and the GIF,
+which the page fetches after every new result, are timed separately); where Debian's chromium is
+installed, one more row times a click on Generate in the real page until the image and its GIF show
+(the browser shares the CPU with the server there). Run it on a quiet machine: other CPU jobs inflate
+every figure.
+"""
+
+import argparse
+import shutil
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from gradio_client import Client, handle_file
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app import handlers  # noqa: E402
+from app.models import ModelStore, default_sources  # noqa: E402
+from app.ui import MAX_FILE_SIZE, build_demo  # noqa: E402
+
+EXAMPLES = ROOT / "assets" / "examples"
+ADVANCED = (3.5, 2.5, 8, 0.5)  # content and structure guidance, flow steps, top-p: the page's defaults
+
+
+def timed(repeats: int, action) -> float:
+    """Median seconds of `repeats` calls (after one warm-up call)."""
+    action()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def page_wait(port: int, repeats: int) -> float:
+    """Median seconds from a click on Generate until the page shows the finished image and its GIF."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--headless"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1800})
+        seconds = []
+        for _ in range(repeats + 1):  # the first is a warm-up
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
+            page.get_by_text("classes,").wait_for(timeout=60_000)  # the model line: the model is ready
+            start = time.perf_counter()
+            page.get_by_role("button", name="Generate", exact=True).click()
+            page.get_by_text("done:").wait_for(timeout=300_000)
+            page.locator("img[src*='nvg_stages_']").wait_for(timeout=300_000)
+            seconds.append(time.perf_counter() - start)
+        browser.close()
+    return statistics.median(seconds[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="a model folder or hub id (default: the bundled model)")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    store = ModelStore(default_sources(args.model))
+    pipe = store.get(store.default, wait=600)
+    demo = build_demo(store)
+    demo.queue(default_concurrency_limit=1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, max_file_size=MAX_FILE_SIZE)
+    # Results stay on the server as URLs, as for a browser, which fetches only the images it shows; a
+    # downloading client adds about 0.1 s per file (one new HTTPS-capable connection each).
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+    cls = pipe.class_names[0]
+    sketch_file = handle_file(str(EXAMPLES / "sketch_sky_and_sun.png"))
+    sketch = {"background": sketch_file, "layers": [], "composite": sketch_file}
+    reference = handle_file(str(EXAMPLES / "reference_fruit.png"))
+
+    def generate(n):
+        return lambda: client.predict(cls, 0, n, *ADVANCED, api_name="/generate")
+
+    rows = [("generate, 1 image (streamed stage by stage)", timed(args.repeats, generate(1))),
+            ("generate, 4 images", timed(args.repeats, generate(4)))]
+    rows.append(("lock stages 0..3 and regenerate, 4 variations",
+                 timed(args.repeats, lambda: client.predict(3, True, 4, "", 1, *ADVANCED, 0, api_name="/regenerate"))))
+    rows.append(("sketch: show projected structure", timed(args.repeats, lambda: client.predict(sketch, 2, api_name="/sketch_preview"))))
+    rows.append(("sketch: generate 1 image", timed(args.repeats, lambda: client.predict(
+        sketch, 2, cls, 0, 1, *ADVANCED, api_name="/sketch_generate"))))
+    rows.append(("reference: upload and extract every stage's structure",
+                 timed(args.repeats, lambda: client.predict(reference, api_name="/extract_structure"))))
+    rows.append(("reference: generate 1 image (structure to stage 3)", timed(args.repeats, lambda: client.predict(
+        reference, 3, -1, cls, 0, 1, *ADVANCED, api_name="/reference_generate"))))
+    if shutil.which("chromium"):
+        rows.append(("in Chromium: click Generate until the image and its GIF show", page_wait(port, args.repeats)))
+    demo.close()
+
+    *_, (_, _, state, _) = handlers.generate(pipe, cls, 0, 1, *ADVANCED)
+    rows.append(("after each result: stage viewer (one stage)", timed(args.repeats, lambda: handlers.show_stage(pipe, state, 4))))
+    rows.append(("after each result: coarse-to-fine GIF", timed(args.repeats, lambda: handlers.progression_gif(pipe, state))))
+
+    print(f"model {pipe.name} on {pipe.device}, {torch.get_num_threads()} threads, {ADVANCED[2]} flow steps, "
+          f"median of {args.repeats} after a warm-up")
+    for name, seconds in rows:
+        print(f"  {name:<62} {seconds:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()
