@@ -33,14 +33,22 @@ def gpu_decorator():
     return spaces.GPU(duration=120)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags; host and port default to Gradio's environment variables, which Spaces sets."""
     parser = argparse.ArgumentParser(description="Serve the NVG Studio web app.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (default $GRADIO_SERVER_NAME, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port (default $GRADIO_SERVER_PORT, else 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     parser.add_argument("--model", default=os.environ.get("NVG_MODEL"),
                         help="the default model: a folder or hub id (default: $NVG_MODEL, else the bundled model)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    import torch
 
     from app.models import ModelStore, default_sources
     from app.ui import MAX_FILE_SIZE, build_demo
@@ -48,8 +56,8 @@ def main() -> None:
     store = ModelStore(default_sources(args.model))
     store.start(store.default)  # loads while the server starts; early requests are told to wait
     demo = build_demo(store, about=about_text(args.model), decorate=gpu_decorator())
-    # One generation at a time per device: CPU sampling uses every core already.
-    demo.queue(max_size=32, default_concurrency_limit=1)
+    # On a CPU one generation already uses every core; a GPU can overlap two.
+    demo.queue(max_size=32, default_concurrency_limit=2 if torch.cuda.is_available() else 1)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE)
 
 

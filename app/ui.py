@@ -1,7 +1,8 @@
-"""The Gradio UI: build_demo(pipeline) lays out the page and wires components to app.handlers.
+"""The Gradio UI: build_demo(models) lays out the page and wires components to app.handlers.
 
-Tabs for the three ways to start (Generate with a streamed stage strip, Sketch, Reference) and one shared
-result area below them: the images, a stage viewer, and lock-and-regenerate (variations, class swap).
+A model picker on top (app.models), tabs for the three ways to start (Generate with a streamed stage
+strip, Sketch, Reference) and one shared result area below them: the images, the coarse-to-fine GIF, a
+stage viewer, and lock-and-regenerate (variations, class swap).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
     """
     store = models if isinstance(models, ModelStore) else ModelStore.of(models)
     info = store.info(store.default)
+    # A model whose classes are unknown until it loads: no classes yet and the 16x16 grid's 9 stages; the
+    # page fills in both once it is ready.
     class_names, S = (info.class_names, info.num_stages) if info else ([], 9)
 
     def bind(fn: Callable) -> Callable:

@@ -1,0 +1,40 @@
+"""app.py: flags and their defaults (Spaces sets GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location("app_entry", Path(__file__).resolve().parents[1] / "app.py")
+app_entry = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app_entry)
+
+
+def test_serves_on_localhost_7860_by_default(monkeypatch):
+    for name in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "NVG_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    args = app_entry.parse_args([])
+    assert (args.host, args.port, args.share, args.model) == ("127.0.0.1", 7860, False, None)
+
+
+def test_spaces_environment_and_flags_are_honoured(monkeypatch):
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    assert (app_entry.parse_args([]).host, app_entry.parse_args([]).port) == ("0.0.0.0", 7861)
+    args = app_entry.parse_args(["--host", "127.0.0.2", "--port", "9000", "--model", "my/model", "--share"])
+    assert (args.host, args.port, args.model, args.share) == ("127.0.0.2", 9000, "my/model", True)
+
+
+def test_gpu_decorator_is_a_no_op_without_the_spaces_package():
+    pytest.importorskip("gradio")
+    if importlib.util.find_spec("spaces") is not None:
+        pytest.skip("the spaces package is installed here")
+
+    def action():
+        return 1
+    assert app_entry.gpu_decorator()(action) is action
+
+
+def test_about_text_holds_the_model_card_and_data_credits():
+    text = app_entry.about_text(None)
+    assert "Next Visual Granularity" in text and "emoji32" in text and "Data credits" in text
