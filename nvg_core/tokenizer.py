@@ -56,6 +56,9 @@ TOKENIZER_CONFIGS: dict[str, TokenizerConfig] = {
     # The bundled model: 64 px -> pixel-unshuffle 2 -> 32x32 -> one downsampling -> 16x16x32 (f4).
     "emoji-f4": TokenizerConfig(resolution=64, base_channels=64, channel_mult=(1, 2), num_res_blocks=2,
                                 codebook_size=1024, unshuffle=2),
+    # The 8x8-grid alternative (7 stages; bench/bench_grid.py, model card): one more downsampling (f8).
+    "emoji-f8": TokenizerConfig(resolution=64, base_channels=64, channel_mult=(1, 2, 2), num_res_blocks=2,
+                                codebook_size=1024, grid_size=8, unshuffle=2),
     # For tests: 16 px -> 4x4x4, 16 codes (matches the "tiny" transformer).
     "tiny": TokenizerConfig(resolution=16, base_channels=32, channel_mult=(1, 2), num_res_blocks=1,
                             latent_channels=4, codebook_size=16, grid_size=4, unshuffle=2),
