@@ -2,15 +2,14 @@
 
 Usage: python bench/bench_grid.py [--batch-size 64] [--stages-per-sample 2] [--flow-steps 8] [--steps 3]
 
-Both use the emoji-s transformer (random weights) and a 64 px tokenizer whose grid is 16x16 (emoji-f4,
-9 stages) or 8x8 (emoji-f8, 7 stages). Training is timed as in `nvg train generator` (the
-loss on k random stages per image, backward, AdamW) on latents the tokenizer made beforehand; sampling
-is timed for a batch of 4 images with the default guidance schedules. Quality needs trained models and
-is not measured here.
+Random weights of the bundled model's configs on a 16x16 grid (emoji-f4 tokenizer, emoji-s transformer,
+9 stages) and of the same design on an 8x8 grid (emoji-f8, emoji-s8, 7 stages). Training is timed as in
+`nvg train generator` (the loss on k random stages per image, backward, AdamW) on latents the tokenizer
+made beforehand; sampling is timed for a batch of 4 images with the default guidance schedules. Quality
+needs trained models and is not measured here.
 """
 
 import argparse
-import dataclasses
 import time
 
 import torch
@@ -23,11 +22,8 @@ from nvg_core.transformer import TRANSFORMER_CONFIGS, NVGTransformer
 
 
 def models(grid: int) -> tuple[NVGTokenizer, NVGTransformer]:
-    tokenizer_config = TOKENIZER_CONFIGS["emoji-f4" if grid == 16 else "emoji-f8"]
-    stages = tokenizer_config.num_stages
-    transformer_config = dataclasses.replace(TRANSFORMER_CONFIGS["emoji-s"], grid_size=grid,
-                                             scale_factors=(1.0,) * (stages + 1))
-    return NVGTokenizer(tokenizer_config).eval(), NVGTransformer(transformer_config)
+    tokenizer, transformer = {16: ("emoji-f4", "emoji-s"), 8: ("emoji-f8", "emoji-s8")}[grid]
+    return NVGTokenizer(TOKENIZER_CONFIGS[tokenizer]).eval(), NVGTransformer(TRANSFORMER_CONFIGS[transformer])
 
 
 def training_rate(tokenizer: NVGTokenizer, model: NVGTransformer, batch_size: int, k: int, steps: int) -> float:

@@ -202,12 +202,16 @@ def train_generator(args) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
     out = Path(args.out)
     tokenizer = checkpoints.load_component(args.tokenizer, "tokenizer").to(device).eval()
+    model = checkpoints.load_component(args.resume, "transformer") if args.resume else None
+    grid = model.config.grid_size if model is not None else TRANSFORMER_CONFIGS[args.config].grid_size
+    if grid != tokenizer.config.grid_size:
+        raise ValueError(f"the generator's grid is {grid}x{grid} but the tokenizer in {args.tokenizer} makes "
+                         f"{tokenizer.config.grid_size}x{tokenizer.config.grid_size} latents: pick matching configs "
+                         "(emoji-f4 with emoji-s, emoji-f8 with emoji-s8)")
     data = load_emoji_dataset(args.data)
     train_idx = _train_indices(data.emoji)
     targets = tokenize_dataset(tokenizer, data.images[train_idx], data.label[train_idx], device)
-    if args.resume:
-        model = checkpoints.load_component(args.resume, "transformer")
-    else:
+    if model is None:
         scales = canvas_scale_factors(targets["canvases_BSNC"][:1024], targets["final_BNC"][:1024])
         model = NVGTransformer(dataclasses.replace(TRANSFORMER_CONFIGS[args.config], scale_factors=scales))
     model.to(device).train()

@@ -116,6 +116,10 @@ TRANSFORMER_CONFIGS: dict[str, TransformerConfig] = {
     # emoji tokenizer's canvases (objective.canvas_scale_factors) and saved with the weights.
     "emoji-s": TransformerConfig(depth=6, hidden=256, heads=4, structure_hidden=128, structure_heads=2,
                                  codebook_size=1024, num_classes=32, structure_layout="additive"),
+    # The same on an 8x8 grid (7 stages, for the emoji-f8 tokenizer); training measures the scale factors.
+    "emoji-s8": TransformerConfig(depth=6, hidden=256, heads=4, structure_hidden=128, structure_heads=2,
+                                  codebook_size=1024, num_classes=32, structure_layout="additive", grid_size=8,
+                                  scale_factors=(1.0,) * 8),
     # For tests: a 4x4 grid (5 stages), head dim 32.
     "tiny": TransformerConfig(depth=2, hidden=64, heads=2, structure_hidden=32, structure_heads=1,
                               latent_channels=4, codebook_size=16, num_classes=4, grid_size=4,

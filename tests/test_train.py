@@ -5,6 +5,9 @@ import pytest
 
 from nvg_core import checkpoints
 from nvg_core.cli import build_parser
+from nvg_core.data.emoji import CLASSES
+from nvg_core.pipeline import NVGPipeline
+from nvg_core.sampling import SamplingOptions
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "emoji_tiny.npz"
 
@@ -43,3 +46,17 @@ def test_tokenizer_then_generator_training_write_loadable_folders(trainable_data
 def test_training_on_held_out_only_data_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no training images"):
         run(["train", "tokenizer", "--data", str(FIXTURE), "--out", str(tmp_path / "t"), "--steps", "1"])
+
+
+def test_the_8x8_grid_configs_train_and_generate(trainable_data, tmp_path):
+    run(["train", "tokenizer", "--data", str(trainable_data), "--out", str(tmp_path / "tok"), "--config", "emoji-f8",
+         "--steps", "1", "--batch-size", "4", "--device", "cpu"])
+    with pytest.raises(ValueError, match="grid is 16x16 but the tokenizer .* makes 8x8"):
+        run(["train", "generator", "--data", str(trainable_data), "--tokenizer", str(tmp_path / "tok"),
+             "--out", str(tmp_path / "bad"), "--steps", "1", "--batch-size", "4", "--device", "cpu"])
+    run(["train", "generator", "--data", str(trainable_data), "--tokenizer", str(tmp_path / "tok"), "--config", "emoji-s8",
+         "--out", str(tmp_path / "gen"), "--steps", "1", "--batch-size", "4", "--device", "cpu"])
+    pipe = NVGPipeline(checkpoints.load_component(tmp_path / "tok", "tokenizer"),
+                       checkpoints.load_component(tmp_path / "gen", "transformer"), CLASSES, device="cpu")
+    result = pipe.generate(["fruit"], seeds=[0], options=SamplingOptions(flow_steps=2))
+    assert pipe.num_stages == 7 and result.images.shape == (1, 3, 64, 64)
