@@ -57,6 +57,10 @@ def _stage_of_strip_item(event: gr.SelectData) -> int:
     return event.index // 2
 
 
+def _selected_item(event: gr.SelectData) -> int:
+    return event.index
+
+
 def _white_canvas(size: int = 256) -> dict:
     white = np.full((size, size, 3), 255, dtype=np.uint8)
     return {"background": white, "layers": [], "composite": white}
@@ -129,11 +133,12 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 gr.Markdown(about or "NVG Studio: structure-controllable generation with Next Visual Granularity.")
         status = gr.Markdown(label="Status")
         with gr.Row():
-            images = gr.Gallery(label="Images", columns=4, height=420, object_fit="contain", buttons=["download"], scale=3)
+            # height="auto": with a fixed height, a lone image fills the row and is cropped
+            images = gr.Gallery(label="Images", columns=4, height="auto", object_fit="contain", buttons=["download"], scale=3)
             progression = gr.Image(label="Coarse to fine (GIF)", type="filepath", height=420, buttons=["download"], scale=2)
         with gr.Row():
             stage = gr.Slider(0, S - 1, value=1, step=1, label="Stage")
-            index = gr.Number(value=0, precision=0, label="Image number")
+            index = gr.Number(value=0, precision=0, label="Image number (or click an image)")
         with gr.Row():
             stage_map = gr.Image(label="Structure map", type="pil")
             stage_bounds = gr.Image(label="Clusters over the image", type="pil")
@@ -178,6 +183,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         common = [class_name, seed, num_images, *advanced]
         generate_btn.click(bind(handlers.generate), [*common, model], [strip, images, state, status], api_name="generate")
         strip.select(_stage_of_strip_item, None, stage, api_visibility="private")
+        images.select(_selected_item, None, index, api_visibility="private")  # view that image's stages
         preview_btn.click(bind(handlers.sketch_preview), [sketch, sketch_stage, model], [projected, status],
                           api_name="sketch_preview")
         sketch_btn.click(bind(handlers.sketch_generate), [sketch, sketch_stage, *common, model],
