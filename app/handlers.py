@@ -66,8 +66,14 @@ def _state(pipe: NVGPipeline, result: NVGResult, seeds: list[int]) -> dict:
     return {"result": result, "seeds": seeds, "model": pipe.name}
 
 
+def _made(pipe: NVGPipeline, class_id: int, seeds: list[int]) -> str:
+    """The status text's tail: which class and which seeds made the images."""
+    return f"{pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}"
+
+
 def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images: int, content_guidance: float,
-             structure_guidance: float, flow_steps: int, top_p: float = 0.5) -> Iterator[tuple[list, list[Image.Image], dict, str]]:
+             structure_guidance: float, flow_steps: int, top_p: float = 0.5
+             ) -> Iterator[tuple[list, list[Image.Image], dict, str]]:
     """Stream a generation: after every stage, (stage strip, images so far, state, status text).
 
     The strip holds each finished stage's structure map and decoded canvas of the first image.
@@ -85,7 +91,7 @@ def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images:
         yield list(strip), images, {}, f"stage {stage.stage + 1} of {pipe.num_stages} done (seed {first_seed})"
     classes_BS = pipe.class_ids(torch.full((len(seeds), pipe.num_stages), class_id))
     result = result_from_stages(stages, classes_BS, stages[-1].images)
-    yield strip, to_pil(result.images), _state(pipe, result, seeds), f"done: {pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}"
+    yield strip, to_pil(result.images), _state(pipe, result, seeds), f"done: {_made(pipe, class_id, seeds)}"
 
 
 def _result(pipe: NVGPipeline, state: dict | None) -> NVGResult:
@@ -97,7 +103,8 @@ def _result(pipe: NVGPipeline, state: dict | None) -> NVGResult:
     return state["result"]
 
 
-def show_stage(pipe: NVGPipeline, state: dict | None, stage: int, index: int = 0) -> tuple[Image.Image, Image.Image, Image.Image]:
+def show_stage(pipe: NVGPipeline, state: dict | None, stage: int, index: int = 0
+               ) -> tuple[Image.Image, Image.Image, Image.Image]:
     """One stage of the current result: coloured structure map, boundaries over the final image, canvas.
 
     Nothing to show (blank outputs) until there is a result.
@@ -149,8 +156,8 @@ def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_cont
                                  class_labels=target, num_variations=len(seeds), seeds=seeds, index=int(index),
                                  options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     kept = "structure and content" if keep_content else "structure"
-    name = pipe.class_names[int(variations.class_labels_BS[0, -1])]
-    return to_pil(variations.images), _state(pipe, variations, seeds), f"kept the {kept} of stages 0..{int(keep_stage)}; {name}, seeds {seeds[0]}..{seeds[-1]}"
+    made = _made(pipe, int(variations.class_labels_BS[0, -1]), seeds)
+    return to_pil(variations.images), _state(pipe, variations, seeds), f"kept the {kept} of stages 0..{int(keep_stage)}; {made}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,7 +221,7 @@ def sketch_generate(pipe: NVGPipeline, sketch, stage: int, class_name: str, seed
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, structure=np.stack([projection.labels] * len(seeds)),
                            options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     return (_tile(render_map(projection.labels[-1], int(stage))), to_pil(result.images), _state(pipe, result, seeds),
-            f"agreement with the drawing: {projection.agreement:.0%}; {pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}")
+            f"agreement with the drawing: {projection.agreement:.0%}; {_made(pipe, class_id, seeds)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,7 +241,8 @@ def _reference(image_path: str | None):
     except ValueError as error:
         raise UserError(f"that file is not a usable image: {error}") from error
     if image.width * image.height > MAX_UPLOAD_PIXELS:
-        raise UserError(f"the image is too large ({image.width}x{image.height}); the limit is {MAX_UPLOAD_PIXELS:,} pixels")
+        raise UserError(f"the image is too large ({image.width}x{image.height}); "
+                        f"the limit is {MAX_UPLOAD_PIXELS:,} pixels")
     notes = []
     if getattr(image, "is_animated", False):
         notes.append("animated: its first frame is used")
@@ -255,7 +263,8 @@ def extract_structure(pipe: NVGPipeline, image_path: str | None) -> tuple[list, 
 
 def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stage: int, content_stage: int,
                        class_name: str, seed: float | None, num_images: int, content_guidance: float,
-                       structure_guidance: float, flow_steps: int, top_p: float = 0.5) -> tuple[list[Image.Image], dict, str]:
+                       structure_guidance: float, flow_steps: int, top_p: float = 0.5
+                       ) -> tuple[list[Image.Image], dict, str]:
     """New images of a class that reuse the reference's structure up to `structure_stage` and, when
     `content_stage` >= 0, its content up to that stage (a class swap of the reference)."""
     image, note = _reference(image_path)
@@ -273,4 +282,5 @@ def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stag
                            ids=[ids.expand(n, -1) for ids in tokens.ids[:j + 1]],
                            options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     kept = f"structure of stages 0..{k}" + (f", content of stages 0..{j}" if j >= 0 else "")
-    return to_pil(result.images), _state(pipe, result, seeds), f"kept the reference's {kept}; {pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}" + (f" ({note})" if note else "")
+    status = f"kept the reference's {kept}; {_made(pipe, class_id, seeds)}" + (f" ({note})" if note else "")
+    return to_pil(result.images), _state(pipe, result, seeds), status

@@ -60,7 +60,8 @@ def peek(source: str | None) -> ModelInfo | None:
 class ModelStore:
     """Pipelines by picker label, each loaded at most once per process and shared by every session."""
 
-    def __init__(self, sources: dict[str, str | None], loader: Callable[[str | None], NVGPipeline] = NVGPipeline.from_pretrained):
+    def __init__(self, sources: dict[str, str | None],
+                 loader: Callable[[str | None], NVGPipeline] = NVGPipeline.from_pretrained):
         if not sources:
             raise ValueError("a ModelStore needs at least one model source")
         self.sources = dict(sources)
