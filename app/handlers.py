@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 import tempfile
+import time
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -20,6 +22,8 @@ from nvg_core.sampling import NVGResult, SamplingOptions, linear_schedule, resul
 from nvg_core.structure import draw_boundaries, render_map
 
 PREVIEW_SIZE = 192
+GIF_DIR = Path(tempfile.gettempdir()) / "nvg_studio_gifs"  # Gradio copies each GIF to its cache at once
+GIF_MAX_AGE_S = 600
 
 
 class UserError(ValueError):
@@ -136,7 +140,11 @@ def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> st
     labels_SN = result.select(int(index)).labels_BSN[0]
     frames = [Image.fromarray(np.concatenate([np.asarray(_tile(render_map(labels_SN[s], s))), np.asarray(_tile(canvas))], 1))
               for s, canvas in enumerate(pipe.stage_canvases(result, int(index)))]
-    with tempfile.NamedTemporaryFile(prefix="nvg_stages_", suffix=".gif", delete=False) as file:
+    GIF_DIR.mkdir(exist_ok=True)
+    for old in GIF_DIR.glob("nvg_stages_*.gif"):  # a long-running server would otherwise fill the disk
+        if time.time() - old.stat().st_mtime > GIF_MAX_AGE_S:
+            old.unlink(missing_ok=True)
+    with tempfile.NamedTemporaryFile(prefix="nvg_stages_", suffix=".gif", dir=GIF_DIR, delete=False) as file:
         frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], loop=0,
                        duration=[600] * (len(frames) - 1) + [2000])
     return file.name

@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -139,6 +142,11 @@ def test_progression_gif_has_one_frame_per_stage(tiny_pipeline):
         assert gif.format == "GIF" and gif.n_frames == tiny_pipeline.num_stages
         assert gif.size == (2 * handlers.PREVIEW_SIZE, handlers.PREVIEW_SIZE)
     assert handlers.progression_gif(tiny_pipeline, {}, 0) is None
+    stale = handlers.GIF_DIR / "nvg_stages_stale.gif"
+    stale.write_bytes(b"GIF89a")
+    os.utime(stale, (0, 0))
+    handlers.progression_gif(tiny_pipeline, state, 0)
+    assert not stale.exists() and Path(path).exists()  # old GIFs are removed, recent ones kept
     with pytest.raises(handlers.UserError, match="image 2 does not exist"):
         handlers.progression_gif(tiny_pipeline, state, 2)
 
