@@ -156,13 +156,14 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
 
         def model_outputs(name: str) -> tuple:
             """What the page shows for a model (one value per model_events entry): ready (classes, stage
-            ranges), still loading (the poll timer runs), or failed (back to the default model)."""
+            ranges), still loading (the poll timer runs), or failed (the default model's page, with the error)."""
             try:
                 pipe = store.get(name)
             except handlers.UserError as error:
-                loading = store.loading(name)
-                fallback = name if loading else store.default
-                return (gr.update(value=fallback), *[gr.update()] * 6, f"**{error}**", gr.Timer(active=loading))
+                if store.loading(name) or name == store.default:
+                    return (gr.update(), *[gr.update()] * 6, f"**{error}**", gr.Timer(active=store.loading(name)))
+                _, *fallback, _, timer = model_outputs(store.default)
+                return (gr.update(value=store.default), *fallback, f"**{error}**", timer)
             names = pipe.class_names
             return (gr.update(), gr.update(choices=names, value=names[0]), gr.update(choices=[""] + names, value=""),
                     gr.update(value=pipe.default_flow_steps),
