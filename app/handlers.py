@@ -55,7 +55,7 @@ def class_of(pipe: NVGPipeline, class_name: str | None) -> int:
     if class_name is None or not str(class_name).strip():
         raise UserError("choose a class first")
     try:
-        return pipe.class_id(class_name or "")
+        return pipe.class_id(class_name)
     except ValueError as error:
         raise UserError(str(error)) from error
 
@@ -98,6 +98,12 @@ def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images:
     yield strip, to_pil(result.images), _state(pipe, result, seeds), f"done: {_made(pipe, class_id, seeds)}"
 
 
+def _image_index(result: NVGResult, index: int) -> int:
+    if not 0 <= int(index) < len(result):
+        raise UserError(f"image {index} does not exist; this result has {len(result)}")
+    return int(index)
+
+
 def _result(pipe: NVGPipeline, state: dict | None) -> NVGResult:
     if not state or "result" not in state:
         raise UserError("generate an image first")
@@ -118,11 +124,10 @@ def show_stage(pipe: NVGPipeline, state: dict | None, stage: int, index: int = 0
     result = _result(pipe, state)
     if not 0 <= int(stage) < pipe.num_stages:
         raise UserError(f"stage must be between 0 and {pipe.num_stages - 1}")
-    if not 0 <= int(index) < len(result):
-        raise UserError(f"image {index} does not exist; this result has {len(result)}")
-    stage, source = int(stage), result.select(int(index))
+    stage, index = int(stage), _image_index(result, index)
+    source = result.select(index)
     labels_N = source.labels_BSN[0, stage]
-    canvas = pipe.stage_canvases(result, int(index), stages=[stage])[0]
+    canvas = pipe.stage_canvases(result, index, stages=[stage])[0]
     final = np.asarray(_tile(to_pil(source.images)[0]))
     return _tile(render_map(labels_N, stage)), Image.fromarray(draw_boundaries(final, labels_N)), _tile(canvas)
 
@@ -135,11 +140,10 @@ def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> st
     if not state or "result" not in state:
         return None
     result = _result(pipe, state)
-    if not 0 <= int(index) < len(result):
-        raise UserError(f"image {index} does not exist; this result has {len(result)}")
-    labels_SN = result.select(int(index)).labels_BSN[0]
+    index = _image_index(result, index)
+    labels_SN = result.select(index).labels_BSN[0]
     frames = [Image.fromarray(np.concatenate([np.asarray(_tile(render_map(labels_SN[s], s))), np.asarray(_tile(canvas))], 1))
-              for s, canvas in enumerate(pipe.stage_canvases(result, int(index)))]
+              for s, canvas in enumerate(pipe.stage_canvases(result, index))]
     GIF_DIR.mkdir(exist_ok=True)
     for old in GIF_DIR.glob("nvg_stages_*.gif"):  # a long-running server would otherwise fill the disk
         if time.time() - old.stat().st_mtime > GIF_MAX_AGE_S:

@@ -13,7 +13,7 @@ converts by renaming keys (checkpoints.convert_official_ae).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -50,15 +50,15 @@ class TokenizerConfig:
         return num_stages(self.grid_size**2)
 
 
+_EMOJI_F4 = TokenizerConfig(resolution=64, base_channels=64, channel_mult=(1, 2), num_res_blocks=2,
+                            codebook_size=1024, unshuffle=2)
 TOKENIZER_CONFIGS: dict[str, TokenizerConfig] = {
     # The authors' vq-f16-d32 (256 px -> 16x16x32, 4096 codes): 110,332,355 parameters.
     "official-f16": TokenizerConfig(),
     # The bundled model: 64 px -> pixel-unshuffle 2 -> 32x32 -> one downsampling -> 16x16x32 (f4).
-    "emoji-f4": TokenizerConfig(resolution=64, base_channels=64, channel_mult=(1, 2), num_res_blocks=2,
-                                codebook_size=1024, unshuffle=2),
+    "emoji-f4": _EMOJI_F4,
     # The 8x8-grid alternative (7 stages; bench/bench_grid.py, model card): one more downsampling (f8).
-    "emoji-f8": TokenizerConfig(resolution=64, base_channels=64, channel_mult=(1, 2, 2), num_res_blocks=2,
-                                codebook_size=1024, grid_size=8, unshuffle=2),
+    "emoji-f8": replace(_EMOJI_F4, channel_mult=(1, 2, 2), grid_size=8),
     # For tests: 16 px -> 4x4x4, 16 codes (matches the "tiny" transformer).
     "tiny": TokenizerConfig(resolution=16, base_channels=32, channel_mult=(1, 2), num_res_blocks=1,
                             latent_channels=4, codebook_size=16, grid_size=4, unshuffle=2),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +107,8 @@ def _official(depth: int) -> TransformerConfig:
     return TransformerConfig(depth=depth, hidden=64 * depth, heads=depth)
 
 
+_EMOJI_S = TransformerConfig(depth=6, hidden=256, heads=4, structure_hidden=128, structure_heads=2,
+                             codebook_size=1024, num_classes=32, structure_layout="additive")
 TRANSFORMER_CONFIGS: dict[str, TransformerConfig] = {
     # The authors' ImageNet 256 generators (inference totals 319,553,576 / 621,575,720 / 1,071,448,104).
     "official-d16": _official(16),
@@ -114,12 +116,9 @@ TRANSFORMER_CONFIGS: dict[str, TransformerConfig] = {
     "official-d24": _official(24),
     # The bundled CPU model: 16x16 grid, head dim 64. Its scale factors should be re-measured on the
     # emoji tokenizer's canvases (objective.canvas_scale_factors) and saved with the weights.
-    "emoji-s": TransformerConfig(depth=6, hidden=256, heads=4, structure_hidden=128, structure_heads=2,
-                                 codebook_size=1024, num_classes=32, structure_layout="additive"),
+    "emoji-s": _EMOJI_S,
     # The same on an 8x8 grid (7 stages, for the emoji-f8 tokenizer); training measures the scale factors.
-    "emoji-s8": TransformerConfig(depth=6, hidden=256, heads=4, structure_hidden=128, structure_heads=2,
-                                  codebook_size=1024, num_classes=32, structure_layout="additive", grid_size=8,
-                                  scale_factors=(1.0,) * 8),
+    "emoji-s8": replace(_EMOJI_S, grid_size=8, scale_factors=(1.0,) * 8),
     # For tests: a 4x4 grid (5 stages), head dim 32.
     "tiny": TransformerConfig(depth=2, hidden=64, heads=2, structure_hidden=32, structure_heads=1,
                               latent_channels=4, codebook_size=16, num_classes=4, grid_size=4,
