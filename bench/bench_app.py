@@ -28,7 +28,6 @@ from app.models import ModelStore, default_sources  # noqa: E402
 from app.ui import MAX_FILE_SIZE, build_demo  # noqa: E402
 
 EXAMPLES = ROOT / "assets" / "examples"
-ADVANCED = (3.5, 2.5, 8, 0.5)  # content and structure guidance, flow steps, top-p: the page's defaults
 
 
 def timed(repeats: int, action) -> float:
@@ -79,33 +78,35 @@ def main() -> None:
     # downloading client adds about 0.1 s per file (one new HTTPS-capable connection each).
     client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
     cls = pipe.class_names[0]
+    # The page's defaults: content and structure guidance, the model's flow steps, top-p.
+    advanced = (3.5, 2.5, pipe.default_flow_steps, 0.5)
     sketch_file = handle_file(str(EXAMPLES / "sketch_sky_and_sun.png"))
     sketch = {"background": sketch_file, "layers": [], "composite": sketch_file}
     reference = handle_file(str(EXAMPLES / "reference_fruit.png"))
 
     def generate(n):
-        return lambda: client.predict(cls, 0, n, *ADVANCED, api_name="/generate")
+        return lambda: client.predict(cls, 0, n, *advanced, api_name="/generate")
 
     rows = [("generate, 1 image (streamed stage by stage)", timed(args.repeats, generate(1))),
             ("generate, 4 images", timed(args.repeats, generate(4)))]
     rows.append(("lock stages 0..3 and regenerate, 4 variations",
-                 timed(args.repeats, lambda: client.predict(3, True, 4, "", 1, *ADVANCED, 0, api_name="/regenerate"))))
+                 timed(args.repeats, lambda: client.predict(3, True, 4, "", 1, *advanced, 0, api_name="/regenerate"))))
     rows.append(("sketch: show projected structure", timed(args.repeats, lambda: client.predict(sketch, 2, api_name="/sketch_preview"))))
     rows.append(("sketch: generate 1 image", timed(args.repeats, lambda: client.predict(
-        sketch, 2, cls, 0, 1, *ADVANCED, api_name="/sketch_generate"))))
+        sketch, 2, cls, 0, 1, *advanced, api_name="/sketch_generate"))))
     rows.append(("reference: upload and extract every stage's structure",
                  timed(args.repeats, lambda: client.predict(reference, api_name="/extract_structure"))))
     rows.append(("reference: generate 1 image (structure to stage 3)", timed(args.repeats, lambda: client.predict(
-        reference, 3, -1, cls, 0, 1, *ADVANCED, api_name="/reference_generate"))))
+        reference, 3, -1, cls, 0, 1, *advanced, api_name="/reference_generate"))))
     if shutil.which("chromium"):
         rows.append(("in Chromium: click Generate until the image and its GIF show", page_wait(port, args.repeats)))
     demo.close()
 
-    *_, (_, _, state, _) = handlers.generate(pipe, cls, 0, 1, *ADVANCED)
+    *_, (_, _, state, _) = handlers.generate(pipe, cls, 0, 1, *advanced)
     rows.append(("after each result: stage viewer (one stage)", timed(args.repeats, lambda: handlers.show_stage(pipe, state, 4))))
     rows.append(("after each result: coarse-to-fine GIF", timed(args.repeats, lambda: handlers.progression_gif(pipe, state))))
 
-    print(f"model {pipe.name} on {pipe.device}, {torch.get_num_threads()} threads, {ADVANCED[2]} flow steps, "
+    print(f"model {pipe.name} on {pipe.device}, {torch.get_num_threads()} threads, {advanced[2]} flow steps, "
           f"median of {args.repeats} after a warm-up")
     for name, seconds in rows:
         print(f"  {name:<62} {seconds:6.2f} s")

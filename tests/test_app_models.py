@@ -62,6 +62,6 @@ def test_picker_lists_the_bundled_and_official_models_and_knows_them_before_load
     assert list(sources)[0] == BUNDLED_LABEL and {"yikaiwang/nvg", "yikaiwang/nvg:d20"} <= set(sources.values())
     assert list(default_sources("my/model"))[0] == "my/model"
     bundled, official = peek(None), peek("yikaiwang/nvg")
-    assert len(bundled.class_names) == 32 and bundled.num_stages == 9 and bundled.default_flow_steps == 8
+    assert len(bundled.class_names) == 32 and bundled.num_stages == 9 and bundled.default_flow_steps == 2
     assert official.class_names == OFFICIAL_CLASS_NAMES and official.num_stages == 9
     assert peek("/no/such/folder") is None

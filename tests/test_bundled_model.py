@@ -38,13 +38,13 @@ def test_bundled_tokenizer_reconstructs_held_out_emoji(bundled):
 
 
 def test_evaluator_recognises_the_requested_class_in_generated_images(bundled):
-    # Two images per class (seeds 0..63, default settings) judged by the frozen evaluator. Measured (model
-    # card): the trained model gets 16 of 64; a random transformer with the same tokenizer 1 of 64 (chance
-    # is 2 of 64). 8 of 64 is half the measured figure and 4x chance.
+    # Four images per class (image i: class i mod 32, seed i; default settings) judged by the frozen
+    # evaluator. Measured (model card, bench/sweep_sampling.py): the trained model gets 22 of 128; a random
+    # transformer with the same tokenizer 0 of 128 (chance is 4). 11 is half the measured figure.
     evaluator = load_evaluator(BUNDLED_MODEL)
-    classes = np.arange(64) % len(CLASSES)
+    classes = np.arange(128) % len(CLASSES)
     images = np.concatenate([to_uint8(bundled.generate(classes[i:i + 16].tolist(), seeds=list(range(i, i + 16))).images)
-                             for i in range(0, 64, 16)])
+                             for i in range(0, 128, 16)])
     _, probs = embed_images(evaluator, images)
     correct = int((probs.argmax(1) == classes).sum())
-    assert correct >= 8, correct
+    assert correct >= 11, correct
