@@ -10,27 +10,22 @@ the setting. With 128 images one image is 0.008 of accuracy; treat gaps under ab
 
 import argparse
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
 
-from nvg_core.evaluate import load_evaluator
-from nvg_core.images import to_uint8
+from nvg_core.evaluate import generate_images, load_evaluator
 from nvg_core.metrics import embed_images
 from nvg_core.pipeline import BUNDLED_MODEL, NVGPipeline
 from nvg_core.sampling import SamplingOptions
 from nvg_core.transformer import NVGTransformer
 
 
-def class_accuracy(pipe: NVGPipeline, evaluator, options: SamplingOptions, per_class: int,
-                   batch: int = 16) -> float:
+def class_accuracy(pipe: NVGPipeline, evaluator, options: SamplingOptions, per_class: int) -> float:
     """Fraction of images (class i mod C, seed i) that the evaluator assigns to the requested class."""
     n = per_class * len(pipe.class_names)
     classes = np.arange(n) % len(pipe.class_names)
-    images = np.concatenate([to_uint8(pipe.generate(classes[i:i + batch].tolist(), seeds=list(range(i, i + batch)),
-                                                    options=options).images) for i in range(0, n, batch)])
-    _, probs = embed_images(evaluator, images)
+    _, probs = embed_images(evaluator, generate_images(pipe, classes, np.arange(n), options))
     return float((probs.argmax(1) == classes).mean())
 
 
@@ -49,10 +44,11 @@ def main() -> None:
         torch.manual_seed(0)
         pipe.transformer = NVGTransformer(pipe.transformer.config).eval()
     evaluator = load_evaluator(BUNDLED_MODEL)
-    print(f"model {pipe.name}{' (random transformer)' if args.random_transformer else ''}: {args.per_class * len(pipe.class_names)} images per setting")
+    which = " (random transformer)" if args.random_transformer else ""
+    print(f"model {pipe.name}{which}: {args.per_class * len(pipe.class_names)} images per setting")
     for steps in args.flow_steps:
         for gumbel in ([False, True] if args.gumbel else [False]):
-            options = replace(SamplingOptions(), flow_steps=steps, gumbel_split=gumbel)
+            options = SamplingOptions(flow_steps=steps, gumbel_split=gumbel)
             start = time.perf_counter()
             accuracy = class_accuracy(pipe, evaluator, options, args.per_class)
             print(f"flow_steps {steps:2d} gumbel {gumbel!s:5}: class accuracy {accuracy:.3f} "

@@ -7,10 +7,11 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
 from nvg_core.data.emoji import CLASSES, load_emoji_dataset
-from nvg_core.evaluate import load_evaluator
+from nvg_core.evaluate import generate_images, load_evaluator
 from nvg_core.images import to_uint8
 from nvg_core.metrics import embed_images
 from nvg_core.pipeline import BUNDLED_MODEL, NVGPipeline
+from nvg_core.sampling import SamplingOptions
 from nvg_core.structure import validate
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "emoji_tiny.npz"
@@ -43,8 +44,7 @@ def test_evaluator_recognises_the_requested_class_in_generated_images(bundled):
     # transformer with the same tokenizer 0 of 128 (chance is 4). 11 is half the measured figure.
     evaluator = load_evaluator(BUNDLED_MODEL)
     classes = np.arange(128) % len(CLASSES)
-    images = np.concatenate([to_uint8(bundled.generate(classes[i:i + 16].tolist(), seeds=list(range(i, i + 16))).images)
-                             for i in range(0, 128, 16)])
-    _, probs = embed_images(evaluator, images)
+    options = SamplingOptions(flow_steps=bundled.default_flow_steps)
+    _, probs = embed_images(evaluator, generate_images(bundled, classes, np.arange(128), options))
     correct = int((probs.argmax(1) == classes).sum())
     assert correct >= 11, correct
