@@ -12,6 +12,12 @@ Every figure comes with a real-vs-real reference value beside it:
 - structure fidelity: samples generated on the structure maps of held-out images are re-encoded, and
   the adjusted Rand index of their maps with the imposed ones is given per stage (stage 0 and the last
   stage are trivial), beside a tokenizer round trip (the reconstruction re-encoded) and unrelated images;
+- layout following: for structure imposed from held-out images at stages 0..k (k = 1, 2, 3), the share of
+  the generated image's pixel variance explained by the stage-k regions, beside the reference image and
+  free samples (chance);
+- the class in the structure branch: how often the first split keeps its sides for another class (same
+  noise) and for other noise (same class), and the flow loss on each stage's deciding bit for held-out
+  images with the true vs the null class;
 - class swap: class-A samples are regenerated as class B with their stages <= k locked (what
   pipe.regenerate does, batched); the evaluator's class-B accuracy, mean class-B probability and
   class-A rate for k = 1..4, beside the same for the unswapped sources.
@@ -37,7 +43,9 @@ from .images import to_uint8
 from .metrics import (EmojiNet, adjusted_rand_index, embed_images, frechet_distance, kid, nearest_neighbour_distance,
                       precision_recall)
 from .pipeline import BUNDLED_MODEL, NVGPipeline
+from .objective import flow_error
 from .sampling import NVGResult, SamplingOptions
+from .structure import bit_codes
 
 SAMPLE_BATCH = 32
 REFERENCE_PER_CLASS = 32  # reference set: up to 32 images of every class from half of the training emoji
@@ -101,6 +109,83 @@ def structure_fidelity(pipe: NVGPipeline, images_NHWC: np.ndarray, classes_N: np
     return {"generated": _stage_ari(maps_NSP, pipe.encode(list(samples_NHWC)).labels_BSN),
             "tokenizer": _stage_ari(maps_NSP, pipe.encode(list(reconstructions_NHWC)).labels_BSN),
             "unrelated": _stage_ari(maps_NSP, maps_NSP.roll(1, dims=0))}
+
+
+def first_split_agreement(pipe: NVGPipeline, classes_N: np.ndarray, seeds_N: np.ndarray,
+                          options: SamplingOptions) -> dict[str, float]:
+    """How much the class decides the first split: the share of positions on the same side of the stage-1
+    map for the same noise and another class ("other_class"), and for the same class and other noise
+    ("other_noise"). Random halvings agree on 0.5; a first split that ignores the class has other_class
+    near 1; a class-aware one has other_class well below 1 and other_noise above 0.5."""
+    def first_split(classes: np.ndarray, seeds: np.ndarray) -> torch.Tensor:
+        stage0 = next(iter(pipe.iter_stages(classes.tolist(), seeds=seeds.tolist(), options=options, preview=False)))
+        return stage0.next_labels_BN.cpu()
+
+    base_NP = first_split(classes_N, seeds_N)
+    other_class_N = (classes_N + 1 + np.arange(len(classes_N)) % (len(pipe.class_names) - 1)) % len(pipe.class_names)
+    return {"other_class": float((first_split(other_class_N, seeds_N) == base_NP).float().mean()),
+            "other_noise": float((first_split(classes_N, seeds_N + 1_000_000) == base_NP).float().mean())}
+
+
+@torch.inference_mode()
+def split_loss_by_class(pipe: NVGPipeline, images_NHWC: np.ndarray, classes_N: np.ndarray, seed: int,
+                        stages: tuple[int, ...] = (0, 1)) -> dict[str, dict[str, float]]:
+    """Flow loss on the bit each stage decides (dim s at stage s) for real images, with their true class and
+    with the null class (same noise and times). A structure branch that uses the class has a lower loss
+    with the true one."""
+    generator = torch.Generator().manual_seed(seed)
+    tokens = pipe.encode(list(images_NHWC))
+    D, N = pipe.transformer.config.num_bits, len(images_NHWC)
+    target_NPD = bit_codes(tokens.labels_BSN[:, -1], D, D).float() - 1
+    true_N = torch.as_tensor(classes_N, device=pipe.device)
+    null_N = torch.full_like(true_N, pipe.transformer.config.num_classes)
+    out = {}
+    for stage in stages:
+        losses = {"true_class": [], "null_class": []}
+        for _ in range(4):  # four flow times per image
+            eps_NPD = torch.randn(target_NPD.shape, generator=generator).to(pipe.device)
+            t_N = torch.sigmoid(torch.randn(N, generator=generator)).to(pipe.device)
+            stage_N = torch.full((N,), stage, device=pipe.device)
+            for name, class_N in (("true_class", true_N), ("null_class", null_N)):
+                error = flow_error(pipe.transformer, tokens.canvases_BSNC, tokens.labels_BSN, target_NPD, eps_NPD,
+                                   stage_N, t_N, class_N)
+                losses[name].append(error[..., stage].mean().item())
+        out[str(stage)] = {name: float(np.mean(v)) for name, v in losses.items()}
+    return out
+
+
+def explained_variance(images_NHWC: np.ndarray, labels_NP: np.ndarray) -> np.ndarray:
+    """Share of each image's pixel variance (RGB summed) explained by the regions of a structure map: 1 -
+    within-region / total sum of squares, the map's grid cells scaled up to the image."""
+    N, H, W, _ = images_NHWC.shape
+    grid = int(round(np.sqrt(labels_NP.shape[1])))
+    regions_NHW = labels_NP.reshape(N, grid, grid).repeat(H // grid, axis=1).repeat(W // grid, axis=2)
+    out = np.empty(N)
+    for i, (image_HWC, regions_HW) in enumerate(zip(images_NHWC.astype(np.float64), regions_NHW)):
+        pixels_PC, region_P = image_HWC.reshape(-1, 3), regions_HW.reshape(-1)
+        count_R = np.bincount(region_P)
+        means_RC = np.stack([np.bincount(region_P, weights=c) for c in pixels_PC.T], axis=1) / np.maximum(count_R, 1)[:, None]
+        total = ((pixels_PC - pixels_PC.mean(0)) ** 2).sum()
+        out[i] = 1 - ((pixels_PC - means_RC[region_P]) ** 2).sum() / total if total > 0 else 1.0
+    return out
+
+
+def layout_following(pipe: NVGPipeline, images_NHWC: np.ndarray, classes_N: np.ndarray, seeds_N: np.ndarray,
+                     options: SamplingOptions, stages: tuple[int, ...] = (1, 2, 3)) -> dict[str, dict[str, float]]:
+    """For structure imposed from real images at stages 0..k: the share of the generated image's pixel
+    variance explained by the stage-k regions ("generated"), beside the reference image itself
+    ("reference", what following the layout perfectly looks like) and free samples of the same classes and
+    seeds measured against the same regions ("free", chance)."""
+    maps_NSP = pipe.encode(list(images_NHWC)).labels_BSN
+    free_NHWC = generate_images(pipe, classes_N, seeds_N, options)
+    out = {}
+    for k in stages:
+        regions_NP = maps_NSP[:, k].cpu().numpy()
+        generated_NHWC = generate_images(pipe, classes_N, seeds_N, options, maps_NSP[:, :k + 1])
+        out[str(k)] = {name: float(explained_variance(images, regions_NP).mean())
+                       for name, images in (("generated", generated_NHWC), ("reference", images_NHWC),
+                                            ("free", free_NHWC))}
+    return out
 
 
 def lock_and_swap(pipe: NVGPipeline, sources: NVGResult, locked: int, class_b_B: np.ndarray, seeds_B: np.ndarray,
@@ -181,8 +266,13 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
 
     structure_idx = _spread(held_lab, max(2, num_samples // 8))  # two at least: "unrelated" pairs them
     report["structure_images"] = len(structure_idx)
-    report["structure_ari"] = structure_fidelity(pipe, data.images[structure_idx], data.label[structure_idx].astype(int),
-                                                 seed + 100_000 + np.arange(len(structure_idx)), options)
+    structure_args = (data.images[structure_idx], data.label[structure_idx].astype(int),
+                      seed + 100_000 + np.arange(len(structure_idx)), options)
+    report["structure_ari"] = structure_fidelity(pipe, *structure_args)
+    report["layout_following"] = layout_following(pipe, *structure_args)
+    report["first_split_agreement"] = first_split_agreement(pipe, classes_N, seed + np.arange(num_samples), options)
+    split_idx = _spread(held_lab, min(len(held_lab), num_samples // 2))
+    report["split_loss"] = split_loss_by_class(pipe, data.images[split_idx], data.label[split_idx].astype(int), seed)
     lap("structure")
 
     class_a_P = rng.choice(len(CLASSES), max(1, num_samples // 16))

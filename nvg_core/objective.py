@@ -15,6 +15,8 @@ equals  mean_i (x0 MSE + code CE) + mean_{i < S-2} structure,  which is what is 
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -30,9 +32,16 @@ def drop_classes(class_labels_B: torch.Tensor, null_class: int, rate: float,
 
 
 def _pick_stages(batch: int, num: int, k: int | None, generator: torch.Generator | None,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows (sample, stage): all `num` stages per sample, or k distinct uniformly drawn ones."""
-    if k is None or k >= num:
+                 device: torch.device, weights: Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows (sample, stage): all `num` stages per sample, or k distinct ones drawn uniformly (or in
+    proportion to `weights`, one per stage)."""
+    if weights is not None:
+        if len(weights) != num or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"stage weights must be {num} non-negative numbers, not all 0; got {list(weights)}")
+        k = min(k or num, sum(w > 0 for w in weights))
+        weights_BS = torch.tensor(weights, dtype=torch.float).expand(batch, num)
+        stage_BK = torch.multinomial(weights_BS, k, replacement=False, generator=generator)
+    elif k is None or k >= num:
         stage_BK = torch.arange(num).expand(batch, num)
     else:
         stage_BK = torch.rand(batch, num, generator=generator).argsort(dim=1)[:, :k]
@@ -43,7 +52,8 @@ def _pick_stages(batch: int, num: int, k: int | None, generator: torch.Generator
 def nvg_loss(model: NVGTransformer, canvases_BSNC: torch.Tensor, final_BNC: torch.Tensor,
              labels_BSN: torch.Tensor, codes_BSN: torch.Tensor, class_labels_B: torch.Tensor,
              generator: torch.Generator | None = None, stages_per_sample: int | None = None,
-             cfg_drop: float = 0.1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+             cfg_drop: float = 0.1, content: bool = True,
+             structure_stage_weights: Sequence[float] | None = None, split_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The training loss of one batch and its detached parts.
 
     canvases_BSNC: the canvas before each stage (zeros at stage 0); final_BNC: the final quantised latent;
@@ -53,6 +63,10 @@ def nvg_loss(model: NVGTransformer, canvases_BSNC: torch.Tensor, final_BNC: torc
     image instead of all of them. Each image's stages are drawn uniformly without replacement and the
     loss averages the drawn stages, so it is an unbiased estimate of the full loss (every stage's
     expected weight is unchanged); it costs about k / S of the compute.
+    content=False skips the content passes (structure-only fine-tuning); structure_stage_weights draws
+    the structure stages in proportion to the given weights instead (a re-weighting of the stages, e.g.
+    towards the first splits, not an unbiased estimate); split_weight adds that multiple of the loss on
+    the bit each stage decides (dim i at stage i, the only one its split uses).
     Every random number (class dropout, stages, noise, flow times) comes from `generator` (CPU).
     """
     cfg = model.config
@@ -64,36 +78,50 @@ def nvg_loss(model: NVGTransformer, canvases_BSNC: torch.Tensor, final_BNC: torc
     class_B = drop_classes(class_labels_B, cfg.num_classes, cfg_drop, generator)
 
     # Content: one row per (sample, stage).
-    b_P, i_P = _pick_stages(B, S, stages_per_sample, generator, device)
-    canvas_PNC, labels_PN = canvases_BSNC[b_P, i_P], labels_BSN[b_P, i_P]
-    x0_PNC, logits_PKV = model.forward_content(canvas_PNC, labels_PN, i_P, class_B[b_P])
-    x0_mse_P = (x0_PNC - final_BNC[b_P]).pow(2).mean(dim=(1, 2))
-    K = logits_PKV.shape[1]
-    target_PK = torch.zeros(len(b_P), K, dtype=torch.long, device=device).scatter_(1, labels_PN, codes_BSN[b_P, i_P])
-    valid_PK = torch.arange(K, device=device) < 2 ** i_P[:, None]  # rows past 2^stage are padding
-    ce_PK = F.cross_entropy(logits_PKV.flatten(0, 1).float(), target_PK.flatten(), reduction="none").view_as(target_PK)
-    code_ce_P = (ce_PK * valid_PK).sum(dim=1) / valid_PK.sum(dim=1)
-    hit_PK = (logits_PKV.argmax(dim=-1) == target_PK) & valid_PK
-    code_acc_P = hit_PK.sum(dim=1) / valid_PK.sum(dim=1)
+    parts = {}
+    if content:
+        b_P, i_P = _pick_stages(B, S, stages_per_sample, generator, device)
+        canvas_PNC, labels_PN = canvases_BSNC[b_P, i_P], labels_BSN[b_P, i_P]
+        x0_PNC, logits_PKV = model.forward_content(canvas_PNC, labels_PN, i_P, class_B[b_P])
+        x0_mse_P = (x0_PNC - final_BNC[b_P]).pow(2).mean(dim=(1, 2))
+        K = logits_PKV.shape[1]
+        target_PK = torch.zeros(len(b_P), K, dtype=torch.long, device=device).scatter_(1, labels_PN, codes_BSN[b_P, i_P])
+        valid_PK = torch.arange(K, device=device) < 2 ** i_P[:, None]  # rows past 2^stage are padding
+        ce_PK = F.cross_entropy(logits_PKV.flatten(0, 1).float(), target_PK.flatten(), reduction="none").view_as(target_PK)
+        code_ce_P = (ce_PK * valid_PK).sum(dim=1) / valid_PK.sum(dim=1)
+        hit_PK = (logits_PKV.argmax(dim=-1) == target_PK) & valid_PK
+        code_acc_P = hit_PK.sum(dim=1) / valid_PK.sum(dim=1)
+        parts.update(x0_mse=x0_mse_P.mean(), code_ce=code_ce_P.mean(), code_acc=code_acc_P.mean())
 
     # Structure: one row per (sample, stage with a network); the noise is shared by a sample's stages.
     D = cfg.num_bits
     target_BND = bit_codes(labels_BSN[:, -1], D, D).float() - 1
     eps_BND = torch.randn(B, N, D, generator=generator).to(device)
-    b_Q, i_Q = _pick_stages(B, cfg.num_structure_stages, stages_per_sample, generator, device)
+    b_Q, i_Q = _pick_stages(B, cfg.num_structure_stages, stages_per_sample, generator, device, structure_stage_weights)
     t_Q = torch.sigmoid(torch.randn(len(b_Q), generator=generator)).to(device)
-    known_QD = torch.arange(D, device=device) < i_Q[:, None]
-    target_QND = target_BND[b_Q]
-    eps_QND = torch.where(known_QD[:, None], target_QND, eps_BND[b_Q])
-    z_QND = t_Q[:, None, None] * eps_QND + (1 - t_Q[:, None, None]) * target_QND
-    v_QND = model.forward_structure(canvases_BSNC[b_Q, i_Q + 1], z_QND, labels_BSN[b_Q, i_Q], i_Q, t_Q, class_B[b_Q])
-    structure_mse = (eps_QND - v_QND - target_QND).pow(2).mean()
+    error_QND = flow_error(model, canvases_BSNC[b_Q], labels_BSN[b_Q], target_BND[b_Q], eps_BND[b_Q], i_Q, t_Q, class_B[b_Q])
+    parts["structure_mse"] = error_QND.mean()
+    parts["split_mse"] = error_QND.gather(2, i_Q[:, None, None].expand(-1, N, 1)).mean()
 
-    x0_mse, code_ce = x0_mse_P.mean(), code_ce_P.mean()
-    loss = x0_mse + code_ce + structure_mse
-    parts = {"loss": loss, "x0_mse": x0_mse, "code_ce": code_ce, "code_acc": code_acc_P.mean(),
-             "structure_mse": structure_mse}
+    loss = parts.get("x0_mse", 0) + parts.get("code_ce", 0) + parts["structure_mse"] + split_weight * parts["split_mse"]
+    parts = {"loss": loss, **parts}
     return loss, {name: value.detach() for name, value in parts.items()}
+
+
+def flow_error(model: NVGTransformer, canvases_QSNC: torch.Tensor, labels_QSN: torch.Tensor, target_QND: torch.Tensor,
+               eps_QND: torch.Tensor, stage_Q: torch.Tensor, t_Q: torch.Tensor, class_Q: torch.Tensor) -> torch.Tensor:
+    """Squared error (Q, N, D) of the structure flow's velocity at stage stage_Q[q] and time t_Q[q].
+
+    The first stage_Q dims of the noise are replaced by the known target bits; z_t = t eps + (1 - t) target;
+    the velocity should be eps - target. Flow condition: the canvas after the stage's content.
+    """
+    known_QD = torch.arange(target_QND.shape[-1], device=target_QND.device) < stage_Q[:, None]
+    eps_QND = torch.where(known_QD[:, None], target_QND, eps_QND)
+    z_QND = t_Q[:, None, None] * eps_QND + (1 - t_Q[:, None, None]) * target_QND
+    rows_Q = torch.arange(len(stage_Q), device=stage_Q.device)
+    v_QND = model.forward_structure(canvases_QSNC[rows_Q, stage_Q + 1], z_QND, labels_QSN[rows_Q, stage_Q], stage_Q,
+                                    t_Q, class_Q)
+    return (eps_QND - v_QND - target_QND).pow(2)
 
 
 def canvas_scale_factors(canvases_BSNC: torch.Tensor, final_BNC: torch.Tensor) -> tuple[float, ...]:

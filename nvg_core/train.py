@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -193,8 +194,42 @@ def tokenize_dataset(tokenizer: NVGTokenizer, images_NHWC: np.ndarray, labels_N:
     return out
 
 
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",")]
+
+
+def with_config(model: NVGTransformer, **changes) -> NVGTransformer:
+    """The same weights in a model whose config has `changes`; only parameters the changes add may be new
+    (they keep their initialisation, e.g. the zero map of structure_class_proj)."""
+    new = NVGTransformer(dataclasses.replace(model.config, **changes))
+    added = {name for name, _ in new.named_parameters()} - {name for name, _ in model.named_parameters()}
+    try:
+        missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    except RuntimeError as error:  # shapes differ
+        raise ValueError(f"config change {changes} does not keep the weights: {error}") from None
+    if unexpected or set(missing) - added:
+        raise ValueError(f"config change {changes} does not keep the weights: missing {missing}, unexpected {unexpected}")
+    return new
+
+
+def cached_targets(tokenizer: NVGTokenizer, tokenizer_folder: Path, data_path: Path, images_NHWC: np.ndarray,
+                   labels_N: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    """tokenize_dataset, cached beside the dataset under a key of the tokenizer weights and the data file
+    (tokenizing the whole set takes minutes on a 2-core CPU; every training run needs it)."""
+    digest = hashlib.sha256((Path(tokenizer_folder) / "tokenizer.safetensors").read_bytes())
+    digest.update(Path(data_path).read_bytes())
+    cache = Path(data_path).with_name(f"{Path(data_path).stem}.targets-{digest.hexdigest()[:16]}.pt")
+    if cache.is_file():
+        return {k: v.to(device) for k, v in torch.load(cache, weights_only=True).items()}
+    targets = tokenize_dataset(tokenizer, images_NHWC, labels_N, device)
+    torch.save({k: v.cpu() for k, v in targets.items()}, cache)
+    return targets
+
+
 def train_generator(args) -> None:
     """The NVG objective on the tokenizer's codes, class-balanced sampling, k random stages per image."""
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     device = _device(args.device)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -203,6 +238,8 @@ def train_generator(args) -> None:
     out = Path(args.out)
     tokenizer = checkpoints.load_component(args.tokenizer, "tokenizer").to(device).eval()
     model = checkpoints.load_component(args.resume, "transformer") if args.resume else None
+    if model is not None and args.structure_class_proj and not model.config.structure_class_proj:
+        model = with_config(model, structure_class_proj=True)
     grid = model.config.grid_size if model is not None else TRANSFORMER_CONFIGS[args.config].grid_size
     if grid != tokenizer.config.grid_size:
         raise ValueError(f"the generator's grid is {grid}x{grid} but the tokenizer in {args.tokenizer} makes "
@@ -210,13 +247,18 @@ def train_generator(args) -> None:
                          "(emoji-f4 with emoji-s, emoji-f8 with emoji-s8)")
     data = load_emoji_dataset(args.data)
     train_idx = _train_indices(data.emoji)
-    targets = tokenize_dataset(tokenizer, data.images[train_idx], data.label[train_idx], device)
+    targets = cached_targets(tokenizer, args.tokenizer, args.data, data.images[train_idx], data.label[train_idx], device)
     if model is None:
         scales = canvas_scale_factors(targets["canvases_BSNC"][:1024], targets["final_BNC"][:1024])
-        model = NVGTransformer(dataclasses.replace(TRANSFORMER_CONFIGS[args.config], scale_factors=scales))
+        model = NVGTransformer(dataclasses.replace(TRANSFORMER_CONFIGS[args.config], scale_factors=scales,
+                                                   structure_class_proj=args.structure_class_proj))
     model.to(device).train()
     ema = copy.deepcopy(model).eval()
-    decay, no_decay = [p for p in model.parameters() if p.ndim >= 2], [p for p in model.parameters() if p.ndim < 2]
+    train_content = args.branch == "all"
+    for name, p in model.named_parameters():
+        p.requires_grad_(train_content or name.startswith("structure_"))
+    trained = [p for p in model.parameters() if p.requires_grad]
+    decay, no_decay = [p for p in trained if p.ndim >= 2], [p for p in trained if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95))
     order_N = targets["class_B"].argsort()
@@ -232,7 +274,9 @@ def train_generator(args) -> None:
         with autocast:
             loss, parts = nvg_loss(model, targets["canvases_BSNC"][pick_B], targets["final_BNC"][pick_B],
                                    targets["labels_BSN"][pick_B], targets["codes_BSN"][pick_B],
-                                   targets["class_B"][pick_B], generator, args.stages_per_sample or None)
+                                   targets["class_B"][pick_B], generator, args.stages_per_sample or None,
+                                   content=train_content, structure_stage_weights=args.structure_stage_weights,
+                                   split_weight=args.split_weight)
         _optimise(opt, model, ema, loss, step, args)
         if step % args.log_every == 0 or step == args.steps - 1:
             log(step, **{k: v.item() for k, v in parts.items()}, lr=opt.param_groups[0]["lr"])
@@ -265,6 +309,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse._SubParsersAction
         else:
             p.add_argument("--tokenizer", required=True, type=Path, help="folder with the trained tokenizer")
             p.add_argument("--stages-per-sample", type=int, default=2, help="random stages scored per image (0: all)")
+            p.add_argument("--branch", choices=("all", "structure"), default="all",
+                           help="train both branches, or only the structure branch (content frozen, not run)")
+            p.add_argument("--structure-stage-weights", type=_floats, default=None, metavar="W0,W1,...",
+                           help="draw the structure stages in proportion to these weights (default: uniformly)")
+            p.add_argument("--split-weight", type=float, default=0.0,
+                           help="extra weight on the loss of the bit each stage's split decides")
+            p.add_argument("--structure-class-proj", action="store_true",
+                           help="add the structure_class_proj option (a zero-initialised class path) to the "
+                                "config, also when resuming from weights without it")
+            p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
             p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
             p.add_argument("--half-weights", action="store_true", help="store the weights in float16 (half the size)")
         p.set_defaults(run=fn)

@@ -99,3 +99,31 @@ def test_tokenizer_quality_gives_one_value_per_stage(tiny_pipeline):
     images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     psnr_S, ssim_S = tokenizer_quality(tiny_pipeline, images, batch_size=2)
     assert len(psnr_S) == len(ssim_S) == tiny_pipeline.num_stages and all(np.isfinite(psnr_S))
+
+
+def test_explained_variance_is_one_for_region_constant_images_and_near_zero_for_noise():
+    from nvg_core.evaluate import explained_variance
+    regions_P = np.repeat(np.arange(4), 4)  # a 4x4 grid: one region per row
+    flat_HWC = np.broadcast_to(np.array([10, 80, 160, 240])[np.arange(16) // 4, None, None], (16, 16, 3))
+    noise_HWC = np.random.default_rng(0).integers(0, 256, (16, 16, 3))
+    scores = explained_variance(np.stack([flat_HWC, noise_HWC]), np.stack([regions_P, regions_P]))
+    assert scores[0] == 1.0 and 0 <= scores[1] < 0.05
+
+
+def test_first_split_ignores_another_class_only_when_the_model_ignores_classes():
+    from conftest import make_tiny_pipeline
+
+    from nvg_core.evaluate import first_split_agreement
+    pipe = make_tiny_pipeline(seed=3)
+    classes, seeds, options = np.arange(8) % 4, np.arange(8), SamplingOptions(flow_steps=2)
+    embeddings = (pipe.transformer.content_class_embed.weight, pipe.transformer.structure_class_embed.weight)
+    with torch.no_grad():
+        for weight in embeddings:  # random init is 0.02: make the class matter
+            weight.normal_(generator=torch.Generator().manual_seed(0))
+    aware = first_split_agreement(pipe, classes, seeds, options)
+    with torch.no_grad():
+        for weight in embeddings:
+            weight.zero_()
+    blind = first_split_agreement(pipe, classes, seeds, options)
+    assert blind["other_class"] == 1.0 and aware["other_class"] < 1.0
+    assert blind["other_noise"] < 1.0

@@ -1,5 +1,6 @@
 """NVG training objective: it trains, its parts are sane, stage sampling is unbiased, dropout rate."""
 
+import pytest
 import torch
 
 from nvg_core.objective import canvas_scale_factors, drop_classes, nvg_loss
@@ -47,7 +48,7 @@ def test_parts_add_up_and_are_reproducible():
     batch = random_batch(batch=4)
     loss_a, parts = nvg_loss(model, *batch, generator=torch.Generator().manual_seed(3))
     loss_b, _ = nvg_loss(model, *batch, generator=torch.Generator().manual_seed(3))
-    assert set(parts) == {"loss", "x0_mse", "code_ce", "code_acc", "structure_mse"}
+    assert set(parts) == {"loss", "x0_mse", "code_ce", "code_acc", "structure_mse", "split_mse"}
     assert torch.equal(loss_a, loss_b)
     torch.testing.assert_close(parts["loss"], parts["x0_mse"] + parts["code_ce"] + parts["structure_mse"])
     # Untrained: the code CE is near log(V) (xavier logits are small but not zero).
@@ -86,3 +87,28 @@ def test_canvas_scale_factors():
     factors = canvas_scale_factors(canvases_BSNC, final_BNC)
     assert len(factors) == CFG.num_stages + 1 and factors[0] == 1.0
     assert abs(factors[-1] * final_BNC.std().item() - 1) < 1e-6
+
+
+def test_structure_only_loss_skips_the_content_branch_and_follows_the_stage_weights():
+    torch.manual_seed(0)
+    model = NVGTransformer(CFG)
+    batch = random_batch(batch=4)
+    weights = [1.0] + [0.0] * (CFG.num_structure_stages - 1)  # only the first split
+    loss, parts = nvg_loss(model, *batch, generator=torch.Generator().manual_seed(3), content=False,
+                           structure_stage_weights=weights, stages_per_sample=2)
+    assert set(parts) == {"loss", "structure_mse", "split_mse"}
+    loss.backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("structure_"))
+    assert model.structure_stage_embed.weight.grad[0].abs().sum() > 0
+    assert model.structure_stage_embed.weight.grad[1:].abs().sum() == 0  # no other stage was drawn
+
+
+def test_split_weight_adds_the_deciding_bit_loss():
+    torch.manual_seed(0)
+    model = NVGTransformer(CFG)
+    batch = random_batch(batch=4)
+    _, plain = nvg_loss(model, *batch, generator=torch.Generator().manual_seed(3))
+    loss, parts = nvg_loss(model, *batch, generator=torch.Generator().manual_seed(3), split_weight=2.0)
+    torch.testing.assert_close(loss, plain["loss"] + 2.0 * plain["split_mse"])
+    with pytest.raises(ValueError, match="stage weights"):
+        nvg_loss(model, *batch, structure_stage_weights=[1.0, 2.0])

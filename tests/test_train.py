@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from nvg_core import checkpoints
 from nvg_core.cli import build_parser
@@ -39,8 +40,16 @@ def test_tokenizer_then_generator_training_write_loadable_folders(trainable_data
     transformer = checkpoints.load_component(tmp_path / "gen", "transformer")
     assert transformer.config.scale_factors[1] != 4.1993  # measured on this tokenizer's canvases
     run(["train", "generator", "--data", str(trainable_data), "--tokenizer", str(tmp_path / "tok"),
-         "--out", str(tmp_path / "gen2"), "--steps", "1", "--batch-size", "4", "--resume", str(tmp_path / "gen" / "raw")])
-    assert (tmp_path / "gen2" / "transformer.safetensors").is_file()
+         "--out", str(tmp_path / "gen2"), "--steps", "1", "--batch-size", "4", "--resume", str(tmp_path / "gen" / "raw"),
+         "--branch", "structure", "--structure-class-proj", "--structure-stage-weights", "4,4,2,1,1,1,1"])
+    resumed = checkpoints.load_component(tmp_path / "gen2", "transformer")
+    assert resumed.config.structure_class_proj
+    raw = checkpoints.load_component(tmp_path / "gen" / "raw", "transformer")
+    for name, p in raw.state_dict().items():  # the structure-only run left the content branch alone
+        if not name.startswith("structure_"):
+            assert torch.equal(resumed.state_dict()[name], p), name
+    # Both generator runs used one tokenizer: the second read the first one's cached targets.
+    assert len(list(trainable_data.parent.glob("*.targets-*.pt"))) == 1
 
 
 def test_training_on_held_out_only_data_is_refused(tmp_path):

@@ -186,3 +186,19 @@ def test_config_validation():
     with pytest.raises(ValueError, match="stages"):
         model.forward_structure(canvas_BNC, torch.zeros(2, 16, 4), labels_BSN[:, 3], 3, torch.rand(2),
                                 torch.tensor([0, 1]))
+
+
+def test_structure_class_proj_starts_as_a_no_op_and_then_carries_the_class():
+    from nvg_core.train import with_config
+    model = tiny_model("additive")
+    boosted = with_config(model, structure_class_proj=True).eval()
+    assert {n for n, _ in boosted.named_parameters()} - {n for n, _ in model.named_parameters()} == {
+        "structure_class_proj.norm.scale", "structure_class_proj.linear.weight", "structure_class_proj.linear.bias"}
+    labels_BSN, canvas_BNC = tiny_inputs(batch=2)
+    args = (canvas_BNC, torch.randn(2, 16, 4), labels_BSN[:, 1], 1, torch.full((2,), 0.3), torch.tensor([1, 2]))
+    with torch.no_grad():
+        torch.testing.assert_close(boosted.forward_structure(*args), model.forward_structure(*args))
+        boosted.structure_class_proj.linear.weight.normal_()
+        assert (boosted.forward_structure(*args) - model.forward_structure(*args)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="does not keep the weights"):
+        with_config(model, hidden=32, heads=1)
