@@ -3,28 +3,33 @@
 Folder format: per component NAME (tokenizer, transformer, evaluator) a NAME_config.json (the config
 dataclass as JSON, plus the class name) and NAME.safetensors; files are written to a temporary name and
 renamed, so an interrupted save leaves no half-written file. The authors' PyTorch Lightning checkpoints
-(ae.ckpt, d16/d20/d24.ckpt) are read with torch.load(weights_only=True) only, converted once, and never
-unpickled with code execution unless the caller explicitly allows it for a file they trust.
+(ae.ckpt, d16/d20/d24.ckpt, or any other official-layout size: the architecture is read from the tensor
+shapes and checked against recorded hyper-parameters) are read with torch.load(weights_only=True) only,
+converted once, and never unpickled with code execution unless the caller explicitly allows it for a file
+they trust.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pickle
 import re
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .tokenizer import TOKENIZER_CONFIGS, NVGTokenizer, TokenizerConfig
-from .transformer import TRANSFORMER_CONFIGS, NVGTransformer, TransformerConfig
+from .tokenizer import NVGTokenizer, TokenizerConfig
+from .transformer import OFFICIAL_SCALE_FACTORS, NVGTransformer, TransformerConfig
 
 COMPONENTS: dict[str, tuple[type[nn.Module], type]] = {
     "NVGTokenizer": (NVGTokenizer, TokenizerConfig),
@@ -101,9 +106,9 @@ def load_component(folder: str | os.PathLike, name: str) -> nn.Module:
 # --------------------------------------------------------------------------------------------------
 
 
-def load_torch_checkpoint(path: str | os.PathLike, allow_unsafe: bool = False) -> dict[str, torch.Tensor]:
-    """The 'state_dict' of a .ckpt/.pt file, read with torch.load(weights_only=True) (memory-mapped for
-    zip-format files, i.e. everything saved by torch >= 1.6).
+def load_torch_checkpoint(path: str | os.PathLike, allow_unsafe: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
+    """The 'state_dict' and the 'hyper_parameters' (empty if absent) of a .ckpt/.pt file, read with
+    torch.load(weights_only=True) (memory-mapped for zip-format files, i.e. everything saved by torch >= 1.6).
 
     Lightning checkpoints can hold pickled objects that weights_only refuses. Then this raises an error
     that says what to do; allow_unsafe=True (only for a file you trust: unpickling can run code) retries
@@ -131,7 +136,8 @@ def load_torch_checkpoint(path: str | os.PathLike, allow_unsafe: bool = False) -
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds no state_dict")
-    return state
+    hyper_parameters = checkpoint.get("hyper_parameters") if state is not checkpoint else None
+    return state, dict(hyper_parameters) if isinstance(hyper_parameters, Mapping) else {}
 
 
 def _load_unsafe(path: Path) -> object:
@@ -152,57 +158,168 @@ def _check_keys(converted: dict, module: nn.Module, what: str) -> None:
                          f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
 
 
-def convert_official_ae(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """ae.ckpt state_dict -> NVGTokenizer state_dict (non-EMA weights, as the authors' generator uses).
+def _count(state: dict, prefix: str) -> int:
+    """How many numbered children 'prefix.<i>.' the state has (0, 1, ... must all be present)."""
+    indices = {int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"\.(\d+)\.", k))}
+    if indices != set(range(len(indices))):
+        raise ValueError(f"the numbered entries {prefix}.* are not 0..n-1: {sorted(indices)}")
+    return len(indices)
 
-    Drops ema_model.*, loss.* and total_visited_codes, and removes the Conv/Normalize wrapper level
-    ('conv_in.conv.weight' -> 'conv_in.weight').
+
+def _shape(state: dict, key: str, what: str) -> tuple[int, ...]:
+    if key not in state:
+        raise ValueError(f"{what} is not an official-layout checkpoint: it has no '{key}'")
+    return tuple(state[key].shape)
+
+
+def _find(tree: Mapping, name: str):
+    """The first value of key `name` anywhere in nested hyper-parameter mappings (None if absent)."""
+    if name in tree:
+        return tree[name]
+    for value in tree.values():
+        if isinstance(value, Mapping) and (found := _find(value, name)) is not None:
+            return found
+    return None
+
+
+def _check_hyper_parameters(hyper_parameters: Mapping, measured: dict, what: str) -> None:
+    """Refuse a checkpoint whose recorded hyper-parameters contradict the sizes read from its tensors."""
+    for name, value in measured.items():
+        recorded = _find(hyper_parameters, name)
+        if recorded is None:
+            continue
+        same = list(recorded) == list(value) if isinstance(value, (list, tuple)) else float(recorded) == float(value)
+        if not same:
+            raise ValueError(f"{what}: its hyper-parameter {name}={recorded!r} contradicts its tensors ({value!r})")
+
+
+def _isqrt_grid(positions: int, what: str) -> int:
+    grid = math.isqrt(positions)
+    if grid * grid != positions or positions & (positions - 1):
+        raise ValueError(f"{what} has {positions} latent positions: not a square grid of a power of two")
+    return grid
+
+
+def official_ae_config(state: dict[str, torch.Tensor], hyper_parameters: Mapping | None = None) -> TokenizerConfig:
+    """The TokenizerConfig of a converted (renamed) official-layout AE state, read from its tensor shapes:
+    widths and channel multipliers, res blocks per level, latent width, codebook size, and the grid
+    (2^(stages - 1) positions, one Phi conv per stage); recorded hyper-parameters must agree."""
+    what = "the AE checkpoint"
+    base, in_channels = _shape(state, "encoder.conv_in.weight", what)[:2]
+    if in_channels != 3:
+        raise ValueError(f"{what} is not official-layout: its first conv reads {in_channels} channels, not RGB (3)")
+    levels = _count(state, "encoder.down")
+    widths = [_shape(state, f"encoder.down.{i}.block.0.conv2.weight", what)[0] for i in range(levels)]
+    if any(w % base for w in widths):
+        raise ValueError(f"{what} has level widths {widths} that are not multiples of its base width {base}")
+    codebook_size, latent_channels = _shape(state, "quantize.embedding.weight", what)
+    grid = _isqrt_grid(2 ** (_count(state, "quantize.quant_resi") - 1), what)
+    config = TokenizerConfig(resolution=grid * 2 ** (levels - 1), base_channels=base,
+                             channel_mult=tuple(w // base for w in widths),
+                             num_res_blocks=_count(state, "encoder.down.0.block"), latent_channels=latent_channels,
+                             codebook_size=codebook_size, grid_size=grid)
+    _check_hyper_parameters(hyper_parameters or {}, {
+        "embed_dim": latent_channels, "n_embed": codebook_size, "base_ch": base, "encoder_ch_mult": config.channel_mult,
+        "num_res_blocks": config.num_res_blocks, "downsampled_size": grid}, what)
+    return config
+
+
+def _short_floats(values_K: torch.Tensor) -> list[float]:
+    """fp32 values as the shortest decimals that round-trip in fp32 (1.608, not 1.6080000400543213)."""
+    return [float(str(np.float32(v))) for v in values_K.float().tolist()]
+
+
+def official_generator_config(state: dict[str, torch.Tensor], hyper_parameters: Mapping | None = None) -> TransformerConfig:
+    """The TransformerConfig of a converted official-layout generator state, read from its tensor shapes:
+    depth, widths, heads (width / the q-norm's head dim), MLP ratio, codebook, classes, grid and the
+    scale_factors buffer (the official constants if a 9-stage checkpoint lacks it); recorded
+    hyper-parameters must agree."""
+    what = "the generator checkpoint"
+    _, positions, latent_channels = _shape(state, "content_start_embed", what)
+    hidden = _shape(state, "content_embed.weight", what)[0]
+    structure_hidden = _shape(state, "structure_embed.weight", what)[0]
+    depth = _count(state, "content_blocks")
+    head_dim = _shape(state, "content_blocks.0.norm.query_norm.scale", what)[0]
+    structure_head_dim = _shape(state, "structure_blocks.0.norm.query_norm.scale", what)[0]
+    mlp_width = _shape(state, "content_blocks.0.linear1.weight", what)[0] - 3 * hidden
+    grid = _isqrt_grid(positions, what)
+    scale_factors = state.get("scale_factors")
+    if scale_factors is None and positions != 256:
+        raise ValueError(f"{what} has no scale_factors buffer, and the official constants only fit a 16x16 grid")
+    try:
+        config = TransformerConfig(
+            depth=depth, hidden=hidden, heads=hidden // head_dim, structure_hidden=structure_hidden,
+            structure_heads=structure_hidden // structure_head_dim, mlp_ratio=mlp_width / hidden,
+            latent_channels=latent_channels, codebook_size=_shape(state, "cls_head.linear.weight", what)[0],
+            num_classes=_shape(state, "content_class_embed.weight", what)[0] - 1, grid_size=grid,
+            scale_factors=OFFICIAL_SCALE_FACTORS if scale_factors is None else _short_floats(scale_factors))
+    except ValueError as error:
+        raise ValueError(f"{what} is not official-layout: {error}") from error
+    _check_hyper_parameters(hyper_parameters or {}, {
+        "depth": depth, "vocab_size": config.codebook_size, "mlp_ratio": config.mlp_ratio,
+        "img_input_channel": latent_channels, "num_classes": config.num_classes, "head_dim": head_dim,
+        "structure_down_factor": hidden // structure_hidden,
+        "num_tokens": [2**i for i in range(config.num_stages)]}, what)
+    return config
+
+
+def convert_official_ae(state: dict[str, torch.Tensor],
+                        hyper_parameters: Mapping | None = None) -> tuple[dict[str, torch.Tensor], TokenizerConfig]:
+    """An official-layout ae.ckpt state_dict -> (NVGTokenizer state_dict, its config), any size.
+
+    Takes the non-EMA weights (as the authors' generator does): drops ema_model.*, loss.* and
+    total_visited_codes, and removes the Conv/Normalize wrapper level ('conv_in.conv.weight' ->
+    'conv_in.weight'). The architecture is read from the checkpoint (official_ae_config); anything that
+    does not fit it exactly is refused with the offending keys.
     """
     converted = {re.sub(r"\.(conv|norm)\.(weight|bias)$", r".\2", k): v for k, v in state.items()
                  if not k.startswith(("ema_model.", "loss.")) and k != "total_visited_codes"}
+    config = official_ae_config(converted, hyper_parameters)
     with torch.device("meta"):
-        _check_keys(converted, NVGTokenizer(TOKENIZER_CONFIGS["official-f16"]), "ae.ckpt")
-    return converted
+        _check_keys(converted, NVGTokenizer(config), "the AE checkpoint")
+    return converted, config
 
 
-def convert_official_generator(state: dict[str, torch.Tensor], ema: bool = True) -> tuple[dict[str, torch.Tensor], str]:
-    """d16/d20/d24.ckpt state_dict -> (NVGTransformer state_dict, config name).
+def convert_official_generator(state: dict[str, torch.Tensor], ema: bool = True, hyper_parameters: Mapping | None = None,
+                               ) -> tuple[dict[str, torch.Tensor], TransformerConfig]:
+    """An official-layout generator state_dict (d16/d20/d24.ckpt or any other size) -> (NVGTransformer
+    state_dict, its config).
 
     Takes the EMA weights (ema_model.nvgformer.*) by default, else the raw ones; drops the AE, the REPA
-    encoder and projector and the rope_ids buffer; checks the scale_factors buffer against the config.
+    encoder and projector and the rope_ids buffer; the scale_factors buffer goes into the config. The
+    architecture is read from the checkpoint (official_generator_config); anything else is refused.
     """
     prefix = "ema_model.nvgformer." if ema else "nvgformer."
     converted = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not converted:
         raise ValueError(f"no '{prefix}*' keys in the generator checkpoint" + (" (try ema=False)" if ema else ""))
-    scale_factors = converted.pop("scale_factors", None)
-    converted = {k: v for k, v in converted.items() if not k.startswith("projector.") and k != "rope_ids"}
-    depth = 1 + max(int(k.split(".")[1]) for k in converted if k.startswith("content_blocks."))
-    name = f"official-d{depth}"
-    if name not in TRANSFORMER_CONFIGS:
-        raise ValueError(f"a generator of depth {depth} is not one of the official d16/d20/d24")
-    config = TRANSFORMER_CONFIGS[name]
-    if scale_factors is not None and not torch.allclose(scale_factors.float(), torch.tensor(config.scale_factors), atol=1e-3):
-        raise ValueError(f"the checkpoint's scale_factors {scale_factors.tolist()} differ from {config.scale_factors}")
+    config = official_generator_config(converted, hyper_parameters)
+    converted = {k: v for k, v in converted.items() if not k.startswith("projector.") and k not in ("rope_ids", "scale_factors")}
     with torch.device("meta"):
         _check_keys(converted, NVGTransformer(config), "the generator checkpoint")
-    return converted, name
+    return converted, config
 
 
 def convert_official(ae_path: str | os.PathLike, generator_path: str | os.PathLike, out: str | os.PathLike,
                      ema: bool = True, allow_unsafe: bool = False) -> Path:
-    """Convert ae.ckpt + dNN.ckpt into a model folder that NVGPipeline.from_pretrained loads."""
+    """Convert an official-layout ae.ckpt + generator .ckpt into a model folder that NVGPipeline loads."""
     from .pipeline import NVGPipeline
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} already exists and is not empty; choose a new folder")
-    tokenizer = NVGTokenizer(TOKENIZER_CONFIGS["official-f16"])
-    tokenizer.load_state_dict(convert_official_ae(load_torch_checkpoint(ae_path, allow_unsafe)))
-    generator_state, name = convert_official_generator(load_torch_checkpoint(generator_path, allow_unsafe), ema)
-    transformer = NVGTransformer(TRANSFORMER_CONFIGS[name])
+    ae_state, ae_config = convert_official_ae(*load_torch_checkpoint(ae_path, allow_unsafe))
+    state, hyper_parameters = load_torch_checkpoint(generator_path, allow_unsafe)
+    generator_state, config = convert_official_generator(state, ema, hyper_parameters)
+    for field in ("latent_channels", "codebook_size", "grid_size"):
+        if getattr(ae_config, field) != getattr(config, field):
+            raise ValueError(f"the AE and the generator do not fit together: {field} {getattr(ae_config, field)} "
+                             f"vs {getattr(config, field)}")
+    tokenizer, transformer = NVGTokenizer(ae_config), NVGTransformer(config)
+    tokenizer.load_state_dict(ae_state)
     transformer.load_state_dict(generator_state)
-    pipe = NVGPipeline(tokenizer, transformer, OFFICIAL_CLASS_NAMES, device="cpu", default_flow_steps=25,
-                       name=f"nvg-{name} ({OFFICIAL_LICENCE})")
+    class_names = OFFICIAL_CLASS_NAMES if config.num_classes == 1000 else [f"class_{i}" for i in range(config.num_classes)]
+    pipe = NVGPipeline(tokenizer, transformer, class_names, device="cpu", default_flow_steps=25,
+                       name=f"nvg-official-d{config.depth} ({OFFICIAL_LICENCE})")
     tmp = out.with_name(f".{out.name}.partial")
     pipe.save_pretrained(tmp)
     os.replace(tmp, out)

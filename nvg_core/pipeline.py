@@ -168,21 +168,24 @@ class NVGPipeline:
 
     def iter_stages(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
                     options: SamplingOptions | None = None, structure: torch.Tensor | np.ndarray | None = None,
-                    ids: Sequence[torch.Tensor] | None = None, preview: bool = True) -> Iterator[StageOutput]:
+                    ids: Sequence[torch.Tensor] | None = None, preview: bool = True,
+                    structure_noise: torch.Tensor | None = None) -> Iterator[StageOutput]:
         """Stage-by-stage generation (see sampling.iter_stages); previews are decoded when asked."""
         return iter_stages(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options, structure),
-                           ids, preview)
+                           ids, preview, structure_noise)
 
     def generate(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
                  options: SamplingOptions | None = None, structure: torch.Tensor | np.ndarray | None = None,
-                 ids: Sequence[torch.Tensor] | None = None) -> NVGResult:
-        """Generate images; `structure` imposes maps on stages 0..k, `ids` codes on stages 0..j."""
+                 ids: Sequence[torch.Tensor] | None = None, structure_noise: torch.Tensor | None = None) -> NVGResult:
+        """Generate images; `structure` imposes maps on stages 0..k, `ids` codes on stages 0..j, and
+        `structure_noise` (B, N, D) replaces the drawn start noise of the structure flows."""
         return generate(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options, structure),
-                        ids)
+                        ids, structure_noise)
 
     def __call__(self, class_labels, generator: Generators = None, output_type: str = "pil",
                  **kwargs) -> PipelineOutput:
-        """diffusers-style call: images of the given classes (names or ids)."""
+        """diffusers-style call: images of the given classes (names or ids); keyword arguments as in generate
+        (seeds, options, structure, ids, structure_noise)."""
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
         result = self.generate(class_labels, generator=generator, **kwargs)

@@ -8,8 +8,11 @@ class swaps) is built on it. Guidance lives here, not in the model: a guided pas
 the null class and mixes the outputs.
 
 Randomness: every random number comes from CPU torch.Generators (one per image, or one shared) and is
-moved to the device, so a seed gives the same image on CPU, CUDA and MPS and an image does not depend on
-the batch it was made in.
+moved to the device, so a seed draws the same numbers on CPU, CUDA and MPS and an image does not depend on
+the batch it was made in. The structure noise can also be supplied (`structure_noise`, like diffusers'
+`latents`). The default split rule ("official", torch.topk as the authors) resolves tied scores in
+topk's implementation-defined order, so maps repeat exactly on one device type; split_rule="stable" breaks
+ties explicitly and gives the same maps on every device.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from .structure import bit_codes, validate
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
+SPLIT_RULES = ("official", "stable")  # see top_half
 
 
 # --------------------------------------------------------------------------------------------------
@@ -70,11 +74,16 @@ class SamplingOptions:
     temperature: float | Sequence[float] = 1.0
     flow_steps: int = 10
     gumbel_split: bool = False  # sample the split (Gumbel top-k) instead of taking the top half
+    # How tied split keys are resolved: "official" = torch.topk as the authors (reproduces their maps, on one
+    # device type); "stable" = unclamped score, then position (the same maps on every device).
+    split_rule: str = "official"
 
     def resolved(self, num_stages: int) -> dict[str, list[float]]:
         """Every per-stage control as a list of num_stages values."""
         if self.flow_steps < 1:
             raise ValueError(f"flow_steps must be at least 1, got {self.flow_steps}")
+        if self.split_rule not in SPLIT_RULES:
+            raise ValueError(f"split_rule must be one of {SPLIT_RULES}, got {self.split_rule!r}")
         out = {
             "content_guidance": linear_schedule(1.0, 3.5, num_stages) if self.content_guidance is None
             else per_stage(self.content_guidance, num_stages, "content_guidance"),
@@ -97,6 +106,11 @@ class SamplingOptions:
 # --------------------------------------------------------------------------------------------------
 # Random numbers from CPU generators
 # --------------------------------------------------------------------------------------------------
+
+
+def gumbel(uniform: torch.Tensor) -> torch.Tensor:
+    """Gumbel noise from uniform numbers in [0, 1), with the authors' guards: -log(-log(u + 1e-8) + 1e-8)."""
+    return -torch.log(-torch.log(uniform + 1e-8) + 1e-8)
 
 
 def _draw(kind: str, generators: Generators, batch: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -159,24 +173,50 @@ def flow_times(steps: int, shift: float = 0.5) -> list[float]:
     return np.where(ts > 0, warped, 0.0).tolist()
 
 
+def split_keys(scores_BKE: torch.Tensor, gumbel_BKE: torch.Tensor | None = None) -> torch.Tensor:
+    """The authors' split arithmetic on each cluster's row of scores (B, K clusters, E members).
+
+    Scores are clamped to [-1, 1], shifted by 1 and divided by the row's sum; with Gumbel noise the key is
+    log(p + 1e-8) + gumbel (sampling E/2 members without replacement), else p itself.
+    """
+    probs_BKE = scores_BKE.float().clamp(-1, 1) + 1
+    probs_BKE = probs_BKE / probs_BKE.sum(dim=-1, keepdim=True)
+    return probs_BKE if gumbel_BKE is None else torch.log(probs_BKE + 1e-8) + gumbel_BKE
+
+
+def top_half(keys_BKE: torch.Tensor, scores_BKE: torch.Tensor, rule: str) -> torch.Tensor:
+    """Indices (B, K, E/2) of the members of each row that get bit 1.
+
+    "official": torch.topk of the keys, as the authors do; which of several tied keys it picks is up to
+    topk's implementation, so maps are reproducible on one device type (and torch build), not across them.
+    "stable": ties broken by the unclamped score, then by position (earlier wins): the same map on every device.
+    """
+    half = keys_BKE.shape[-1] // 2
+    if rule == "official":
+        return keys_BKE.topk(half, dim=-1).indices
+    if rule != "stable":
+        raise ValueError(f"split_rule must be one of {SPLIT_RULES}, got {rule!r}")
+    order_BKE = (-scores_BKE.float()).argsort(dim=-1, stable=True)  # least significant key first
+    order_BKE = order_BKE.gather(-1, (-keys_BKE.gather(-1, order_BKE)).argsort(dim=-1, stable=True))
+    return order_BKE[..., :half]
+
+
 def split_clusters(labels_BN: torch.Tensor, stage: int, scores_BN: torch.Tensor,
-                   gumbel_BN: torch.Tensor | None = None) -> torch.Tensor:
+                   gumbel_BN: torch.Tensor | None = None, rule: str = "official") -> torch.Tensor:
     """Halve every stage-`stage` cluster: the top half of each cluster's scores get bit 1 (label 2p+1), the rest 2p.
 
-    Scores are clamped to [-1, 1] as in the authors' sampler; ties are broken explicitly by the unclamped
-    score, then by position, so maps are identical on every device. With Gumbel noise the split is a
-    sample (the top half of log(clamp + 1) + gumbel) instead of the deterministic top half.
+    As in the authors' sampler, positions are grouped by label (stable, so in position order inside a
+    cluster), each cluster's scores go through `split_keys` and its top half is chosen by `top_half` under
+    `rule`. Gumbel noise is per position (it is gathered into the same layout).
     """
     B, N = labels_BN.shape
-    clamped_BN = scores_BN.float().clamp(-1, 1)
-    primary_BN = clamped_BN if gumbel_BN is None else torch.log(clamped_BN + 1) + gumbel_BN
-    order_BN = torch.arange(N, device=labels_BN.device).expand(B, N)
-    for key_BN in (-scores_BN.float(), -primary_BN, labels_BN):  # least significant key first
-        order_BN = order_BN.gather(1, key_BN.gather(1, order_BN).argsort(dim=1, stable=True))
-    cluster_size = N // 2**stage
-    rank_N = torch.arange(N, device=labels_BN.device) % cluster_size
-    bit_BN = torch.empty_like(labels_BN)
-    bit_BN.scatter_(1, order_BN, (rank_N < cluster_size // 2).long().expand(B, N))
+    E = N // 2**stage
+    order_BN = labels_BN.argsort(dim=1, stable=True)
+    scores_BKE = scores_BN.gather(1, order_BN).view(B, -1, E)
+    gumbel_BKE = None if gumbel_BN is None else gumbel_BN.gather(1, order_BN).view(B, -1, E)
+    top_BKH = top_half(split_keys(scores_BKE, gumbel_BKE), scores_BKE, rule)
+    bit_BKE = torch.zeros_like(scores_BKE, dtype=torch.long).scatter_(-1, top_BKH, 1)
+    bit_BN = torch.empty_like(labels_BN).scatter_(1, order_BN, bit_BKE.view(B, N))
     return 2 * labels_BN + bit_BN
 
 
@@ -261,15 +301,18 @@ def class_schedule(class_labels: torch.Tensor, num_stages: int, num_classes: int
 @torch.inference_mode()
 def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generators = None,
                 options: SamplingOptions | None = None, structure_BSN: torch.Tensor | None = None,
-                ids: Sequence[torch.Tensor] | None = None, preview: bool = False) -> Iterator[StageOutput]:
+                ids: Sequence[torch.Tensor] | None = None, preview: bool = False,
+                structure_noise: torch.Tensor | None = None) -> Iterator[StageOutput]:
     """Generate stage by stage, yielding a StageOutput after every stage.
 
     class_labels: (B,) or (B, S) per-stage class ids (a class swap from stage k is a change of column k).
     structure_BSN: maps to impose on stages 0..k (k = its second dim - 1), e.g. locked from an earlier
         result, extracted from a reference image, or projected from a sketch; validated.
     ids: codes to impose on stages 0..j (j <= k), one (B, 2^i) tensor per stage: locks content too.
-    Every random number is drawn whether or not a stage is imposed, so a seed's later stages do not
-    depend on what was locked.
+    structure_noise: (B, N, D) finite start noise of the structure flows (the authors' `structure_noise`,
+        shared by every stage; dim S-2 decides the last split) instead of the generator's draw.
+    Every random number is drawn whether or not a stage is imposed or the noise supplied, so a seed's
+    other numbers do not depend on what was locked or given.
     """
     options = options or SamplingOptions()
     cfg = model.config
@@ -288,12 +331,13 @@ def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generat
         raise ValueError("content can only be locked for stages whose structure is imposed too")
     null_B = torch.full((B,), cfg.num_classes, device=device)
     noise_BND = _draw("normal", generator, B, (N, D), device)
+    if structure_noise is not None:
+        noise_BND = checked_noise(structure_noise, (B, N, D)).to(device)
     labels_BN = torch.zeros(B, N, dtype=torch.long, device=device)
     canvas_BNC = torch.zeros(B, N, cfg.latent_channels, device=device)
     for stage in range(S):
         uniform_BK = _draw("uniform", generator, B, (2**stage,), device)
-        gumbel_BN = -torch.log(-torch.log(_draw("uniform", generator, B, (N,), device).clamp(1e-20, 1 - 1e-7))) \
-            if options.gumbel_split else None
+        gumbel_BN = gumbel(_draw("uniform", generator, B, (N,), device)) if options.gumbel_split else None
         class_B = classes_BS[:, stage]
         if stage < len(ids):
             ids_BK = torch.as_tensor(ids[stage]).to(device)
@@ -306,16 +350,26 @@ def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generat
             next_BN = None
         elif structure_BSN is not None and stage + 1 < structure_BSN.shape[1]:
             next_BN = structure_BSN[:, stage + 1]
-        elif stage == S - 2:  # the last split has no network: a random halving by the noise
-            next_BN = split_clusters(labels_BN, stage, noise_BND[:, :, stage], gumbel_BN)
+        elif stage == S - 2:  # the last split has no network: a random halving by the noise, no Gumbel
+            next_BN = split_clusters(labels_BN, stage, noise_BND[:, :, stage], rule=options.split_rule)
         else:
             guidance = plan["structure_guidance"][stage]
             z_BND = structure_flow(model, canvas_BNC, labels_BN, stage, noise_BND, class_B,
                                    null_B if guidance != 1.0 else None, guidance, options.flow_steps)
-            next_BN = split_clusters(labels_BN, stage, z_BND[:, :, stage], gumbel_BN)
+            next_BN = split_clusters(labels_BN, stage, z_BND[:, :, stage], gumbel_BN, options.split_rule)
         images = tokenizer.decode_latent(canvas_BNC) if preview else None
         yield StageOutput(stage, labels_BN, ids_BK, canvas_BNC, next_BN, images)
         labels_BN = next_BN
+
+
+def checked_noise(noise: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Supplied structure noise as a float tensor, refused unless it has `shape` and is finite."""
+    noise = torch.as_tensor(noise, dtype=torch.float32)
+    if tuple(noise.shape) != shape:
+        raise ValueError(f"structure_noise must have shape (B, N, D) = {shape}, got {tuple(noise.shape)}")
+    if not torch.isfinite(noise).all():
+        raise ValueError("structure_noise contains NaN or infinite values")
+    return noise
 
 
 def _content_step(model, canvas_BNC, labels_BN, stage, class_B, null_B, uniform_BK, plan) -> torch.Tensor:
@@ -339,9 +393,10 @@ def result_from_stages(stages: Sequence[StageOutput], class_labels_BS: torch.Ten
 
 def generate(model, tokenizer, class_labels: torch.Tensor, generator: Generators = None,
              options: SamplingOptions | None = None, structure_BSN: torch.Tensor | None = None,
-             ids: Sequence[torch.Tensor] | None = None) -> NVGResult:
+             ids: Sequence[torch.Tensor] | None = None, structure_noise: torch.Tensor | None = None) -> NVGResult:
     """Run every stage (see iter_stages for the arguments) and decode the final canvas."""
-    stages = list(iter_stages(model, tokenizer, class_labels, generator, options, structure_BSN, ids))
+    stages = list(iter_stages(model, tokenizer, class_labels, generator, options, structure_BSN, ids,
+                              structure_noise=structure_noise))
     cfg = model.config
     with torch.inference_mode():
         images = tokenizer.decode_latent(stages[-1].canvas_BNC)

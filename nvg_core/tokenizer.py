@@ -236,8 +236,12 @@ class NVGTokenizer(nn.Module):
         return x_BNC.transpose(1, 2).unflatten(2, (G, G))
 
     def encode_latent(self, pixels_BCHW: torch.Tensor) -> torch.Tensor:
-        """Pixels in [-1, 1] -> continuous latent (B, N, Z)."""
-        return self.encoder(pixels_BCHW).flatten(2).transpose(1, 2)
+        """Pixels in [-1, 1] -> continuous latent (B, N, Z).
+
+        The pixels are made contiguous first: a channels_last input would run other CPU kernels (GroupNorm
+        differs by ~1e-3 on the official AE), so the latent would depend on the caller's memory layout.
+        """
+        return self.encoder(pixels_BCHW.contiguous()).flatten(2).transpose(1, 2)
 
     def stage_term(self, ids_BN: torch.Tensor, stage: int) -> torch.Tensor:
         """Contribution of one stage to the canvas: Phi_stage(codebook[ids]) on the grid, (B, N, Z)."""

@@ -10,6 +10,7 @@ from nvg_core import checkpoints
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import SamplingOptions
 from nvg_core.structure import validate
+from nvg_core.transformer import TRANSFORMER_CONFIGS
 
 D16_KEYS = Path(__file__).resolve().parent / "data" / "official-keys" / "d16.json"
 
@@ -92,10 +93,10 @@ def test_official_generator_keys_convert_from_the_ema_copy():
     state["nvgformer.scale_factors"] = state["ema_model.nvgformer.scale_factors"] = torch.tensor(
         [1.0, 4.1993, 3.4706, 3.0520, 2.7430, 2.4842, 2.2407, 2.0088, 1.7954, 1.6080])
     state["first_stage_model.encoder.conv_in.conv.weight"] = torch.zeros(1, device="meta")
-    converted, name = checkpoints.convert_official_generator(state)
-    assert name == "official-d16" and not any(k.startswith(("projector.", "rope_ids")) for k in converted)
+    converted, config = checkpoints.convert_official_generator(state)
+    assert config == TRANSFORMER_CONFIGS["official-d16"]  # the architecture is read from the shapes
+    assert not any(k.startswith(("projector.", "rope_ids", "scale_factors")) for k in converted)
     state["ema_model.nvgformer.scale_factors"] = torch.ones(10)
-    with pytest.raises(ValueError, match="scale_factors"):
-        checkpoints.convert_official_generator(state)
+    assert checkpoints.convert_official_generator(state)[1].scale_factors == (1.0,) * 10  # the checkpoint's buffer
     with pytest.raises(ValueError, match="no 'ema_model.nvgformer"):
         checkpoints.convert_official_generator({k: v for k, v in state.items() if not k.startswith("ema_model.")})

@@ -105,7 +105,8 @@ def official_state_dict():
 
 
 def test_official_ae_keys_and_shapes_convert_exactly():
-    converted = checkpoints.convert_official_ae(official_state_dict())
+    converted, config = checkpoints.convert_official_ae(official_state_dict())
+    assert config == TOKENIZER_CONFIGS["official-f16"]  # the architecture is read from the shapes
     with torch.device("meta"):
         model = NVGTokenizer(TOKENIZER_CONFIGS["official-f16"])
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -178,9 +179,11 @@ def test_torch_checkpoints_with_pickled_objects_need_an_explicit_opt_in(tmp_path
     torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": Opaque()}, path)
     with pytest.raises(ValueError, match="cannot be loaded safely.*allow_unsafe=True"):
         checkpoints.load_torch_checkpoint(path)
-    assert torch.equal(checkpoints.load_torch_checkpoint(path, allow_unsafe=True)["w"], torch.ones(2))
+    state, hyper_parameters = checkpoints.load_torch_checkpoint(path, allow_unsafe=True)
+    assert torch.equal(state["w"], torch.ones(2)) and hyper_parameters == {}  # not a mapping: ignored
     plain = tmp_path / "plain.ckpt"
-    torch.save({"state_dict": {"w": torch.zeros(3)}, "epoch": 3}, plain)
-    assert torch.equal(checkpoints.load_torch_checkpoint(plain)["w"], torch.zeros(3))
+    torch.save({"state_dict": {"w": torch.zeros(3)}, "epoch": 3, "hyper_parameters": {"depth": 2}}, plain)
+    state, hyper_parameters = checkpoints.load_torch_checkpoint(plain)
+    assert torch.equal(state["w"], torch.zeros(3)) and hyper_parameters == {"depth": 2}
     with pytest.raises(FileNotFoundError):
         checkpoints.load_torch_checkpoint(tmp_path / "missing.ckpt")
