@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from nvg_core.sampling import (NVGResult, SamplingOptions, flow_times, generate, iter_stages, linear_schedule,
+from nvg_core.sampling import (NVGResult, SamplingOptions, flow_times, generate, gumbel, iter_stages, linear_schedule,
                                sample_tokens, slow_then_fast_schedule, split_clusters)
 from nvg_core.structure import build_tree, validate
 
@@ -36,6 +36,9 @@ def test_options_reject_bad_values():
         SamplingOptions(flow_steps=0).resolved(9)
     with pytest.raises(ValueError, match="temperature"):
         SamplingOptions(temperature=0).resolved(9)
+    with pytest.raises(ValueError, match="split_rule"):
+        SamplingOptions(split_rule="topk").resolved(9)
+    assert SamplingOptions().split_rule == "official"
 
 
 def test_sample_tokens_top_k_one_is_argmax_and_top_p_keeps_the_nucleus():
@@ -47,18 +50,98 @@ def test_sample_tokens_top_k_one_is_argmax_and_top_p_keeps_the_nucleus():
     assert picks == {0, 1, 2}
 
 
-def test_split_halves_every_cluster_with_position_tie_break():
-    tree = build_tree(torch.randn(2, 16, 3))[:, :3]
+def tied_scores(batch: int, positions: int, seed: int) -> torch.Tensor:
+    """Scores like a trained flow's: most of them beyond +-1 (tied after the clamp), some inside."""
+    g = torch.Generator().manual_seed(seed)
+    values = torch.tensor([-3.0, -1.5, -1.0, -0.25, 0.5, 1.0, 1.2, 4.0])
+    return values[torch.randint(0, len(values), (batch, positions), generator=g)]
+
+
+def authors_split(labels_N: torch.Tensor, stage: int, scores_N: torch.Tensor, gumbel_N=None) -> torch.Tensor:
+    """The authors' rule written out cluster by cluster: members in position order, clamp, +1, divide by the
+    cluster's sum (log + Gumbel when given), torch.topk of half the cluster gets bit 1."""
+    child_N = 2 * labels_N
+    for cluster in range(2**stage):
+        members = torch.nonzero(labels_N == cluster).flatten()
+        probs = scores_N[members].clamp(-1, 1) + 1
+        probs = probs / probs.sum()
+        keys = probs if gumbel_N is None else torch.log(probs + 1e-8) + gumbel_N[members]
+        child_N[members[keys.topk(len(members) // 2).indices]] += 1
+    return child_N
+
+
+def stable_split(labels_N: torch.Tensor, stage: int, scores_N: torch.Tensor) -> torch.Tensor:
+    """The stable rule written out: per cluster, sort by clamped score, then raw score (both descending), then position."""
+    child_N = 2 * labels_N
+    for cluster in range(2**stage):
+        members = torch.nonzero(labels_N == cluster).flatten().tolist()
+        ranked = sorted(members, key=lambda n: (-min(max(scores_N[n].item(), -1), 1), -scores_N[n].item(), n))
+        child_N[ranked[:len(members) // 2]] += 1
+    return child_N
+
+
+def test_the_default_split_is_the_authors_rule_at_every_stage_with_many_ties():
+    tree = build_tree(torch.randn(3, 256, 4))
+    for stage in range(8):
+        scores = tied_scores(3, 256, stage)
+        gumbel_noise = gumbel(torch.rand(3, 256, generator=torch.Generator().manual_seed(stage)))
+        child = split_clusters(tree[:, stage], stage, scores)
+        sampled = split_clusters(tree[:, stage], stage, scores, gumbel_noise)
+        for b in range(3):
+            assert torch.equal(child[b], authors_split(tree[b, stage], stage, scores[b]))
+            assert torch.equal(sampled[b], authors_split(tree[b, stage], stage, scores[b], gumbel_noise[b]))
+        validate(torch.cat([tree[:, :stage + 1], child[:, None]], dim=1))
+
+
+def test_the_stable_split_breaks_ties_by_raw_score_then_position():
+    tree = build_tree(torch.randn(2, 64, 3))
+    for stage in range(6):
+        scores = tied_scores(2, 64, 10 + stage)
+        child = split_clusters(tree[:, stage], stage, scores, rule="stable")
+        for b in range(2):
+            assert torch.equal(child[b], stable_split(tree[b, stage], stage, scores[b]))
     labels = tree[:, 2]
-    scores = torch.ones(2, 16)  # all tied: the earliest positions of each cluster win
-    child = split_clusters(labels, 2, scores)
-    validate(torch.cat([tree, child[:, None]], dim=1))
+    child = split_clusters(labels, 2, torch.ones(2, 64), rule="stable")  # all tied: the earliest positions win
     for b in range(2):
         for c in range(4):
             members = torch.nonzero(labels[b] == c).flatten()
-            assert (child[b, members[:2]] == 2 * c + 1).all() and (child[b, members[2:]] == 2 * c).all()
-    child_g = split_clusters(labels, 2, scores, gumbel_BN=torch.randn(2, 16))
-    validate(torch.cat([tree, child_g[:, None]], dim=1))
+            assert (child[b, members[:8]] == 2 * c + 1).all() and (child[b, members[8:]] == 2 * c).all()
+    with pytest.raises(ValueError, match="split_rule"):
+        split_clusters(labels, 2, torch.ones(2, 64), rule="random")
+
+
+def test_the_last_split_follows_the_noise_without_gumbel(models):
+    model, tokenizer = models
+    S, N = model.config.num_stages, model.config.num_positions
+    tree = build_tree(torch.randn(2, N, 3))
+    noise = torch.randn(2, N, S - 1)
+    maps = [generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), SamplingOptions(flow_steps=2, gumbel_split=g),
+                     structure_BSN=tree[:, :S - 1], structure_noise=noise).labels_BSN[:, -1] for g in (False, True)]
+    expected = torch.stack([authors_split(tree[b, S - 2], S - 2, noise[b, :, S - 2]) for b in range(2)])
+    assert torch.equal(maps[0], expected) and torch.equal(maps[1], expected)
+
+
+def test_supplied_structure_noise_replaces_the_drawn_noise_and_nothing_else(models):
+    model, tokenizer = models
+    N, D = model.config.num_positions, model.config.num_bits
+    seeded = generate(model, tokenizer, torch.tensor([0, 2]), seeds(5, 6), FAST)
+    own_noise = torch.stack([torch.randn(N, D, generator=g) for g in seeds(5, 6)])  # the seeds' first draw
+    again = generate(model, tokenizer, torch.tensor([0, 2]), seeds(5, 6), FAST, structure_noise=own_noise)
+    assert torch.equal(again.labels_BSN, seeded.labels_BSN) and torch.equal(again.images, seeded.images)
+    other = generate(model, tokenizer, torch.tensor([0, 2]), seeds(5, 6), FAST, structure_noise=-own_noise)
+    assert not torch.equal(other.labels_BSN, seeded.labels_BSN)
+    assert all(torch.equal(a, b) for a, b in zip(other.ids[:1], seeded.ids[:1]))  # stage 0 content precedes any split
+
+
+def test_bad_structure_noise_is_refused(models):
+    model, tokenizer = models
+    N, D = model.config.num_positions, model.config.num_bits
+    with pytest.raises(ValueError, match=r"structure_noise must have shape \(B, N, D\) = \(2, 16, 4\)"):
+        generate(model, tokenizer, torch.tensor([0, 2]), None, FAST, structure_noise=torch.zeros(1, N, D))
+    broken = torch.zeros(2, N, D)
+    broken[1, 3, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        generate(model, tokenizer, torch.tensor([0, 2]), None, FAST, structure_noise=broken)
 
 
 def test_every_emitted_map_is_valid_and_stages_are_cumulative(models):

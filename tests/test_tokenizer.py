@@ -79,6 +79,13 @@ def test_reconstruction_error_falls_with_stages():
     assert all(b <= a * 1.05 for a, b in zip(errors, errors[1:]))
 
 
+def test_channels_last_and_contiguous_pixels_encode_alike(tokenizer):
+    pixels = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    channels_last = pixels.to(memory_format=torch.channels_last)  # what images.to_pixels returns
+    with torch.no_grad():
+        assert torch.equal(tokenizer.encode_latent(channels_last), tokenizer.encode_latent(pixels))
+
+
 def test_training_forward_gives_gradients_to_every_part(tokenizer):
     tokenizer.train()
     recon, vq_loss = tokenizer(torch.rand(2, 3, 16, 16) * 2 - 1)
