@@ -46,11 +46,13 @@ def _add_extract(sub) -> None:
 
 def _add_convert(sub) -> None:
     p = sub.add_parser("convert", help="convert the official checkpoints to a model folder",
-                       description="Convert the authors' ae.ckpt and d16/d20/d24.ckpt (PyTorch Lightning files) "
+                       description="Convert the authors' ae.ckpt and d16/d20/d24.ckpt (PyTorch Lightning files), or "
+                                   "any other official-layout pair (the architecture is read from the checkpoints), "
                                    "into this project's folder format (JSON configs + safetensors). The official "
                                    "weights come under their authors' licence (S-Lab License 1.0).")
-    p.add_argument("--ae", required=True, type=Path, help="path to ae.ckpt")
-    p.add_argument("--generator", required=True, type=Path, help="path to d16.ckpt, d20.ckpt or d24.ckpt")
+    p.add_argument("--ae", required=True, type=Path, help="path to ae.ckpt (an official-layout autoencoder)")
+    p.add_argument("--generator", required=True, type=Path,
+                   help="path to d16.ckpt, d20.ckpt, d24.ckpt or another official-layout generator")
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist yet)")
     p.add_argument("--raw-weights", action="store_true", help="use the raw generator weights instead of the EMA ones")
     p.add_argument("--allow-unsafe-pickle", action="store_true",

@@ -51,6 +51,18 @@ def test_call_returns_the_requested_output_type(tiny_pipeline):
         tiny_pipeline("dog", output_type="latent")
 
 
+def test_call_generate_and_iter_stages_take_the_same_structure_noise(tiny_pipeline):
+    noise = torch.randn(1, 16, 4, generator=torch.Generator().manual_seed(7))
+    called = tiny_pipeline("cat", generator=torch.Generator().manual_seed(1), output_type="pt", structure_noise=noise)
+    generated = tiny_pipeline.generate(["cat"], seeds=[1], structure_noise=noise)
+    streamed = list(tiny_pipeline.iter_stages(["cat"], seeds=[1], preview=False, structure_noise=noise))
+    assert torch.equal(called.result.labels_BSN, generated.labels_BSN)
+    assert torch.equal(torch.stack([s.labels_BN for s in streamed], dim=1), generated.labels_BSN)
+    assert not torch.equal(generated.labels_BSN, tiny_pipeline.generate(["cat"], seeds=[1]).labels_BSN)
+    with pytest.raises(ValueError, match="structure_noise must have shape"):
+        tiny_pipeline.generate(["cat"], seeds=[1], structure_noise=noise[:, :8])
+
+
 def test_iter_stages_streams_previews(tiny_pipeline):
     stages = list(tiny_pipeline.iter_stages(["boat"], seeds=[1]))
     assert len(stages) == tiny_pipeline.num_stages and all(s.images.shape == (1, 3, 16, 16) for s in stages)
