@@ -208,12 +208,15 @@ def official_ae_config(state: dict[str, torch.Tensor], hyper_parameters: Mapping
     base, in_channels = _shape(state, "encoder.conv_in.weight", what)[:2]
     if in_channels != 3:
         raise ValueError(f"{what} is not official-layout: its first conv reads {in_channels} channels, not RGB (3)")
-    levels = _count(state, "encoder.down")
+    levels = max(1, _count(state, "encoder.down"))  # none at all: refused below for the missing level 0
     widths = [_shape(state, f"encoder.down.{i}.block.0.conv2.weight", what)[0] for i in range(levels)]
     if any(w % base for w in widths):
         raise ValueError(f"{what} has level widths {widths} that are not multiples of its base width {base}")
     codebook_size, latent_channels = _shape(state, "quantize.embedding.weight", what)
-    grid = _isqrt_grid(2 ** (_count(state, "quantize.quant_resi") - 1), what)
+    stages = _count(state, "quantize.quant_resi")
+    if stages < 2:
+        raise ValueError(f"{what} is not official-layout: it has {stages} Phi convs (quantize.quant_resi), one per stage")
+    grid = _isqrt_grid(2 ** (stages - 1), what)
     config = TokenizerConfig(resolution=grid * 2 ** (levels - 1), base_channels=base,
                              channel_mult=tuple(w // base for w in widths),
                              num_res_blocks=_count(state, "encoder.down.0.block"), latent_channels=latent_channels,
