@@ -6,6 +6,7 @@ call them directly. The session state is a dict holding the last NVGResult and t
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 import time
@@ -18,7 +19,7 @@ from PIL import Image
 
 from nvg_core.images import to_pil
 from nvg_core.pipeline import NVGPipeline
-from nvg_core.sampling import NVGResult, SamplingOptions, linear_schedule, result_from_stages, slow_then_fast_schedule
+from nvg_core.sampling import NVGResult, SamplingOptions, result_from_stages, slow_then_fast_schedule
 from nvg_core.structure import draw_boundaries, render_map
 
 PREVIEW_SIZE = 192
@@ -39,16 +40,24 @@ def resolve_seed(seed: float | int | None) -> int:
 
 def sampling_options(pipe: NVGPipeline, content_guidance: float, structure_guidance: float, flow_steps: int,
                      top_p: float = 0.5) -> SamplingOptions:
-    """Guidance ramps linearly from 1 at stage 0 to the given values at the last stage, and top-p falls
-    slowly then fast from 1 to the given value (the official shapes)."""
+    """The model's sampling defaults with the sliders' last-stage values: each guidance schedule is shifted
+    so that its last stage takes the slider's value, the shift fading linearly to 0 at stage 0 (at the
+    slider's default the model's own schedule, early-stage boosts included); top-p falls slowly then fast
+    from 1 to the given value (the official shape)."""
     S = pipe.num_stages
     if not 0 < float(top_p) <= 1:
         raise UserError(f"top-p must be in (0, 1], got {top_p}")
     if not 1 <= int(flow_steps) <= 100:
         raise UserError(f"flow steps must be between 1 and 100, got {flow_steps}")
-    return SamplingOptions(content_guidance=linear_schedule(1.0, float(content_guidance), S),
-                           structure_guidance=linear_schedule(1.0, float(structure_guidance), S),
-                           top_p=slow_then_fast_schedule(1.0, float(top_p), S), flow_steps=int(flow_steps))
+    defaults = pipe.default_options.resolved(S)
+    ramp_S = np.linspace(0.0, 1.0, S)
+
+    def ending_at(name: str, last: float) -> list[float]:
+        return (np.asarray(defaults[name]) + (float(last) - defaults[name][-1]) * ramp_S).tolist()
+
+    return dataclasses.replace(pipe.default_options, content_guidance=ending_at("content_guidance", content_guidance),
+                               structure_guidance=ending_at("structure_guidance", structure_guidance),
+                               top_p=slow_then_fast_schedule(1.0, float(top_p), S), flow_steps=int(flow_steps))
 
 
 def class_of(pipe: NVGPipeline, class_name: str | None) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from nvg_core.checkpoints import OFFICIAL_CLASS_NAMES
-from nvg_core.pipeline import BUNDLED_MODEL, HUB_ID, MODEL_INDEX, NVGPipeline
+from nvg_core.pipeline import BUNDLED_MODEL, HUB_ID, MODEL_INDEX, NVGPipeline, sampling_defaults
 from nvg_core.structure import num_stages
 
 from .handlers import UserError
@@ -51,7 +51,7 @@ def peek(source: str | None) -> ModelInfo | None:
     if (folder / MODEL_INDEX).is_file() and (folder / "transformer_config.json").is_file():
         grid = json.loads((folder / "transformer_config.json").read_text())["grid_size"]
         index = json.loads((folder / MODEL_INDEX).read_text())
-        return ModelInfo(index["class_names"], num_stages(grid * grid), index.get("default_flow_steps", 10))
+        return ModelInfo(index["class_names"], num_stages(grid * grid), sampling_defaults(index).flow_steps)
     if source and HUB_ID.fullmatch(source):
         return ModelInfo(list(OFFICIAL_CLASS_NAMES), num_stages(16 * 16))
     return None

@@ -13,6 +13,7 @@ With 128 images one image is 0.008 of accuracy; gaps under about 0.05 are noise.
 """
 
 import argparse
+import itertools
 import time
 
 import numpy as np
@@ -30,6 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transformer", nargs="+", default=[str(BUNDLED_MODEL)], help="folders with transformer weights")
     parser.add_argument("--early-guidance", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--early-content-guidance", type=float, nargs="+", default=[None],
+                        help="content guidance of stages 0 and 1 (default: the ramp's 1 and 1.3125)")
     parser.add_argument("--per-class", type=int, default=4)
     parser.add_argument("--flow-steps", type=int, default=2)
     parser.add_argument("--data", default="data/emoji64.npz")
@@ -47,15 +50,16 @@ def main() -> None:
         loss = split_loss_by_class(pipe, data.images[held_idx], data.label[held_idx].astype(int), seed=0)
         print(f"{folder}: split loss true/null " + ", ".join(
             f"stage {s} {v['true_class']:.4f}/{v['null_class']:.4f}" for s, v in loss.items()), flush=True)
-        for g in args.early_guidance:
-            guidance = linear_schedule(1.0, 2.5, pipe.num_stages)
+        for g, c in itertools.product(args.early_guidance, args.early_content_guidance):
+            guidance, content = linear_schedule(1.0, 2.5, pipe.num_stages), linear_schedule(1.0, 3.5, pipe.num_stages)
             guidance[:2] = [g, g]
-            options = SamplingOptions(flow_steps=args.flow_steps, structure_guidance=guidance)
+            content[:2] = content[:2] if c is None else [c, c]
+            options = SamplingOptions(flow_steps=args.flow_steps, structure_guidance=guidance, content_guidance=content)
             start = time.perf_counter()
             agree = first_split_agreement(pipe, classes[:64], seeds[:64], options)
             _, probs = embed_images(evaluator, generate_images(pipe, classes, seeds, options))
             accuracy = float((probs.argmax(1) == classes).mean())
-            print(f"  early guidance {g:g}: first split same side, other class {agree['other_class']:.3f}, other "
+            print(f"  early guidance {g:g}, content {c}: first split same side, other class {agree['other_class']:.3f}, other "
                   f"noise {agree['other_noise']:.3f}; class accuracy {accuracy:.3f} ({time.perf_counter() - start:.0f} s)",
                   flush=True)
 

@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .sampling import SamplingOptions
 from .tokenizer import NVGTokenizer, TokenizerConfig
 from .transformer import OFFICIAL_SCALE_FACTORS, NVGTransformer, TransformerConfig
 
@@ -321,7 +322,8 @@ def convert_official(ae_path: str | os.PathLike, generator_path: str | os.PathLi
     tokenizer.load_state_dict(ae_state)
     transformer.load_state_dict(generator_state)
     class_names = OFFICIAL_CLASS_NAMES if config.num_classes == 1000 else [f"class_{i}" for i in range(config.num_classes)]
-    pipe = NVGPipeline(tokenizer, transformer, class_names, device="cpu", default_flow_steps=25,
+    pipe = NVGPipeline(tokenizer, transformer, class_names, device="cpu",
+                       default_options=SamplingOptions(flow_steps=25),
                        name=f"nvg-official-d{config.depth} ({OFFICIAL_LICENCE})")
     tmp = out.with_name(f".{out.name}.partial")
     pipe.save_pretrained(tmp)

@@ -7,6 +7,7 @@ model folder or a Hugging Face hub id.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -114,14 +115,14 @@ def _load(args):
 
 def _run_generate(args) -> None:
     from .images import to_pil
-    from .sampling import SamplingOptions, linear_schedule
+    from .sampling import linear_schedule
     pipe = _load(args)
     class_id = pipe.class_id(args.class_name)
     S = pipe.num_stages
-    options = SamplingOptions(
-        flow_steps=args.flow_steps or pipe.default_flow_steps,
-        content_guidance=None if args.content_guidance is None else linear_schedule(*args.content_guidance, S),
-        structure_guidance=None if args.structure_guidance is None else linear_schedule(*args.structure_guidance, S))
+    overrides = {"flow_steps": args.flow_steps,  # what is not given stays the model's default
+                 "content_guidance": args.content_guidance and linear_schedule(*args.content_guidance, S),
+                 "structure_guidance": args.structure_guidance and linear_schedule(*args.structure_guidance, S)}
+    options = dataclasses.replace(pipe.default_options, **{k: v for k, v in overrides.items() if v is not None})
     seeds = [args.seed + i for i in range(args.num_images)]
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options)
     images = to_pil(result.images)

@@ -28,9 +28,11 @@ About 10 minutes for --num-samples 256 on a 2-core CPU; sampling takes most of i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -232,8 +234,8 @@ def _pixel_nn_rmse(query_NHWC: np.ndarray, reference_MHWC: np.ndarray) -> np.nda
     return nearest_neighbour_distance(query_NP, reference_MP) / np.sqrt(query_NP.shape[1])
 
 
-def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_samples: int = 256, flow_steps: int = 8,
-             seed: int = 0) -> dict:
+def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_samples: int = 256,
+             options: SamplingOptions | None = None, seed: int = 0) -> dict:
     """Every figure of `nvg eval` as one flat-ish dict (see the module docstring); progress on stderr."""
     if list(pipe.class_names) != list(CLASSES) or pipe.tokenizer.config.resolution != evaluator.config.resolution:
         raise ValueError("nvg eval measures models of the emoji-32 classes at the evaluator's resolution "
@@ -248,10 +250,10 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
         print(f"nvg eval: {name} done ({seconds[name]} s)", file=sys.stderr, flush=True)
 
     rng = np.random.default_rng(seed)
-    options = SamplingOptions(flow_steps=flow_steps)
+    options = options or pipe.default_options
     train_idx, held_idx = split_by_emoji(data.emoji)
     train_lab, held_lab = train_idx[data.label[train_idx] >= 0], held_idx[data.label[held_idx] >= 0]
-    report = {"model": pipe.name, "feature_space": "EmojiNet", "num_samples": num_samples, "flow_steps": flow_steps,
+    report = {"model": pipe.name, "feature_space": "EmojiNet", "num_samples": num_samples, "sampling": dataclasses.asdict(options),
               "seed": seed}
 
     tokenizer_idx = _spread(held_idx, min(num_samples, len(held_idx)))
@@ -349,8 +351,8 @@ def run(args: argparse.Namespace) -> None:
     """Load the model, the evaluator and the data, evaluate, and print the report."""
     pipe = NVGPipeline.from_pretrained(args.model, device=args.device)
     evaluator = load_evaluator(args.evaluator).to(pipe.device)
-    report = evaluate(pipe, evaluator, load_emoji_dataset(args.data), args.num_samples,
-                      args.flow_steps or pipe.default_flow_steps, args.seed)
+    options = pipe.default_options if args.flow_steps is None else replace(pipe.default_options, flow_steps=args.flow_steps)
+    report = evaluate(pipe, evaluator, load_emoji_dataset(args.data), args.num_samples, options, args.seed)
     if args.json:
         print(json.dumps(report))
     else:

@@ -13,6 +13,7 @@ safetensors file per component (see checkpoints.py). Everything runs in fp32 und
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -38,6 +39,14 @@ MODEL_INDEX = "model_index.json"
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+(:d\d+)?")  # e.g. yikaiwang/nvg or yikaiwang/nvg:d20
 
 
+def sampling_defaults(index: dict) -> SamplingOptions:
+    """The sampling defaults a model_index.json stores ("sampling": SamplingOptions fields; older folders
+    have only "default_flow_steps")."""
+    if "sampling" in index:
+        return SamplingOptions(**index["sampling"])
+    return SamplingOptions(flow_steps=index.get("default_flow_steps", 10))
+
+
 def default_device() -> torch.device:
     """CUDA, then Apple MPS, then CPU."""
     if torch.cuda.is_available():
@@ -59,15 +68,20 @@ class NVGPipeline:
     """Generation, structure extraction and regeneration with one NVG model."""
 
     def __init__(self, tokenizer: NVGTokenizer, transformer: NVGTransformer, class_names: Sequence[str],
-                 device: str | torch.device | None = None, default_flow_steps: int = 10, name: str = "nvg"):
+                 device: str | torch.device | None = None, default_options: SamplingOptions | None = None,
+                 name: str = "nvg"):
         if len(class_names) != transformer.config.num_classes:
             raise ValueError(f"{len(class_names)} class names for a model of {transformer.config.num_classes} classes")
         self.device = torch.device(device) if device is not None else default_device()
         self.tokenizer = tokenizer.to(self.device).float().eval()
         self.transformer = transformer.to(self.device).float().eval()
         self.class_names = list(class_names)
-        self.default_flow_steps = default_flow_steps
+        self.default_options = default_options or SamplingOptions()  # the model folder's sampling defaults
         self.name = name
+
+    @property
+    def default_flow_steps(self) -> int:
+        return self.default_options.flow_steps
 
     # ---------------------------------------------------------------------------------------------
     # Loading and saving
@@ -96,8 +110,8 @@ class NVGPipeline:
         index = json.loads(index_path.read_text())
         tokenizer = checkpoints.load_component(folder, "tokenizer")
         transformer = checkpoints.load_component(folder, "transformer")
-        return cls(tokenizer, transformer, index["class_names"], device,
-                   index.get("default_flow_steps", 10), index.get("name", folder.name))
+        return cls(tokenizer, transformer, index["class_names"], device, sampling_defaults(index),
+                   index.get("name", folder.name))
 
     def save_pretrained(self, path: str | os.PathLike, half_transformer: bool = False) -> None:
         """Write this model as a folder that from_pretrained loads.
@@ -109,7 +123,7 @@ class NVGPipeline:
         folder.mkdir(parents=True, exist_ok=True)
         checkpoints.save_component(self.tokenizer, folder, "tokenizer")
         checkpoints.save_component(self.transformer, folder, "transformer", torch.float16 if half_transformer else None)
-        index = {"name": self.name, "class_names": self.class_names, "default_flow_steps": self.default_flow_steps}
+        index = {"name": self.name, "class_names": self.class_names, "sampling": dataclasses.asdict(self.default_options)}
         checkpoints.write_text_atomic(folder / MODEL_INDEX, json.dumps(index, indent=1))
 
     # ---------------------------------------------------------------------------------------------
@@ -151,7 +165,7 @@ class NVGPipeline:
     def _inputs(self, class_labels, seeds, generator, options, structure) -> tuple:
         """Sampler arguments shared by iter_stages and generate: class ids, generators, options, structure."""
         class_B = self.class_ids(class_labels)
-        options = options or SamplingOptions(flow_steps=self.default_flow_steps)
+        options = options or self.default_options
         structure_BSN = None if structure is None else torch.as_tensor(np.asarray(structure), dtype=torch.long)
         return class_B, self._generators(len(class_B), seeds, generator), options, structure_BSN
 

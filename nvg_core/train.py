@@ -52,7 +52,7 @@ def _optimise(opt: torch.optim.Optimizer, model: torch.nn.Module, ema: torch.nn.
               step: int, args) -> None:
     """One AdamW step at the scheduled learning rate (gradients clipped to norm 1), then the EMA update."""
     for group in opt.param_groups:
-        group["lr"] = _lr(step, args.steps, args.lr, args.warmup)
+        group["lr"] = _lr(step, args.steps, args.lr, args.warmup) * group.get("lr_mult", 1.0)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -257,9 +257,12 @@ def train_generator(args) -> None:
     train_content = args.branch == "all"
     for name, p in model.named_parameters():
         p.requires_grad_(train_content or name.startswith("structure_"))
-    trained = [p for p in model.parameters() if p.requires_grad]
-    decay, no_decay = [p for p in trained if p.ndim >= 2], [p for p in trained if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+    groups = {}  # (weight decay, lr multiplier) -> parameters; the class path may learn faster
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            mult = args.class_lr_mult if "class_embed" in name or name.startswith("structure_class_proj") else 1.0
+            groups.setdefault((0.05 if p.ndim >= 2 else 0.0, mult), []).append(p)
+    opt = torch.optim.AdamW([{"params": ps, "weight_decay": wd, "lr_mult": mult} for (wd, mult), ps in groups.items()],
                             lr=args.lr, betas=(0.9, 0.95))
     order_N = targets["class_B"].argsort()
     count_C = torch.bincount(targets["class_B"], minlength=model.config.num_classes)
@@ -318,6 +321,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse._SubParsersAction
             p.add_argument("--structure-class-proj", action="store_true",
                            help="add the structure_class_proj option (a zero-initialised class path) to the "
                                 "config, also when resuming from weights without it")
+            p.add_argument("--class-lr-mult", type=float, default=1.0,
+                           help="learning-rate multiplier of the class embeddings and structure_class_proj")
             p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
             p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
             p.add_argument("--half-weights", action="store_true", help="store the weights in float16 (half the size)")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nvg_core.pipeline import NVGPipeline
+from nvg_core.sampling import SamplingOptions
 from nvg_core.tokenizer import TOKENIZER_CONFIGS, NVGTokenizer
 from nvg_core.transformer import TRANSFORMER_CONFIGS, NVGTransformer
 
@@ -19,7 +20,7 @@ def make_tiny_pipeline(seed: int = 0) -> NVGPipeline:
     """A tiny random model: 16 px images, a 4x4 grid (5 stages), 4 classes. Fast; not trained."""
     torch.manual_seed(seed)
     return NVGPipeline(NVGTokenizer(TOKENIZER_CONFIGS["tiny"]), NVGTransformer(TRANSFORMER_CONFIGS["tiny"]),
-                       TINY_CLASSES, device="cpu", default_flow_steps=3, name="tiny")
+                       TINY_CLASSES, device="cpu", default_options=SamplingOptions(flow_steps=3), name="tiny")
 
 
 @pytest.fixture(scope="session")

@@ -161,3 +161,19 @@ def test_results_of_another_model_are_not_regenerated(tiny_pipeline):
 def test_bad_sampling_settings_get_messages(tiny_pipeline, top_p, flow_steps, message):
     with pytest.raises(handlers.UserError, match=message):
         run_generate(tiny_pipeline, top_p=top_p, flow_steps=flow_steps)
+
+
+def test_sliders_at_their_defaults_keep_the_models_schedules_and_move_only_the_later_stages(tiny_pipeline):
+    from dataclasses import replace
+    S = tiny_pipeline.num_stages
+    boosted = [4.0, 4.0, 1.5, 2.0, 2.5]
+    old = tiny_pipeline.default_options
+    tiny_pipeline.default_options = replace(old, structure_guidance=boosted)
+    try:
+        same = handlers.sampling_options(tiny_pipeline, 3.5, 2.5, 3).resolved(S)
+        moved = handlers.sampling_options(tiny_pipeline, 3.5, 4.5, 3).resolved(S)
+    finally:
+        tiny_pipeline.default_options = old
+    assert np.allclose(same["structure_guidance"], boosted)
+    assert np.allclose(same["content_guidance"], np.linspace(1.0, 3.5, S))
+    assert np.allclose(moved["structure_guidance"], [4.0, 4.5, 2.5, 3.5, 4.5])

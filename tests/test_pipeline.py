@@ -112,3 +112,20 @@ def test_official_generator_keys_convert_from_the_ema_copy():
     assert checkpoints.convert_official_generator(state)[1].scale_factors == (1.0,) * 10  # the checkpoint's buffer
     with pytest.raises(ValueError, match="no 'ema_model.nvgformer"):
         checkpoints.convert_official_generator({k: v for k, v in state.items() if not k.startswith("ema_model.")})
+
+
+def test_the_model_folder_keeps_its_sampling_defaults_and_old_folders_still_load(tiny_pipeline, tmp_path):
+    from dataclasses import replace
+
+    from conftest import make_tiny_pipeline
+    pipe = make_tiny_pipeline()
+    pipe.default_options = replace(pipe.default_options, structure_guidance=[4.0, 4.0, 1.5, 2.0, 2.5])
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = NVGPipeline.from_pretrained(tmp_path / "model", device="cpu")
+    assert loaded.default_options == pipe.default_options
+    assert torch.equal(loaded.generate(["cat"], seeds=[3]).labels_BSN, pipe.generate(["cat"], seeds=[3]).labels_BSN)
+    index_path = tmp_path / "model" / "model_index.json"
+    index = json.loads(index_path.read_text())
+    del index["sampling"]
+    index_path.write_text(json.dumps({**index, "default_flow_steps": 4}))
+    assert NVGPipeline.from_pretrained(tmp_path / "model", device="cpu").default_options == SamplingOptions(flow_steps=4)
