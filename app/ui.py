@@ -94,8 +94,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             num_images = gr.Slider(1, 8, value=1, step=1, label="Images")
         with gr.Accordion("Advanced", open=False):
             with gr.Row():
-                content_guidance = gr.Slider(1.0, 6.0, value=3.5, step=0.25, label="Content guidance at the last stage (from 1)")
-                structure_guidance = gr.Slider(1.0, 5.0, value=2.5, step=0.25, label="Structure guidance at the last stage (from 1)")
+                content_guidance = gr.Slider(1.0, 6.0, value=3.5, step=0.25, label="Content guidance at the last stage (earlier stages follow the model's schedule)")
+                structure_guidance = gr.Slider(1.0, 5.0, value=2.5, step=0.25, label="Structure guidance at the last stage (earlier stages follow the model's schedule)")
                 top_p = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Top-p at the last stage (from 1, slow then fast)")
                 flow_steps = gr.Slider(1, 25, value=info.default_flow_steps if info else 10, step=1,
                                        label="Structure flow steps")

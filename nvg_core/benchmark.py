@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from dataclasses import replace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -21,21 +22,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="emoji", help="with random weights: 'emoji' (bundled sizes) or "
                         "'official-d16' / 'official-d20' / 'official-d24'")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--flow-steps", type=int, default=10)
+    parser.add_argument("--flow-steps", type=int, default=None, help="default: the model's (10 with random weights)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per setting (after one warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
 
 def _models(args):
+    """Transformer, tokenizer, device and sampling defaults (the folder's, or the library's for random weights)."""
     from .pipeline import NVGPipeline, default_device
     if args.model:
         pipe = NVGPipeline.from_pretrained(args.model, device=args.device)
-        return pipe.transformer, pipe.tokenizer, pipe.device
+        return pipe.transformer, pipe.tokenizer, pipe.device, pipe.default_options
     from .configs import random_models
     device = torch.device(args.device) if args.device else default_device()
     transformer, tokenizer = random_models(args.config)
-    return transformer.to(device).eval(), tokenizer.to(device).eval(), device
+    return transformer.to(device).eval(), tokenizer.to(device).eval(), device, SamplingOptions()
 
 
 def _sync(device: torch.device) -> None:
@@ -72,12 +74,12 @@ def run(args) -> None:
     """Print the benchmark table."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    transformer, tokenizer, device = _models(args)
+    transformer, tokenizer, device, defaults = _models(args)
+    defaults = replace(defaults, flow_steps=args.flow_steps or defaults.flow_steps)
     print(f"model: {args.model or args.config + ' (random weights)'}; device {device}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; fp32; flow steps {args.flow_steps}")
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; fp32; flow steps {defaults.flow_steps}")
     for guidance in (False, True):
-        options = SamplingOptions(flow_steps=args.flow_steps, content_guidance=None if guidance else 1.0,
-                                  structure_guidance=None if guidance else 1.0)
+        options = defaults if guidance else replace(defaults, content_guidance=1.0, structure_guidance=1.0)
         for batch in args.batch_sizes:
             with FlopCounterMode(display=False) as counter:
                 _run_once(transformer, tokenizer, batch, options, device)  # warm-up and FLOP count
@@ -88,7 +90,7 @@ def run(args) -> None:
             decode_s = min(r[1] for r in runs)
             total_s = sum(stage_s) + decode_s
             flops = counter.get_total_flops()
-            print(f"\nguidance {'on (official schedules)' if guidance else 'off'}, batch {batch}: "
+            print(f"\nguidance {'on (the default schedules)' if guidance else 'off'}, batch {batch}: "
                   f"{total_s:.3f} s per batch, {total_s / batch:.3f} s per image, peak memory {_peak_memory_mb(device):.0f} MB")
             print("  per stage (s): " + " ".join(f"{t:.3f}" for t in stage_s) + f" | decode {decode_s:.3f}")
             print(f"  {flops / batch / 1e9:.1f} GFLOP per image, {flops / total_s / 1e9:.1f} GFLOP/s achieved")

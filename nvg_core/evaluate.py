@@ -22,7 +22,8 @@ Every figure comes with a real-vs-real reference value beside it:
   pipe.regenerate does, batched); the evaluator's class-B accuracy, mean class-B probability and
   class-A rate for k = 1..4, beside the same for the unswapped sources.
 The evaluator defaults to the bundled model's, so different models are measured with one yardstick.
-About 10 minutes for --num-samples 256 on a 2-core CPU; sampling takes most of it.
+About 25 minutes for --num-samples 256 on a 2-core CPU (session 4, with a training run beside it): sampling
+and the layout-following generations take most of it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from nvg_core.evaluate import generate_images, load_evaluator
 from nvg_core.images import to_uint8
 from nvg_core.metrics import embed_images
 from nvg_core.pipeline import BUNDLED_MODEL, NVGPipeline
-from nvg_core.sampling import SamplingOptions
 from nvg_core.structure import validate
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "emoji_tiny.npz"
@@ -44,7 +43,6 @@ def test_evaluator_recognises_the_requested_class_in_generated_images(bundled):
     # transformer with the same tokenizer 0 of 128 (chance is 4). 11 is half the measured figure.
     evaluator = load_evaluator(BUNDLED_MODEL)
     classes = np.arange(128) % len(CLASSES)
-    options = SamplingOptions(flow_steps=bundled.default_flow_steps)
-    _, probs = embed_images(evaluator, generate_images(bundled, classes, np.arange(128), options))
+    _, probs = embed_images(evaluator, generate_images(bundled, classes, np.arange(128), bundled.default_options))
     correct = int((probs.argmax(1) == classes).sum())
     assert correct >= 11, correct
