@@ -38,11 +38,11 @@ def test_bundled_tokenizer_reconstructs_held_out_emoji(bundled):
 
 
 def test_evaluator_recognises_the_requested_class_in_generated_images(bundled):
-    # Four images per class (image i: class i mod 32, seed i; default settings) judged by the frozen
-    # evaluator. Measured (model card, bench/sweep_sampling.py): the trained model gets 22 of 128; a random
-    # transformer with the same tokenizer 0 of 128 (chance is 4). 11 is half the measured figure.
+    # Four images per class (image i: class i mod 32, seed i; the model's default settings) judged by the
+    # frozen evaluator. Measured (model card, bench/sweep_sampling.py, session 4 defaults): the trained model
+    # gets 47 of 128; a random transformer with the same tokenizer 3 of 128 (chance is 4). 23 is half.
     evaluator = load_evaluator(BUNDLED_MODEL)
     classes = np.arange(128) % len(CLASSES)
     _, probs = embed_images(evaluator, generate_images(bundled, classes, np.arange(128), bundled.default_options))
     correct = int((probs.argmax(1) == classes).sum())
-    assert correct >= 11, correct
+    assert correct >= 23, correct
