@@ -24,7 +24,7 @@ from nvg_core.data.emoji import load_emoji_dataset, split_by_emoji
 from nvg_core.evaluate import _spread, first_split_agreement, generate_images, load_evaluator, split_loss_by_class
 from nvg_core.metrics import embed_images
 from nvg_core.pipeline import BUNDLED_MODEL, NVGPipeline
-from nvg_core.sampling import SamplingOptions, linear_schedule
+from nvg_core.sampling import SamplingOptions
 
 
 def main() -> None:
@@ -52,7 +52,8 @@ def main() -> None:
         print(f"{folder}: split loss true/null " + ", ".join(
             f"stage {s} {v['true_class']:.4f}/{v['null_class']:.4f}" for s, v in loss.items()), flush=True)
         for g, c in itertools.product(args.early_guidance, args.early_content_guidance):
-            guidance, content = linear_schedule(1.0, 2.5, pipe.num_stages), linear_schedule(1.0, 3.5, pipe.num_stages)
+            authors = SamplingOptions().resolved(pipe.num_stages)  # the authors' ramps, boosted below
+            guidance, content = authors["structure_guidance"], authors["content_guidance"]
             k = args.boost_stages
             guidance[:k] = [g] * k
             content[:k] = content[:k] if c is None else [c] * k

@@ -29,11 +29,10 @@ and the layout-following generations take most of it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -150,8 +149,8 @@ def split_loss_by_class(pipe: NVGPipeline, images_NHWC: np.ndarray, classes_N: n
             t_N = torch.sigmoid(torch.randn(N, generator=generator)).to(pipe.device)
             stage_N = torch.full((N,), stage, device=pipe.device)
             for name, class_N in (("true_class", true_N), ("null_class", null_N)):
-                error = flow_error(pipe.transformer, tokens.canvases_BSNC, tokens.labels_BSN, target_NPD, eps_NPD,
-                                   stage_N, t_N, class_N)
+                error = flow_error(pipe.transformer, tokens.canvases_BSNC[:, stage + 1], tokens.labels_BSN[:, stage],
+                                   target_NPD, eps_NPD, stage_N, t_N, class_N)
                 losses[name].append(error[..., stage].mean().item())
         out[str(stage)] = {name: float(np.mean(v)) for name, v in losses.items()}
     return out
@@ -254,7 +253,7 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
     options = options or pipe.default_options
     train_idx, held_idx = split_by_emoji(data.emoji)
     train_lab, held_lab = train_idx[data.label[train_idx] >= 0], held_idx[data.label[held_idx] >= 0]
-    report = {"model": pipe.name, "feature_space": "EmojiNet", "num_samples": num_samples, "sampling": dataclasses.asdict(options),
+    report = {"model": pipe.name, "feature_space": "EmojiNet", "num_samples": num_samples, "sampling": asdict(options),
               "seed": seed}
 
     tokenizer_idx = _spread(held_idx, min(num_samples, len(held_idx)))

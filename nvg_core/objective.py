@@ -99,7 +99,8 @@ def nvg_loss(model: NVGTransformer, canvases_BSNC: torch.Tensor, final_BNC: torc
     eps_BND = torch.randn(B, N, D, generator=generator).to(device)
     b_Q, i_Q = _pick_stages(B, cfg.num_structure_stages, stages_per_sample, generator, device, structure_stage_weights)
     t_Q = torch.sigmoid(torch.randn(len(b_Q), generator=generator)).to(device)
-    error_QND = flow_error(model, canvases_BSNC[b_Q], labels_BSN[b_Q], target_BND[b_Q], eps_BND[b_Q], i_Q, t_Q, class_B[b_Q])
+    error_QND = flow_error(model, canvases_BSNC[b_Q, i_Q + 1], labels_BSN[b_Q, i_Q], target_BND[b_Q], eps_BND[b_Q],
+                           i_Q, t_Q, class_B[b_Q])
     parts["structure_mse"] = error_QND.mean()
     parts["split_mse"] = error_QND.gather(2, i_Q[:, None, None].expand(-1, N, 1)).mean()
 
@@ -108,19 +109,18 @@ def nvg_loss(model: NVGTransformer, canvases_BSNC: torch.Tensor, final_BNC: torc
     return loss, {name: value.detach() for name, value in parts.items()}
 
 
-def flow_error(model: NVGTransformer, canvases_QSNC: torch.Tensor, labels_QSN: torch.Tensor, target_QND: torch.Tensor,
+def flow_error(model: NVGTransformer, canvas_QNC: torch.Tensor, labels_QN: torch.Tensor, target_QND: torch.Tensor,
                eps_QND: torch.Tensor, stage_Q: torch.Tensor, t_Q: torch.Tensor, class_Q: torch.Tensor) -> torch.Tensor:
     """Squared error (Q, N, D) of the structure flow's velocity at stage stage_Q[q] and time t_Q[q].
 
+    canvas_QNC: the canvas after the stage's content (the flow condition); labels_QN: the stage's map.
     The first stage_Q dims of the noise are replaced by the known target bits; z_t = t eps + (1 - t) target;
-    the velocity should be eps - target. Flow condition: the canvas after the stage's content.
+    the velocity should be eps - target.
     """
     known_QD = torch.arange(target_QND.shape[-1], device=target_QND.device) < stage_Q[:, None]
     eps_QND = torch.where(known_QD[:, None], target_QND, eps_QND)
     z_QND = t_Q[:, None, None] * eps_QND + (1 - t_Q[:, None, None]) * target_QND
-    rows_Q = torch.arange(len(stage_Q), device=stage_Q.device)
-    v_QND = model.forward_structure(canvases_QSNC[rows_Q, stage_Q + 1], z_QND, labels_QSN[rows_Q, stage_Q], stage_Q,
-                                    t_Q, class_Q)
+    v_QND = model.forward_structure(canvas_QNC, z_QND, labels_QN, stage_Q, t_Q, class_Q)
     return (eps_QND - v_QND - target_QND).pow(2)
 
 
