@@ -4,7 +4,12 @@ Also the entry point of a Hugging Face Space (app_file: app.py).
 """
 
 import argparse
+import atexit
 import os
+import shutil
+import signal
+import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -46,8 +51,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def private_temp_dir() -> Path:
+    """One temp folder for everything this process writes (Gradio's cache and uploads, results, GIFs),
+    removed at exit, Ctrl-C and SIGTERM included; under $GRADIO_TEMP_DIR when that is set (Spaces)."""
+    root = Path(tempfile.mkdtemp(prefix="nvg_studio_", dir=os.environ.get("GRADIO_TEMP_DIR")))
+    tempfile.tempdir = str(root)
+    os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SystemExit runs the atexit handlers
+    return root
+
+
 def main() -> None:
     args = parse_args()
+    private_temp_dir()
     import torch
 
     from app.models import ModelStore, default_sources

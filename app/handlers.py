@@ -7,35 +7,67 @@ call them directly. The session state is a dict holding the last NVGResult and t
 from __future__ import annotations
 
 import dataclasses
+import io
+import math
 import random
-import tempfile
-import time
-from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
-from nvg_core.images import to_pil
+from nvg_core import sketch
+from nvg_core.images import read_image, to_pil
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import NVGResult, SamplingOptions, result_from_stages, slow_then_fast_schedule
 from nvg_core.structure import draw_boundaries, render_map
 
 PREVIEW_SIZE = 192
-GIF_DIR = Path(tempfile.gettempdir()) / "nvg_studio_gifs"  # Gradio copies each GIF to its cache at once
-GIF_MAX_AGE_S = 600
+MAX_SEED = 2**63 - 1
+# The range of every numeric input, read by the page's sliders too: API clients may send anything.
+LIMITS = {"num_images": (1, 8), "num_variations": (1, 8), "content_guidance": (1.0, 6.0),
+          "structure_guidance": (1.0, 5.0), "top_p": (0.05, 1.0), "flow_steps": (1, 50), "sketch_stage": (1, 4)}
 
 
 class UserError(ValueError):
     """A problem with what the person asked for; the UI shows the message as it is."""
 
 
-def resolve_seed(seed: float | int | None) -> int:
-    """The seed to use: the given one, or a fresh random one when it is empty or -1."""
-    if seed is None or int(seed) < 0:
+def number(value: Any, name: str, whole: bool = False, low: float | None = None, high: float | None = None) -> float | int:
+    """A numeric input as the page or an API client sent it, checked for type, finiteness, wholeness and range
+    (LIMITS[name] unless low and high are given)."""
+    low, high = (low, high) if low is not None else LIMITS[name]
+    label = name.replace("_", " ")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UserError(f"{label} must be a number, got {type(value).__name__}")
+    try:
+        parsed = int(value) if isinstance(value, int) or str(value).strip().lstrip("+-").isdigit() else float(value)
+    except ValueError:
+        raise UserError(f"{label} must be a number, got {str(value)[:40]!r}") from None
+    if isinstance(parsed, float):
+        if not math.isfinite(parsed):
+            raise UserError(f"{label} must be a finite number, got {parsed}")
+        if whole and parsed != int(parsed):
+            raise UserError(f"{label} must be a whole number, got {parsed:g}")
+    parsed = int(parsed) if whole else float(parsed)
+    if not low <= parsed <= high:
+        raise UserError(f"{label} must be between {low:g} and {high:g}, got {parsed:g}")
+    return parsed
+
+
+def resolve_seed(seed: Any) -> int:
+    """The seed to use: the given one (0..MAX_SEED), or a fresh random one when it is empty or -1."""
+    if seed is None or (isinstance(seed, str) and not seed.strip()) or (not isinstance(seed, bool) and seed in (-1, "-1")):
         return random.randrange(2**31)
-    return int(seed)
+    return number(seed, "seed", whole=True, low=0, high=MAX_SEED)
+
+
+def seeds_for(seed: Any, count: Any, name: str = "num_images") -> list[int]:
+    """`count` consecutive seeds from `seed` (a random start for -1 or empty)."""
+    count, first = number(count, name, whole=True), resolve_seed(seed)
+    if first + count - 1 > MAX_SEED:
+        raise UserError(f"seeds {first}..{first + count - 1} go past the largest seed {MAX_SEED}")
+    return [first + i for i in range(count)]
 
 
 def sampling_options(pipe: NVGPipeline, content_guidance: float, structure_guidance: float, flow_steps: int,
@@ -45,10 +77,8 @@ def sampling_options(pipe: NVGPipeline, content_guidance: float, structure_guida
     slider's default the model's own schedule, early-stage boosts included); top-p falls slowly then fast
     from 1 to the given value (the official shape)."""
     S = pipe.num_stages
-    if not 0 < float(top_p) <= 1:
-        raise UserError(f"top-p must be in (0, 1], got {top_p}")
-    if not 1 <= int(flow_steps) <= 100:
-        raise UserError(f"flow steps must be between 1 and 100, got {flow_steps}")
+    content_guidance, structure_guidance = number(content_guidance, "content_guidance"), number(structure_guidance, "structure_guidance")
+    top_p, flow_steps = number(top_p, "top_p"), number(flow_steps, "flow_steps", whole=True)
     defaults = pipe.default_options.resolved(S)
     ramp_S = np.linspace(0.0, 1.0, S)
 
@@ -57,12 +87,14 @@ def sampling_options(pipe: NVGPipeline, content_guidance: float, structure_guida
 
     return dataclasses.replace(pipe.default_options, content_guidance=ending_at("content_guidance", content_guidance),
                                structure_guidance=ending_at("structure_guidance", structure_guidance),
-                               top_p=slow_then_fast_schedule(1.0, float(top_p), S), flow_steps=int(flow_steps))
+                               top_p=slow_then_fast_schedule(1.0, top_p, S), flow_steps=flow_steps)
 
 
 def class_of(pipe: NVGPipeline, class_name: str | None) -> int:
     if class_name is None or not str(class_name).strip():
         raise UserError("choose a class first")
+    if not isinstance(class_name, (str, int)) or isinstance(class_name, bool):
+        raise UserError(f"the class must be a class name, got {type(class_name).__name__}")
     try:
         return pipe.class_id(class_name)
     except ValueError as error:
@@ -92,8 +124,7 @@ def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images:
     The strip holds each finished stage's structure map and decoded canvas of the first image.
     """
     class_id = class_of(pipe, class_name)
-    first_seed = resolve_seed(seed)
-    seeds = [first_seed + i for i in range(max(1, int(num_images)))]
+    seeds = seeds_for(seed, num_images)
     options = sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p)
     strip, stages = [], []
     for stage in pipe.iter_stages([class_id] * len(seeds), seeds=seeds, options=options, preview=True):
@@ -101,16 +132,21 @@ def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images:
         images = to_pil(stage.images)
         strip += [(_tile(render_map(stage.labels_BN[0], stage.stage)), f"stage {stage.stage} structure"),
                   (_tile(images[0]), f"stage {stage.stage} canvas")]
-        yield list(strip), images, {}, f"stage {stage.stage + 1} of {pipe.num_stages} done (seed {first_seed})"
+        yield list(strip), images, {}, f"stage {stage.stage + 1} of {pipe.num_stages} done (seed {seeds[0]})"
     classes_BS = pipe.class_ids(torch.full((len(seeds), pipe.num_stages), class_id))
     result = result_from_stages(stages, classes_BS, stages[-1].images)
     yield strip, to_pil(result.images), _state(pipe, result, seeds), f"done: {_made(pipe, class_id, seeds)}"
 
 
-def _image_index(result: NVGResult, index: int) -> int:
-    if not 0 <= int(index) < len(result):
-        raise UserError(f"image {index} does not exist; this result has {len(result)}")
-    return int(index)
+def _image_index(result: NVGResult, index: Any) -> int:
+    index = number(index, "image number", whole=True, low=-math.inf, high=math.inf)
+    if not 0 <= index < len(result):
+        raise UserError(f"image {index} does not exist; this result has {len(result)} (numbered from 0)")
+    return index
+
+
+def _stage(value: Any, name: str, low: int, high: int) -> int:
+    return number(value, name, whole=True, low=low, high=high)
 
 
 def _result(pipe: NVGPipeline, state: dict | None) -> NVGResult:
@@ -131,9 +167,7 @@ def show_stage(pipe: NVGPipeline, state: dict | None, stage: int, index: int = 0
     if not state or "result" not in state:
         return None, None, None
     result = _result(pipe, state)
-    if not 0 <= int(stage) < pipe.num_stages:
-        raise UserError(f"stage must be between 0 and {pipe.num_stages - 1}")
-    stage, index = int(stage), _image_index(result, index)
+    stage, index = _stage(stage, "stage", 0, pipe.num_stages - 1), _image_index(result, index)
     source = result.select(index)
     labels_N = source.labels_BSN[0, stage]
     canvas = pipe.stage_canvases(result, index, stages=[stage])[0]
@@ -141,8 +175,8 @@ def show_stage(pipe: NVGPipeline, state: dict | None, stage: int, index: int = 0
     return _tile(render_map(labels_N, stage)), Image.fromarray(draw_boundaries(final, labels_N)), _tile(canvas)
 
 
-def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> str | None:
-    """A GIF file of one image made coarse to fine: per stage, its structure map beside its canvas.
+def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> bytes | None:
+    """A GIF (its bytes) of one image made coarse to fine: per stage, its structure map beside its canvas.
 
     None until there is a result. The last frame (the finished image) is held longest.
     """
@@ -153,14 +187,10 @@ def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> st
     labels_SN = result.select(index).labels_BSN[0]
     frames = [Image.fromarray(np.concatenate([np.asarray(_tile(render_map(labels_SN[s], s))), np.asarray(_tile(canvas))], 1))
               for s, canvas in enumerate(pipe.stage_canvases(result, index))]
-    GIF_DIR.mkdir(exist_ok=True)
-    for old in GIF_DIR.glob("nvg_stages_*.gif"):  # a long-running server would otherwise fill the disk
-        if time.time() - old.stat().st_mtime > GIF_MAX_AGE_S:
-            old.unlink(missing_ok=True)
-    with tempfile.NamedTemporaryFile(prefix="nvg_stages_", suffix=".gif", dir=GIF_DIR, delete=False) as file:
-        frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], loop=0,
-                       duration=[600] * (len(frames) - 1) + [2000])
-    return file.name
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                   duration=[600] * (len(frames) - 1) + [2000])
+    return buffer.getvalue()
 
 
 def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_content: bool, num_variations: int,
@@ -168,109 +198,70 @@ def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_cont
                flow_steps: int, top_p: float = 0.5, index: int = 0) -> tuple[list[Image.Image], dict, str]:
     """Keep stages 0..keep_stage of the current image and resample the rest (optionally as another class)."""
     result = _result(pipe, state)
-    if not 0 <= int(keep_stage) < pipe.num_stages - 1:
-        raise UserError(f"the kept stage must be between 0 and {pipe.num_stages - 2}")
+    keep_stage = _stage(keep_stage, "the kept stage", 0, pipe.num_stages - 2)
+    if not isinstance(keep_content, bool):
+        raise UserError(f"keep content must be true or false, got {str(keep_content)[:20]!r}")
+    index = _image_index(result, index)
     target = class_of(pipe, class_name) if class_name else None
-    first_seed = resolve_seed(seed)
-    seeds = [first_seed + i for i in range(max(1, int(num_variations)))]
-    variations = pipe.regenerate(result, from_stage=int(keep_stage) + 1, keep_content=bool(keep_content),
-                                 class_labels=target, num_variations=len(seeds), seeds=seeds, index=int(index),
+    seeds = seeds_for(seed, num_variations, "num_variations")
+    variations = pipe.regenerate(result, from_stage=keep_stage + 1, keep_content=keep_content,
+                                 class_labels=target, num_variations=len(seeds), seeds=seeds, index=index,
                                  options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     kept = "structure and content" if keep_content else "structure"
     made = _made(pipe, int(variations.class_labels_BS[0, -1]), seeds)
-    return to_pil(variations.images), _state(pipe, variations, seeds), f"kept the {kept} of stages 0..{int(keep_stage)}; {made}"
+    return to_pil(variations.images), _state(pipe, variations, seeds), f"kept the {kept} of stages 0..{keep_stage}; {made}"
 
 
 # --------------------------------------------------------------------------------------------------
-# Sketch: a drawn layout becomes the structure of an early stage
+# Sketch: a drawn layout becomes the structure of an early stage (nvg_core.sketch reads it)
 # --------------------------------------------------------------------------------------------------
 
-SKETCH_PALETTE = ["#ffffff", "#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#42d4f4", "#000000"]
 
-
-def _palette_rgb() -> np.ndarray:
-    return np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in SKETCH_PALETTE], dtype=np.int32)
-
-
-def sketch_regions(sketch: dict | np.ndarray | None) -> np.ndarray:
-    """The drawn regions (H, W) as palette indices, anti-aliasing removed.
-
-    Every pixel goes to its nearest palette colour; colours that cover under 0.5% of the canvas (the
-    blends along stroke edges) are dropped and their pixels re-snapped to the colours really used.
-    White (the empty canvas) counts as a region of its own.
-    """
-    composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
+def sketch_structure(pipe: NVGPipeline, drawing: dict | str | np.ndarray | None, stage: int):
+    """Project a sketch (the editor's dict, a file or an array) onto the nearest balanced tree up to `stage`."""
+    composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
     if composite is None:
         raise UserError("the sketch is empty: draw some regions first")
-    rgb = np.asarray(composite)[..., :3].astype(np.int32)
-    if rgb.ndim != 3 or rgb.size == 0:
-        raise UserError("the sketch could not be read as an image")
-    distances = ((rgb[:, :, None, :] - _palette_rgb()[None, None]) ** 2).sum(-1)
-    counts = np.bincount(distances.argmin(-1).ravel(), minlength=len(SKETCH_PALETTE))
-    distances[:, :, counts < 0.005 * rgb.shape[0] * rgb.shape[1]] = np.iinfo(np.int32).max
-    return distances.argmin(-1)
+    stage = number(stage, "sketch_stage", whole=True)
+    try:
+        return sketch.project_sketch(composite, stage, grid=pipe.transformer.config.grid_size,
+                                     max_stage=LIMITS["sketch_stage"][1])
+    except ValueError as error:
+        raise UserError(f"the sketch cannot be used: {error}") from error
 
 
-def sketch_structure(pipe: NVGPipeline, sketch: dict | np.ndarray | None, stage: int):
-    """Project a sketch onto the nearest balanced tree up to `stage`; errors for empty or too busy sketches."""
-    regions_HW = sketch_regions(sketch)
-    used = len(np.unique(regions_HW))
-    if used < 2:
-        raise UserError("the sketch has a single colour: draw at least one region in a palette colour")
-    if not 1 <= int(stage) <= 4:
-        raise UserError("the sketch applies to a stage between 1 and 4")
-    if used > 2 ** int(stage):
-        raise UserError(f"the sketch has {used} colours but stage {int(stage)} has only {2 ** int(stage)} clusters: "
-                        f"use at most {2 ** int(stage)} colours or a later stage")
-    from nvg_core.structure import project
-    return project(regions_HW, int(stage), grid=pipe.transformer.config.grid_size)
-
-
-def sketch_preview(pipe: NVGPipeline, sketch, stage: int) -> tuple[Image.Image, str]:
+def sketch_preview(pipe: NVGPipeline, drawing, stage: int) -> tuple[Image.Image, str]:
     """The projected structure of a sketch and how well it keeps the drawn boundaries."""
-    projection = sketch_structure(pipe, sketch, stage)
-    return _tile(render_map(projection.labels[-1], int(stage))), f"agreement with the drawing: {projection.agreement:.0%}"
+    projection = sketch_structure(pipe, drawing, stage)
+    return _tile(render_map(projection.labels[-1], len(projection.labels) - 1)), \
+        f"agreement with the drawing: {projection.agreement:.0%}"
 
 
-def sketch_generate(pipe: NVGPipeline, sketch, stage: int, class_name: str, seed: float | None, num_images: int,
+def sketch_generate(pipe: NVGPipeline, drawing, stage: int, class_name: str, seed: float | None, num_images: int,
                     content_guidance: float, structure_guidance: float, flow_steps: int, top_p: float = 0.5):
     """Images of a class whose structure up to `stage` is the projected sketch."""
-    projection = sketch_structure(pipe, sketch, stage)
+    projection = sketch_structure(pipe, drawing, stage)
     class_id = class_of(pipe, class_name)
-    first_seed = resolve_seed(seed)
-    seeds = [first_seed + i for i in range(max(1, int(num_images)))]
+    seeds = seeds_for(seed, num_images)
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, structure=np.stack([projection.labels] * len(seeds)),
                            options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
-    return (_tile(render_map(projection.labels[-1], int(stage))), to_pil(result.images), _state(pipe, result, seeds),
-            f"agreement with the drawing: {projection.agreement:.0%}; {_made(pipe, class_id, seeds)}")
+    return (_tile(render_map(projection.labels[-1], len(projection.labels) - 1)), to_pil(result.images),
+            _state(pipe, result, seeds), f"agreement with the drawing: {projection.agreement:.0%}; {_made(pipe, class_id, seeds)}")
 
 
 # --------------------------------------------------------------------------------------------------
 # Reference: reuse the structure (and optionally the content) of an uploaded image
 # --------------------------------------------------------------------------------------------------
 
-MAX_UPLOAD_PIXELS = 40_000_000
 
-
-def _reference(image_path: str | None):
-    """Open an upload with clear messages; returns (PIL image, note about what was adapted)."""
-    from nvg_core.images import load_image
-    if not image_path:
+def _reference(upload: str | bytes | None) -> tuple[Image.Image, str]:
+    """Open an upload as nvg_core does; returns (PIL image, note about what was adapted)."""
+    if upload is None or (isinstance(upload, str) and not upload):
         raise UserError("upload a reference image first")
     try:
-        image = load_image(image_path)
+        image, notes = read_image(upload)
     except ValueError as error:
-        raise UserError(f"that file is not a usable image: {error}") from error
-    if image.width * image.height > MAX_UPLOAD_PIXELS:
-        raise UserError(f"the image is too large ({image.width}x{image.height}); "
-                        f"the limit is {MAX_UPLOAD_PIXELS:,} pixels")
-    notes = []
-    if getattr(image, "is_animated", False):
-        notes.append("animated: its first frame is used")
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        notes.append("transparency composited on white")
-    if image.mode in ("L", "I;16", "I", "F", "1"):
-        notes.append("greyscale: used as grey RGB")
+        raise UserError(f"that file cannot be used: {error}") from error
     return image, "; ".join(notes)
 
 
@@ -289,15 +280,13 @@ def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stag
     """New images of a class that reuse the reference's structure up to `structure_stage` and, when
     `content_stage` >= 0, its content up to that stage (a class swap of the reference)."""
     image, note = _reference(image_path)
-    k, j = int(structure_stage), int(content_stage)
-    if not 0 <= k < pipe.num_stages:
-        raise UserError(f"the structure stage must be between 0 and {pipe.num_stages - 1}")
+    k = _stage(structure_stage, "the structure stage", 0, pipe.num_stages - 1)
+    j = _stage(content_stage, "the content stage", -1, pipe.num_stages - 1)
     if j > k:
         raise UserError("content can only be kept up to the structure stage")
-    tokens = pipe.encode(image)
     class_id = class_of(pipe, class_name)
-    first_seed = resolve_seed(seed)
-    seeds = [first_seed + i for i in range(max(1, int(num_images)))]
+    seeds = seeds_for(seed, num_images)
+    tokens = pipe.encode(image)
     n = len(seeds)
     result = pipe.generate([class_id] * n, seeds=seeds, structure=tokens.labels_BSN[:, :k + 1].expand(n, -1, -1).cpu(),
                            ids=[ids.expand(n, -1) for ids in tokens.ids[:j + 1]],

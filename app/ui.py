@@ -8,25 +8,41 @@ stage viewer, and lock-and-regenerate (variations, class swap).
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 from typing import Callable
 
 import gradio as gr
 import numpy as np
 
+from nvg_core.images import MAX_PIXELS
 from nvg_core.pipeline import NVGPipeline
+from nvg_core.sketch import PALETTE
 
 from . import handlers
+from .components import ImageFiles, RawImage, RawImageEditor, RawNumber, RawSlider
 from .models import ModelStore
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
-MAX_FILE_SIZE = "20MB"  # uploads over this are refused by the server; handlers also refuse images over 40 MP
+MAX_FILE_SIZE = "20MB"  # uploads over this are refused by the server; nvg_core refuses images over MAX_PIXELS
+FILE_MAX_AGE_S = 1800  # results, uploads and GIFs are deleted this long after they were last handed out
+log = logging.getLogger("nvg_studio")
 
 
-def _bind(store: ModelStore, fn: Callable, decorate: Callable) -> Callable:
+def _error(error: Exception) -> gr.Error:
+    """What the page shows for a failed event: our own messages as they are, never a path or a traceback."""
+    if isinstance(error, ValueError):  # UserError and nvg_core's ValueErrors are written for people
+        return gr.Error(str(error))
+    log.exception("unexpected error in an event")
+    return gr.Error(f"the server failed on this request ({type(error).__name__}; details are in its log): "
+                    "try again, or with other settings")
+
+
+def _bind(store: ModelStore, fn: Callable, decorate: Callable, files: ImageFiles) -> Callable:
     """fn(pipe, *inputs) as an event function of (*inputs, model): the session's model comes from the
-    store, a UserError shows in the page as gr.Error, and a stream drives the progress bar stage by stage.
-    The event function carries fn's parameter names, so API users see them."""
+    store, errors show in the page as gr.Error (see _error), returned images become files (ImageFiles),
+    and a stream drives the progress bar stage by stage. The event function carries fn's parameter names,
+    so API users see them."""
     params = list(inspect.signature(fn).parameters.values())[1:]
     params.append(inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None))
     if inspect.isgeneratorfunction(fn):
@@ -36,17 +52,17 @@ def _bind(store: ModelStore, fn: Callable, decorate: Callable) -> Callable:
                 pipe = store.get(model)
                 for done, outputs in enumerate(fn(pipe, *inputs), start=1):
                     progress((min(done, pipe.num_stages), pipe.num_stages), desc="stages", unit="stage")
-                    yield outputs
-            except handlers.UserError as error:
-                raise gr.Error(str(error)) from error
+                    yield files.replace(outputs)
+            except Exception as error:
+                raise _error(error) from error
         params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
     else:
         def event(*inputs):
             *inputs, model = inputs
             try:
-                return fn(store.get(model), *inputs)
-            except handlers.UserError as error:
-                raise gr.Error(str(error)) from error
+                return files.replace(fn(store.get(model), *inputs))
+            except Exception as error:
+                raise _error(error) from error
     event.__signature__ = inspect.Signature(params)
     event.__name__ = fn.__name__
     return decorate(event)
@@ -79,9 +95,13 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
     class_names, S = (info.class_names, info.num_stages) if info else ([], 9)
 
     def bind(fn: Callable) -> Callable:
-        return _bind(store, fn, decorate)
+        return _bind(store, fn, decorate, files)
 
-    with gr.Blocks(title="NVG Studio", delete_cache=(3600, 3600)) as demo:
+    def slider(name: str, value: float, label: str, step: float = 1) -> RawSlider:
+        return RawSlider(*handlers.LIMITS[name], value=value, step=step, label=label)
+
+    with gr.Blocks(title="NVG Studio", delete_cache=(FILE_MAX_AGE_S // 4, FILE_MAX_AGE_S)) as demo:
+        files = ImageFiles(Path(demo.GRADIO_CACHE) / "nvg_outputs")
         gr.Markdown("# NVG Studio\nNext Visual Granularity: images made coarse to fine, one structure stage at a time.")
         state = gr.State({})
         with gr.Row():
@@ -90,15 +110,14 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         with gr.Row():
             class_name = gr.Dropdown(class_names, value=class_names[0] if class_names else None, label="Class",
                                      filterable=True)
-            seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
-            num_images = gr.Slider(1, 8, value=1, step=1, label="Images")
+            seed = RawNumber(value=-1, precision=0, label="Seed (-1: random)")
+            num_images = slider("num_images", 1, "Images")
         with gr.Accordion("Advanced", open=False):
             with gr.Row():
-                content_guidance = gr.Slider(1.0, 6.0, value=3.5, step=0.25, label="Content guidance at the last stage (earlier stages follow the model's schedule)")
-                structure_guidance = gr.Slider(1.0, 5.0, value=2.5, step=0.25, label="Structure guidance at the last stage (earlier stages follow the model's schedule)")
-                top_p = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Top-p at the last stage (from 1, slow then fast)")
-                flow_steps = gr.Slider(1, 25, value=info.default_flow_steps if info else 10, step=1,
-                                       label="Structure flow steps")
+                content_guidance = slider("content_guidance", 3.5, "Content guidance at the last stage (earlier stages follow the model's schedule)", 0.25)
+                structure_guidance = slider("structure_guidance", 2.5, "Structure guidance at the last stage (earlier stages follow the model's schedule)", 0.25)
+                top_p = slider("top_p", 0.5, "Top-p at the last stage (from 1, slow then fast)", 0.05)
+                flow_steps = slider("flow_steps", info.default_flow_steps if info else 10, "Structure flow steps")
         advanced = [content_guidance, structure_guidance, flow_steps, top_p]
         with gr.Tabs():
             with gr.Tab("Generate"):
@@ -109,23 +128,23 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 gr.Markdown("Paint regions with the palette colours (white is a region too); the drawing becomes "
                             "the structure of the chosen stage.")
                 with gr.Row():
-                    sketch = gr.ImageEditor(value=_white_canvas(), type="numpy", image_mode="RGB", canvas_size=(256, 256),
-                                            brush=gr.Brush(colors=handlers.SKETCH_PALETTE[1:], color_mode="fixed"),
+                    sketch = RawImageEditor(value=_white_canvas(), type="filepath", canvas_size=(256, 256),
+                                            brush=gr.Brush(colors=list(PALETTE[1:]), color_mode="fixed"),
                                             eraser=gr.Eraser(), sources=(), label="Layout")
                     projected = gr.Image(label="Projected balanced structure", type="pil")
-                sketch_stage = gr.Slider(1, 4, value=2, step=1, label="The drawing applies to stage")
+                sketch_stage = slider("sketch_stage", 2, "The drawing applies to stage")
                 gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("sketch_*.png"))], [sketch], label="Example layouts")
                 with gr.Row():
                     preview_btn = gr.Button("Show projected structure")
                     sketch_btn = gr.Button("Generate from sketch", variant="primary")
             with gr.Tab("Reference"):
                 with gr.Row():
-                    reference = gr.Image(type="filepath", label=f"Reference image (PNG, JPEG, WebP, GIF...; up to "
-                                         f"{MAX_FILE_SIZE} and {handlers.MAX_UPLOAD_PIXELS // 1_000_000} megapixels)")
+                    reference = RawImage(type="filepath", label=f"Reference image (PNG, JPEG, WebP, GIF...; up to "
+                                         f"{MAX_FILE_SIZE} and {MAX_PIXELS // 1_000_000} megapixels)")
                     reference_maps = gr.Gallery(label="Its structure at every stage", columns=S, height=200)
                 with gr.Row():
-                    reference_stage = gr.Slider(0, S - 1, value=3, step=1, label="Reuse the structure up to stage")
-                    reference_content = gr.Slider(-1, S - 1, value=-1, step=1, label="Keep its content up to stage (-1: none)")
+                    reference_stage = RawSlider(0, S - 1, value=3, step=1, label="Reuse the structure up to stage")
+                    reference_content = RawSlider(-1, S - 1, value=-1, step=1, label="Keep its content up to stage (-1: none)")
                 reference_btn = gr.Button("Generate from reference", variant="primary")
                 gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("reference_*.png"))], [reference],
                             label="Example references (held-out Noto emoji, Apache-2.0)")
@@ -137,8 +156,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             images = gr.Gallery(label="Images", columns=4, height="auto", object_fit="contain", buttons=["download"], scale=3)
             progression = gr.Image(label="Coarse to fine (GIF)", type="filepath", height=420, buttons=["download"], scale=2)
         with gr.Row():
-            stage = gr.Slider(0, S - 1, value=1, step=1, label="Stage")
-            index = gr.Number(value=0, precision=0, label="Image number (or click an image)")
+            stage = RawSlider(0, S - 1, value=1, step=1, label="Stage")
+            index = RawNumber(value=0, precision=0, label="Image number (or click an image)")
         with gr.Row():
             stage_map = gr.Image(label="Structure map", type="pil")
             stage_bounds = gr.Image(label="Clusters over the image", type="pil")
@@ -146,7 +165,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         with gr.Accordion("Lock and regenerate", open=True):
             with gr.Row():
                 keep_content = gr.Checkbox(value=True, label="Keep content too (not only structure)")
-                num_variations = gr.Slider(1, 8, value=4, step=1, label="Variations")
+                num_variations = slider("num_variations", 4, "Variations")
                 swap_class = gr.Dropdown([""] + class_names, value="", label="Swap to class (empty: same)", filterable=True)
                 regen_btn = gr.Button("Keep stages up to the chosen one, regenerate the rest")
 

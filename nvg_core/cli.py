@@ -31,6 +31,11 @@ def _add_generate(sub) -> None:
                    help="content guidance, linear from the first to the last stage (default 1 3.5)")
     p.add_argument("--structure-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
                    help="structure guidance, linear from the first to the last stage (default 1 2.5)")
+    p.add_argument("--sketch", type=Path, default=None,
+                   help="a layout drawing whose regions become the structure up to --sketch-stage")
+    p.add_argument("--sketch-stage", type=int, default=2, help="the stage the sketch applies to (1-4, default 2)")
+    p.add_argument("--sketch-mode", choices=("palette", "outline"), default="palette",
+                   help="palette: regions filled with the app's palette colours; outline: closed strokes of any colour")
     p.add_argument("--out", required=True, type=Path, help="output PNG (with several images: NAME_0.png, ...)")
     p.add_argument("--stages-out", type=Path, default=None, help="also save a PNG strip of every stage")
     p.set_defaults(run=_run_generate)
@@ -124,7 +129,14 @@ def _run_generate(args) -> None:
                  "structure_guidance": args.structure_guidance and linear_schedule(*args.structure_guidance, S)}
     options = dataclasses.replace(pipe.default_options, **{k: v for k, v in overrides.items() if v is not None})
     seeds = [args.seed + i for i in range(args.num_images)]
-    result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options)
+    structure = None
+    if args.sketch:
+        from .sketch import project_sketch
+        projection = project_sketch(args.sketch, args.sketch_stage, grid=pipe.transformer.config.grid_size,
+                                    mode=args.sketch_mode)
+        print(f"sketch projected to stage {args.sketch_stage}: agreement with the drawing {projection.agreement:.0%}")
+        structure = [projection.labels] * len(seeds)
+    result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options, structure=structure)
     images = to_pil(result.images)
     paths = [args.out] if len(images) == 1 else [args.out.with_name(f"{args.out.stem}_{i}{args.out.suffix}") for i in range(len(images))]
     for image, path, seed in zip(images, paths, seeds):

@@ -1,6 +1,8 @@
 """Images in and out: any PIL image, array, path or bytes to model pixels, and back.
 
-Input rule (documented for users): the image is converted to RGB (alpha composited on white, greyscale,
+Input rule (documented for users): files are opened upright (EXIF orientation applied; the first frame of
+an animation); images over MAX_PIXELS or more than MAX_ASPECT times longer than wide are refused from their
+header, before decoding. The image is converted to RGB (alpha composited on white, greyscale,
 palette and CMYK images converted by Pillow), its shorter side is resized with Lanczos to
 round(resolution * resize_ratio), and the centre `resolution` square is cropped. The authors' ImageNet
 evaluation uses resize_ratio = 1.125 (256 px: shorter side 288, then the centre 256); the default 1.0 keeps
@@ -20,45 +22,83 @@ from typing import Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike, bytes]
-MAX_PIXELS = 64_000_000  # larger inputs are refused rather than decoded
+MAX_PIXELS = 40_000_000  # larger images are refused from their header, before any decoding
+MAX_ASPECT = 16  # longer strips are refused: resizing their shorter side to the model's would explode
+FORMATS_HINT = "PNG, JPEG, WebP, GIF, BMP or TIFF"
+
+
+def read_image(source: ImageLike) -> tuple[Image.Image, list[str]]:
+    """Open a path, bytes, array or PIL image as a PIL image, upright (EXIF orientation applied), first frame
+    of an animation; and notes, for people, on what was or will be adapted to make model pixels.
+
+    Refused before decoding: over MAX_PIXELS, zero-size, or more than MAX_ASPECT times longer than wide.
+    Errors are ValueErrors that name the problem, never a path or an object's repr (the app shows them)."""
+    image = _array_to_pil(source) if isinstance(source, np.ndarray) else \
+        source if isinstance(source, Image.Image) else _open(source)  # a file: only its header is read so far
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"the image is too large ({width}x{height}); the limit is {MAX_PIXELS:,} pixels")
+    if min(width, height) == 0:
+        raise ValueError(f"the image has zero size ({width}x{height})")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ValueError(f"the image is {width}x{height}, more than {MAX_ASPECT} times longer than wide; "
+                         "crop it to the part you want first")
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError("the image file is truncated or damaged; save it again or try another file") from error
+    notes = _notes(image)
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+        notes.insert(0, "turned upright as its EXIF orientation says")
+    return image, notes
 
 
 def load_image(source: ImageLike) -> Image.Image:
-    """Open a path or bytes as a PIL image (first frame), with clear errors for missing or corrupt files."""
-    if isinstance(source, Image.Image):
-        try:
-            source.load()  # a lazily opened image may still turn out to be truncated
-        except (OSError, SyntaxError) as error:
-            raise ValueError(f"could not read the given PIL image: {error}") from error
-        return source
-    if isinstance(source, np.ndarray):
-        return _array_to_pil(source)
+    """read_image without the notes."""
+    return read_image(source)[0]
+
+
+def _open(source: str | os.PathLike | bytes) -> Image.Image:
+    """A file or its bytes, opened lazily (header only), with errors people can act on."""
     if isinstance(source, (str, os.PathLike)):
         if not os.path.isfile(source):
             raise ValueError(f"no image file at {os.fspath(source)!r}")
         data = Path(source).read_bytes()  # read whole, so no file handle stays open
     elif isinstance(source, (bytes, bytearray)):
-        data = source
+        data = bytes(source)
     else:
         raise ValueError(f"cannot read an image from a {type(source).__name__}; pass a PIL image, a numpy array, "
                          "a file path or the file's bytes")
     if not data:
-        raise ValueError(f"the image data is empty: {_describe(source)}")
+        raise ValueError("the file is empty")
+    if data.lstrip()[:5].lower() in (b"<?xml", b"<svg ", b"<svg>"):
+        raise ValueError(f"vector images (SVG) are not supported; export it as {FORMATS_HINT} first")
     try:
-        image = Image.open(io.BytesIO(data))
-        if image.width * image.height > MAX_PIXELS:
-            raise ValueError(f"the image is too large ({image.width}x{image.height}); the limit is {MAX_PIXELS:,} pixels")
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ValueError(f"could not read an image from {_describe(source)}: {error}") from error
-    return image
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"the image declares far more pixels than the limit of {MAX_PIXELS:,}") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"the file is not an image that can be read ({FORMATS_HINT})") from error
 
 
-def _describe(source: bytes | str | os.PathLike) -> str:
-    return f"{len(source)} bytes of data" if isinstance(source, (bytes, bytearray)) else f"the file {os.fspath(source)!r}"
+def _notes(image: Image.Image) -> list[str]:
+    """What to_rgb will change in this image, said for people."""
+    notes = []
+    if getattr(image, "n_frames", 1) > 1:
+        notes.append(f"animated ({image.n_frames} frames): its first frame is used")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        notes.append("transparency composited on white")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        notes.append("16-bit or deeper: scaled to 8 bits")
+    if image.mode in ("L", "LA", "1", "I;16", "I;16B", "I;16L", "I", "F"):
+        notes.append("greyscale: used as grey RGB")
+    if image.mode == "CMYK":
+        notes.append("CMYK: converted to RGB")
+    return notes
 
 
 def _array_to_pil(array: np.ndarray) -> Image.Image:

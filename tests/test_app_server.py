@@ -1,8 +1,11 @@
 """The app served on a local port and driven through gradio_client, as API users and the page do."""
 
+import json
+import math
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,7 +13,11 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
+from app import handlers  # noqa: E402
 from app.ui import MAX_FILE_SIZE, build_demo  # noqa: E402
+from hostile_files import hostile_files  # noqa: E402
+from nvg_core.sketch import project_sketch  # noqa: E402
+from nvg_core.structure import render_map  # noqa: E402
 
 
 def free_port() -> int:
@@ -75,17 +82,81 @@ def test_bad_requests_get_messages_and_the_server_keeps_working(url):
     assert len(images) == 1
 
 
-def test_concurrent_clients_get_their_own_results(url):
+def test_concurrent_sessions_downloading_every_file_get_their_own_results_and_no_errors(url):
     def one(seed):
-        client = Client(url, verbose=False)
-        _, _, status = client.predict("dog", seed, 1, *ADVANCED, api_name="/generate")
-        images, regen_status = client.predict(2, True, 1, "", seed + 100, *ADVANCED, 0, api_name="/regenerate")
-        return status, regen_status
+        client = Client(url, verbose=False)  # downloads every returned file, as a browser does
+        _, images, status = client.predict("dog", seed, 2, *ADVANCED, api_name="/generate")
+        regenerated, regen_status = client.predict(2, True, 2, "", seed + 100, *ADVANCED, 0, api_name="/regenerate")
+        return status, regen_status, Image.open(images[0]["image"]).tobytes(), len(regenerated)
 
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(one, [10, 20, 30, 40]))
-    for seed, (status, regen_status) in zip([10, 20, 30, 40], results):
-        assert f"seeds {seed}..{seed}" in status and f"seeds {seed + 100}..{seed + 100}" in regen_status
+    seeds = [10 * i for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, seeds + seeds[:2]))  # two sessions repeat a seed
+    for seed, (status, regen_status, _, count) in zip(seeds + seeds[:2], results):
+        assert f"seeds {seed}..{seed + 1}" in status and f"seeds {seed + 100}..{seed + 101}" in regen_status and count == 2
+    assert results[0][2] == results[8][2] and results[1][2] == results[9][2]
+
+
+def _pixels(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def uploads(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    paths = {}
+    for name, (data, suffix, refusal) in hostile_files().items():
+        path = folder / f"{name.replace(' ', '_')}.{suffix}"
+        path.write_bytes(data)
+        paths[name] = (str(path), data, refusal)
+    return paths
+
+
+@pytest.mark.parametrize("name", sorted(hostile_files()))
+def test_every_upload_is_read_as_nvg_core_reads_it_or_refused_with_the_apps_message(url, uploads, tiny_pipeline, name):
+    path, data, refusal = uploads[name]
+    client = Client(url, verbose=False)
+    sketch = {"background": handle_file(path), "layers": [], "composite": handle_file(path)}
+    calls = {"/extract_structure": (handle_file(path),), "/reference_generate": (handle_file(path), 2, -1, "cat", 1, 1, *ADVANCED),
+             "/sketch_preview": (sketch, 2), "/sketch_generate": (sketch, 2, "cat", 1, 1, *ADVANCED)}
+    for endpoint, arguments in calls.items():
+        if refusal is not None:
+            with pytest.raises(Exception, match=refusal) as error:
+                client.predict(*arguments, api_name=endpoint)
+            assert "upstream Gradio app has raised" not in str(error.value) and "/tmp" not in str(error.value)
+            continue
+        if endpoint == "/extract_structure":
+            maps, _ = client.predict(*arguments, api_name=endpoint)
+            expected = tiny_pipeline.extract_structure(data)
+            for s, item in enumerate(maps):
+                assert (_pixels(item["image"]) == np.asarray(handlers._tile(render_map(expected[s], s)))).all()
+        elif endpoint == "/sketch_preview":
+            try:
+                projection = project_sketch(data, 2, grid=tiny_pipeline.transformer.config.grid_size)
+            except ValueError as error:  # a picture, not a palette drawing: the same refusal from the app
+                with pytest.raises(Exception, match=str(error).split(":")[0]):
+                    client.predict(*arguments, api_name=endpoint)
+                continue
+            picture, _ = client.predict(*arguments, api_name=endpoint)
+            assert (_pixels(picture) == np.asarray(handlers._tile(render_map(projection.labels[-1], 2)))).all()
+        elif endpoint == "/reference_generate":
+            assert len(client.predict(*arguments, api_name=endpoint)[0]) == 1
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (("cat", 1, 1, math.nan, 2.5, 2, 0.5), "content guidance must be a finite number"),
+    (("cat", 1, 1, 3.5, math.inf, 2, 0.5), "structure guidance must be a finite number"),
+    (("cat", 1, 1, 3.5, 2.5, math.nan, 0.5), "flow steps must be a finite number"),
+    (("cat", 1e30, 1, 3.5, 2.5, 2, 0.5), "seed must be between 0 and"),
+    (("cat", "abc", 1, 3.5, 2.5, 2, 0.5), "seed must be a number"),
+    (("cat", 1, 1000, 3.5, 2.5, 2, 0.5), "num images must be between 1 and 8"),
+])
+def test_bad_numbers_sent_as_raw_json_get_the_apps_messages(url, arguments, message):
+    # Python's json writes NaN and Infinity literals, as a hand-written request can; gradio_client cannot.
+    body = json.dumps({"data": [*arguments, None]})
+    event = httpx.post(f"{url}gradio_api/call/generate", content=body, headers={"Content-Type": "application/json"})
+    stream = httpx.get(f"{url}gradio_api/call/generate/{event.json()['event_id']}", timeout=60).text
+    assert "event: error" in stream and message in stream
 
 
 def test_uploads_over_the_size_limit_are_refused(url, tmp_path):

@@ -1,11 +1,14 @@
 import io
+import re
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from nvg_core.images import load_image, to_pil, to_pixels, to_uint8
+from nvg_core.images import load_image, read_image, to_pil, to_pixels, to_rgb, to_uint8
+
+from hostile_files import hostile_files
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -67,7 +70,7 @@ def test_paths_bytes_arrays_and_lists_are_accepted(tmp_path):
 
 @pytest.mark.parametrize("bad, message", [
     (b"", "empty"),
-    (b"definitely not an image", "could not read an image"),
+    (b"definitely not an image", "not an image that can be read"),
     ("/no/such/file.png", "no image file"),
     (np.zeros((0, 5, 3), np.uint8), "empty"),
     (np.full((4, 4), np.nan, np.float32), "NaN"),
@@ -85,7 +88,7 @@ def test_bad_inputs_raise_clear_value_errors(bad, message):
 
 def test_truncated_lazily_opened_pil_image_is_refused():
     data = png_bytes(Image.effect_noise((64, 64), 50))
-    with pytest.raises(ValueError, match="could not read the given PIL image"):
+    with pytest.raises(ValueError, match="truncated or damaged"):
         to_pixels(Image.open(io.BytesIO(data[: len(data) // 2])), 16)
 
 
@@ -99,3 +102,25 @@ def test_output_conversion_truncates_like_the_authors():
     assert to_uint8(pixels)[0, 0, :, 0].tolist() == [0, 127, 254, 255, 255]
     assert to_pil(pixels)[0].size == (5, 1)
     assert load_image(to_pil(pixels)[0]).mode == "RGB"
+
+
+@pytest.mark.parametrize("name", sorted(hostile_files()))
+def test_awkward_files_are_read_or_refused_with_a_message_naming_the_problem(name):
+    data, _, refusal = hostile_files()[name]
+    if refusal is None:
+        assert to_pixels(data, 16).shape == (1, 3, 16, 16)
+    else:
+        with pytest.raises(ValueError, match=refusal) as error:
+            to_pixels(data, 16)
+        assert not re.search(r"0x[0-9a-f]{6}|BytesIO|/tmp", str(error.value))
+
+
+def test_files_are_read_upright_opaque_on_white_and_on_the_right_scale():
+    files = hostile_files()
+    upright, notes = read_image(files["exif rotated"][0])
+    assert upright.size == (64, 96) and "EXIF" in notes[0]
+    assert np.asarray(to_rgb(load_image(files["transparent"][0]))).min() == 255  # all white
+    assert "transparency composited on white" in read_image(files["half transparent"][0])[1]
+    grey = np.asarray(to_rgb(load_image(files["16-bit"][0])))
+    assert 100 < grey.mean() < 160  # on the 16-bit scale, not saturated
+    assert "first frame" in read_image(files["animated"][0])[1][0]

@@ -1,0 +1,98 @@
+"""Gradio inputs that hand the handlers what the person sent, untouched, so nvg_core reads it.
+
+Gradio's own preprocessing converts uploads to RGB (losing transparency, 16-bit depth and EXIF orientation,
+re-encoding CMYK JPEGs) and fails with a generic message on files it cannot open or numbers it cannot
+round. These subclasses look and behave the same in the page (is_template: the built-in frontend), but
+pass the upload's file path or the raw number through; app.handlers validates and nvg_core decodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio.data_classes import FileData
+from PIL import Image
+
+
+def _path(file: FileData | bytes | None) -> str | bytes | None:
+    return file.path if isinstance(file, FileData) else file
+
+
+class RawImage(gr.Image):
+    """gr.Image whose handler receives the uploaded file's path (type="filepath"), never a converted copy."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> str | None:
+        return None if payload is None else payload.path
+
+
+class RawImageEditor(gr.ImageEditor):
+    """gr.ImageEditor whose handler receives {"background", "layers", "composite"} as the uploaded files' paths."""
+
+    is_template = True
+
+    def convert_and_format_image(self, file: FileData | bytes | None, flatten_on_white: bool = False) -> str | bytes | None:
+        return _path(file)
+
+
+class RawNumber(gr.Number):
+    """gr.Number whose handler receives the value as sent (the handler checks type, finiteness and range)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+
+
+class RawSlider(gr.Slider):
+    """gr.Slider whose handler receives the value as sent (the handler checks type, finiteness and range)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+
+
+class ImageFiles:
+    """Files for the images (PIL) and GIFs (bytes) an event returns, named by their content, written once
+    (atomically) and never rewritten.
+
+    Gradio saves a returned PIL image by rewriting its content-addressed file in place on every return, so
+    a download of a file shared by two responses (the plain stage-0 tile) can be cut short. A file here is
+    complete from the moment it has a name; Gradio serves it from its cache folder without copying it, and
+    its age-based cleanup (delete_cache) removes it.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    def path(self, data: bytes, suffix: str) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
+        try:
+            os.utime(path)  # handed out again: young again for the cleanup
+        except FileNotFoundError:
+            descriptor, staging = tempfile.mkstemp(dir=self.folder, prefix=".staging_")
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(data)
+            os.replace(staging, path)
+        return str(path)
+
+    def replace(self, value: Any) -> Any:
+        """`value` with every PIL image and GIF bytes in it (lists and tuples included) replaced by a file path."""
+        if isinstance(value, Image.Image):
+            buffer = io.BytesIO()
+            value.save(buffer, format="PNG", compress_level=1)
+            return self.path(buffer.getvalue(), ".png")
+        if isinstance(value, bytes) and value[:6] in (b"GIF87a", b"GIF89a"):
+            return self.path(value, ".gif")
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.replace(item) for item in value)
+        return value
