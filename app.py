@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     parser.add_argument("--model", default=os.environ.get("NVG_MODEL"),
                         help="the default model: a folder or hub id (default: $NVG_MODEL, else the bundled model)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="generations run at once (default: 1 on a CPU, where one already uses every core; 2 on a GPU)")
     return parser.parse_args(argv)
 
 
@@ -73,8 +75,8 @@ def main() -> None:
     store = ModelStore(default_sources(args.model))
     store.start(store.default)  # loads while the server starts; early requests are told to wait
     demo = build_demo(store, about=about_text(args.model), decorate=gpu_decorator())
-    # On a CPU one generation already uses every core; a GPU can overlap two.
-    demo.queue(max_size=32, default_concurrency_limit=2 if torch.cuda.is_available() else 1)
+    concurrency = args.concurrency or (2 if torch.cuda.is_available() else 1)
+    demo.queue(max_size=64, default_concurrency_limit=concurrency)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE)
 
 

@@ -145,10 +145,6 @@ def _image_index(result: NVGResult, index: Any) -> int:
     return index
 
 
-def _stage(value: Any, name: str, low: int, high: int) -> int:
-    return number(value, name, whole=True, low=low, high=high)
-
-
 def _result(pipe: NVGPipeline, state: dict | None) -> NVGResult:
     if not state or "result" not in state:
         raise UserError("generate an image first")
@@ -167,7 +163,7 @@ def show_stage(pipe: NVGPipeline, state: dict | None, stage: int, index: int = 0
     if not state or "result" not in state:
         return None, None, None
     result = _result(pipe, state)
-    stage, index = _stage(stage, "stage", 0, pipe.num_stages - 1), _image_index(result, index)
+    stage, index = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1), _image_index(result, index)
     source = result.select(index)
     labels_N = source.labels_BSN[0, stage]
     canvas = pipe.stage_canvases(result, index, stages=[stage])[0]
@@ -198,7 +194,7 @@ def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_cont
                flow_steps: int, top_p: float = 0.5, index: int = 0) -> tuple[list[Image.Image], dict, str]:
     """Keep stages 0..keep_stage of the current image and resample the rest (optionally as another class)."""
     result = _result(pipe, state)
-    keep_stage = _stage(keep_stage, "the kept stage", 0, pipe.num_stages - 2)
+    keep_stage = number(keep_stage, "the kept stage", whole=True, low=0, high=pipe.num_stages - 2)
     if not isinstance(keep_content, bool):
         raise UserError(f"keep content must be true or false, got {str(keep_content)[:20]!r}")
     index = _image_index(result, index)
@@ -280,8 +276,8 @@ def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stag
     """New images of a class that reuse the reference's structure up to `structure_stage` and, when
     `content_stage` >= 0, its content up to that stage (a class swap of the reference)."""
     image, note = _reference(image_path)
-    k = _stage(structure_stage, "the structure stage", 0, pipe.num_stages - 1)
-    j = _stage(content_stage, "the content stage", -1, pipe.num_stages - 1)
+    k = number(structure_stage, "the structure stage", whole=True, low=0, high=pipe.num_stages - 1)
+    j = number(content_stage, "the content stage", whole=True, low=-1, high=pipe.num_stages - 1)
     if j > k:
         raise UserError("content can only be kept up to the structure stage")
     class_id = class_of(pipe, class_name)

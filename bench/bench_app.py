@@ -54,7 +54,7 @@ def page_wait(port: int, repeats: int) -> float:
             start = time.perf_counter()
             page.get_by_role("button", name="Generate", exact=True).click()
             page.get_by_text("done:").wait_for(timeout=300_000)
-            page.locator("img[src*='nvg_stages_']").wait_for(timeout=300_000)
+            page.locator("img[src$='.gif']").wait_for(timeout=300_000)
             seconds.append(time.perf_counter() - start)
         browser.close()
     return statistics.median(seconds[1:])

@@ -2,7 +2,7 @@
 
 Usage: python bench/bench_load.py [--sessions 20] [--rounds 5] [--rss-rounds 10] [--repo DIR]
 
-Prints, for the load phase (every session generates `rounds` times and fetches the result's files): client errors, the median and worst wait per generation, whether every session saw only its own
+Prints, for the load phase (every session generates `rounds` times and fetches the files it is sent): client errors, the median and worst wait per generation, whether every session saw only its own
 seeds and identical bytes for a repeated seed; for the memory phase: the server's RSS after each round of
 `sessions` concurrent generations; at the end: the files the server left in its temp folders after
 SIGTERM. --repo serves another checkout (e.g. an older commit in a git worktree) for before/after figures.
@@ -72,9 +72,9 @@ def start_server(repo: Path, temp: Path) -> tuple[subprocess.Popen, str]:
 class Session:
     """One person: a client of its own, and a record of every wait and error.
 
-    Like a browser, it fetches the files of the result it shows (stage strip and images), each checked
-    against its declared length, not every file of every streamed update (gradio_client's download_files
-    would, and on 2 cores the client would then use more CPU than the server)."""
+    Like a browser, it fetches each new file of every streamed update once (stage tiles, images), each
+    checked against its declared length (gradio_client's own download_files costs the client more CPU
+    than the server on 2 cores)."""
 
     def __init__(self, url: str, number: int):
         self.client = Client(url, verbose=False, download_files=False)
@@ -85,14 +85,19 @@ class Session:
     def generate(self, seed: int) -> None:
         start = time.perf_counter()
         try:
-            strip, images, status = self.client.predict("fruit", seed, 1, *ADVANCED, api_name="/generate")
-            files = [self.http.get(item["image"]["url"]).raise_for_status().content for item in strip + images]
+            job, fetched = self.client.submit("fruit", seed, 1, *ADVANCED, api_name="/generate"), {}
+            for strip, images, _ in job:
+                for item in strip + images:
+                    url = item["image"]["url"]
+                    fetched[url] = fetched.get(url) or self.http.get(url).raise_for_status().content
+            strip, images, status = job.result()
+            last = fetched.get(images[0]["image"]["url"]) or self.http.get(images[0]["image"]["url"]).raise_for_status().content
         except Exception as error:  # a failed call is what this benchmark counts
             self.errors.append(f"{type(error).__name__}: {str(error)[:120]}")
             return
         self.waits.append(time.perf_counter() - start)
         self.wrong_seed += f"seeds {seed}..{seed}" not in status
-        self.digests.setdefault(seed, set()).add(hashlib.sha256(files[-1]).hexdigest())
+        self.digests.setdefault(seed, set()).add(hashlib.sha256(last).hexdigest())
 
 
 def main() -> None:

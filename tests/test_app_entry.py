@@ -1,6 +1,13 @@
 """app.py: flags and their defaults (Spaces sets GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)."""
 
 import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,3 +45,27 @@ def test_gpu_decorator_is_a_no_op_without_the_spaces_package():
 def test_about_text_holds_the_model_card_and_data_credits():
     text = app_entry.about_text(None)
     assert "Next Visual Granularity" in text and "emoji32" in text and "Data credits" in text
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_the_server_leaves_no_temp_files_when_stopped(tmp_path, stop):
+    pytest.importorskip("gradio")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("GRADIO_TEMP_DIR", None)
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=Path(__file__).resolve().parents[1],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert any(tmp_path.glob("nvg_studio_*")), "the server keeps its files in a folder of its own"
+    finally:
+        server.send_signal(stop)
+        server.wait(60)
+    assert not any(tmp_path.iterdir()), f"left behind: {sorted(p.name for p in tmp_path.rglob('*'))[:5]}"

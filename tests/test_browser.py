@@ -1,4 +1,4 @@
-"""The page in headless Chromium (Debian's chromium, driven by Playwright): generate, sketch, screenshots.
+"""The page in headless Chromium (Debian's chromium, driven by Playwright): generate, sketch, reference, screenshots.
 
 Skipped where Chromium or Playwright is missing; .ci/run installs both. Screenshots go to
 $NVG_SCREENSHOTS (default: the test's temporary folder).
@@ -16,6 +16,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 from app.models import OFFICIAL_SOURCES, ModelStore  # noqa: E402
 from app.ui import MAX_FILE_SIZE, build_demo  # noqa: E402
+from hostile_files import hostile_files  # noqa: E402
 from nvg_core.pipeline import NVGPipeline  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -55,7 +56,7 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
 
         page.get_by_role("button", name="Generate", exact=True).click()
         page.get_by_text("done:").wait_for(timeout=60_000)
-        page.locator("img[src*='nvg_stages_']").wait_for(timeout=30_000)  # the coarse-to-fine GIF
+        page.locator("img[src$='.gif']").wait_for(timeout=30_000)  # the coarse-to-fine GIF
         page.screenshot(path=str(shots / "generate.png"), full_page=True)
 
         page.get_by_role("tab", name="Sketch").click()
@@ -71,6 +72,14 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
         page.get_by_role("button", name="Generate from sketch").click()
         page.get_by_text("agreement with the drawing").wait_for(timeout=60_000)
         page.screenshot(path=str(shots / "sketch_generated.png"), full_page=True)
+
+        # A transparent PNG reaches the handler as the uploaded file, not as Gradio's RGB copy.
+        transparent = tmp_path / "transparent.png"
+        transparent.write_bytes(hostile_files()["half transparent"][0])
+        page.get_by_role("tab", name="Reference").click()
+        page.locator("input[type=file]").first.set_input_files(str(transparent))
+        page.get_by_text("transparency composited on white").wait_for(timeout=60_000)
+        page.screenshot(path=str(shots / "reference_transparent.png"), full_page=True)
 
         browser.close()
     assert (shots / "sketch_generated.png").stat().st_size > 0

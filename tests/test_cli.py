@@ -50,3 +50,21 @@ def test_extract_saves_every_stage_map(model_dir, tmp_path):
     out = tmp_path / "maps.png"
     assert main(["extract", "--model", str(model_dir), "--image", str(reference), "--out", str(out)]) == 0
     assert Image.open(out).size == (128 * 5, 128)
+
+
+@pytest.mark.parametrize("mode", ["palette", "outline"])
+def test_generate_follows_a_sketch_file(model_dir, tmp_path, capsys, mode):
+    import cv2
+    from nvg_core.sketch import palette_rgb, project_sketch
+    layout = np.full((256, 256, 3), 255, np.uint8)
+    if mode == "palette":
+        layout[:, :128] = palette_rgb()[1]
+    else:
+        cv2.circle(layout, (128, 128), 70, (0, 0, 0), 6, cv2.LINE_AA)
+    sketch = tmp_path / "layout.png"
+    Image.fromarray(layout).save(sketch)
+    out, strip = tmp_path / "s.png", tmp_path / "strip.png"
+    assert main(["generate", "--model", str(model_dir), "--class", "dog", "--sketch", str(sketch), "--sketch-stage", "2",
+                 "--sketch-mode", mode, "--out", str(out), "--flow-steps", "2"]) == 0
+    assert "agreement with the drawing" in capsys.readouterr().out and out.exists()
+    assert project_sketch(sketch, 2, grid=4, mode=mode).agreement > 0.8
