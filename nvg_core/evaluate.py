@@ -327,7 +327,7 @@ def load_evaluator(folder: str | Path) -> EmojiNet:
     if not (Path(folder) / "evaluator" / "config.json").is_file():
         raise FileNotFoundError(f"no evaluator in {folder}; train one with "
                                 f"`nvg train evaluator --data data/emoji64.npz --out {folder}`")
-    return EmojiNet.from_pretrained(folder, subfolder="evaluator", torch_dtype=torch.float32).eval()
+    return EmojiNet.from_pretrained(folder, subfolder="evaluator", dtype=torch.float32).eval()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -122,7 +122,7 @@ def train_tokenizer(args) -> None:
     flip_ok = torch.from_numpy(_flip_ok(data.label[train_idx])).to(device)
     out = Path(args.out)
     if args.resume:
-        model = NVGTokenizer.from_pretrained(args.resume, subfolder="tokenizer", torch_dtype=torch.float32)
+        model = NVGTokenizer.from_pretrained(args.resume, subfolder="tokenizer", dtype=torch.float32)
     else:
         model = NVGTokenizer.from_spec(TOKENIZER_CONFIGS[args.config])
     model.to(device).train()
@@ -236,8 +236,8 @@ def train_generator(args) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     out = Path(args.out)
-    tokenizer = NVGTokenizer.from_pretrained(args.tokenizer, subfolder="tokenizer", torch_dtype=torch.float32).to(device)
-    model = NVGTransformer.from_pretrained(args.resume, subfolder="transformer", torch_dtype=torch.float32) \
+    tokenizer = NVGTokenizer.from_pretrained(args.tokenizer, subfolder="tokenizer", dtype=torch.float32).to(device)
+    model = NVGTransformer.from_pretrained(args.resume, subfolder="transformer", dtype=torch.float32) \
         if args.resume else None
     if model is not None and args.structure_class_proj and not model.spec.structure_class_proj:
         model = with_config(model, structure_class_proj=True)

@@ -29,6 +29,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
+# DiffusionPipeline.from_pretrained finds a component's load method through this name in the component's module.
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from torch import nn
 
 from .modeling import SpecModel
