@@ -239,8 +239,8 @@ def train_generator(args) -> None:
     tokenizer = NVGTokenizer.from_pretrained(args.tokenizer, subfolder="tokenizer", dtype=torch.float32).to(device)
     model = NVGTransformer.from_pretrained(args.resume, subfolder="transformer", dtype=torch.float32) \
         if args.resume else None
-    if model is not None and args.structure_class_proj and not model.spec.structure_class_proj:
-        model = with_config(model, structure_class_proj=True)
+    if model is not None and args.structure_class_proj and not model.spec.use_structure_class_proj:
+        model = with_config(model, use_structure_class_proj=True)
     grid = model.spec.grid_size if model is not None else TRANSFORMER_CONFIGS[args.config].grid_size
     if grid != tokenizer.spec.grid_size:
         raise ValueError(f"the generator's grid is {grid}x{grid} but the tokenizer in {args.tokenizer} makes "
@@ -252,7 +252,7 @@ def train_generator(args) -> None:
     if model is None:
         scales = canvas_scale_factors(targets["canvases_BSNC"][:1024], targets["final_BNC"][:1024])
         model = NVGTransformer.from_spec(dataclasses.replace(TRANSFORMER_CONFIGS[args.config], scale_factors=scales,
-                                                             structure_class_proj=args.structure_class_proj))
+                                                             use_structure_class_proj=args.structure_class_proj))
     model.to(device).train()
     ema = copy.deepcopy(model).eval()
     train_content = args.branch == "all"

@@ -76,8 +76,9 @@ class TransformerConfig:
     drop_path: float = 0.0  # largest drop-path rate, linear over the blocks (official training: 0.1 * depth / 24)
     # Bundled-model option (off in the official layout): a zero-initialised linear map of the RMS-normalised
     # class embedding is added to the structure branch's adaLN vector, so the class is not drowned by the
-    # time embedding (norm ~10 against ~0.2 for the class rows in the first emoji model).
-    structure_class_proj: bool = False
+    # time embedding (norm ~10 against ~0.2 for the class rows in the first emoji model). Named use_...: a
+    # diffusers config key would shadow the submodule structure_class_proj.
+    use_structure_class_proj: bool = False
 
     def __post_init__(self):
         self.structure_hidden = self.structure_hidden or self.hidden // 2
@@ -298,7 +299,7 @@ class NVGTransformer(SpecModel):
     def __init__(self, depth: int, hidden: int, heads: int, structure_hidden: int | None, structure_heads: int | None,
                  mlp_ratio: float, latent_channels: int, codebook_size: int, num_classes: int, grid_size: int,
                  scale_factors: Sequence[float], structure_layout: str, drop_path: float,
-                 structure_class_proj: bool):
+                 use_structure_class_proj: bool):
         super().__init__()
         cfg = self._build_spec()
         C, Cs, Z, D = cfg.hidden, cfg.structure_hidden, cfg.latent_channels, cfg.num_bits
@@ -316,7 +317,7 @@ class NVGTransformer(SpecModel):
         self.structure_class_embed = nn.Embedding(cfg.num_classes + 1, Cs)
         self.structure_content_cond_embed = nn.Linear(Z, Cs)
         self.structure_stage_embed = nn.Embedding(cfg.num_structure_stages, Cs)
-        if cfg.structure_class_proj:
+        if cfg.use_structure_class_proj:
             self.structure_class_proj = nn.Sequential(OrderedDict(norm=RMSNorm(Cs), linear=nn.Linear(Cs, Cs)))
         self.structure_time_embed = nn.Sequential(OrderedDict(
             in_layer=nn.Linear(64, Cs), act=nn.SiLU(), out_layer=nn.Linear(Cs, Cs)))
@@ -336,7 +337,7 @@ class NVGTransformer(SpecModel):
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, std=0.02)
-        if self.spec.structure_class_proj:  # starts as a no-op, so it can be added to trained weights
+        if self.spec.use_structure_class_proj:  # starts as a no-op, so it can be added to trained weights
             nn.init.zeros_(self.structure_class_proj.linear.weight)
 
     def _stages(self, stage: Stage, batch: int, limit: int, device: torch.device) -> torch.Tensor:
@@ -396,7 +397,7 @@ class NVGTransformer(SpecModel):
         class_BC = self.structure_class_embed(class_labels_B)
         vec_BC = (class_BC + self.structure_time_embed(timestep_embedding(t_B).type_as(class_BC))
                   + self.structure_stage_embed(stage_B))
-        if cfg.structure_class_proj:
+        if cfg.use_structure_class_proj:
             vec_BC = vec_BC + self.structure_class_proj(class_BC)
         cond_BNC = self.structure_content_cond_embed(canvas_BNC)
         state_BNC = self.structure_embed(state_BND)
