@@ -41,7 +41,7 @@ from .transformer import NVGTransformer
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "weights" / "emoji32"
 MODEL_INDEX = "model_index.json"
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+(:d\d+)?")  # e.g. someone/nvg-emoji32, or the authors' yikaiwang/nvg:d20
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a hub repo id, e.g. someone/nvg-emoji32
 CALLBACK_TENSOR_INPUTS = ["labels_BN", "ids_BK", "canvas_BNC", "next_labels_BN", "images"]  # StageOutput fields
 
 
