@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from nvg_core.checkpoints import OFFICIAL_CLASS_NAMES
-from nvg_core.pipeline import BUNDLED_MODEL, HUB_ID, MODEL_INDEX, NVGPipeline, sampling_defaults
+from nvg_core.official import OFFICIAL_CLASS_NAMES, OFFICIAL_HUB_ID, load_pipeline
+from nvg_core.pipeline import BUNDLED_MODEL, MODEL_INDEX, NVGPipeline, sampling_defaults
 from nvg_core.structure import num_stages
 
 from .handlers import UserError
@@ -48,11 +48,12 @@ class ModelInfo:
 def peek(source: str | None) -> ModelInfo | None:
     """A model's classes and stage count without loading its weights (None when unknown until it loads)."""
     folder = Path(source) if source else BUNDLED_MODEL
-    if (folder / MODEL_INDEX).is_file() and (folder / "transformer_config.json").is_file():
-        grid = json.loads((folder / "transformer_config.json").read_text())["grid_size"]
+    transformer_config = folder / "transformer" / "config.json"
+    if (folder / MODEL_INDEX).is_file() and transformer_config.is_file():
+        grid = json.loads(transformer_config.read_text())["grid_size"]
         index = json.loads((folder / MODEL_INDEX).read_text())
         return ModelInfo(index["class_names"], num_stages(grid * grid), sampling_defaults(index).flow_steps)
-    if source and HUB_ID.fullmatch(source):
+    if source and OFFICIAL_HUB_ID.fullmatch(source):
         return ModelInfo(list(OFFICIAL_CLASS_NAMES), num_stages(16 * 16))
     return None
 
@@ -61,7 +62,7 @@ class ModelStore:
     """Pipelines by picker label, each loaded at most once per process and shared by every session."""
 
     def __init__(self, sources: dict[str, str | None],
-                 loader: Callable[[str | None], NVGPipeline] = NVGPipeline.from_pretrained):
+                 loader: Callable[[str | None], NVGPipeline] = load_pipeline):
         if not sources:
             raise ValueError("a ModelStore needs at least one model source")
         self.sources = dict(sources)

@@ -23,7 +23,7 @@ from nvg_core.transformer import TRANSFORMER_CONFIGS, NVGTransformer
 
 def models(grid: int) -> tuple[NVGTokenizer, NVGTransformer]:
     tokenizer, transformer = {16: ("emoji-f4", "emoji-s"), 8: ("emoji-f8", "emoji-s8")}[grid]
-    return NVGTokenizer(TOKENIZER_CONFIGS[tokenizer]).eval(), NVGTransformer(TRANSFORMER_CONFIGS[transformer])
+    return NVGTokenizer.from_spec(TOKENIZER_CONFIGS[tokenizer]).eval(), NVGTransformer.from_spec(TRANSFORMER_CONFIGS[transformer])
 
 
 def training_rate(tokenizer: NVGTokenizer, model: NVGTransformer, batch_size: int, k: int, steps: int) -> float:
@@ -69,7 +69,7 @@ def main() -> None:
         tokenizer, model = models(grid)
         rate = training_rate(tokenizer, model, args.batch_size, args.stages_per_sample, args.steps)
         per_image = sampling_seconds(tokenizer, model, args.flow_steps)
-        print(f"  {grid}x{grid} grid, {model.config.num_stages} stages: training {rate:6.1f} images/s, "
+        print(f"  {grid}x{grid} grid, {model.spec.num_stages} stages: training {rate:6.1f} images/s, "
               f"sampling {per_image:5.2f} s per image")
 
 

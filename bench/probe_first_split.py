@@ -19,12 +19,12 @@ import time
 import numpy as np
 import torch
 
-from nvg_core import checkpoints
 from nvg_core.data.emoji import load_emoji_dataset, split_by_emoji
 from nvg_core.evaluate import _spread, first_split_agreement, generate_images, load_evaluator, split_loss_by_class
 from nvg_core.metrics import embed_images
 from nvg_core.pipeline import BUNDLED_MODEL, NVGPipeline
 from nvg_core.sampling import SamplingOptions
+from nvg_core.transformer import NVGTransformer
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def main() -> None:
     n = args.per_class * len(pipe.class_names)
     classes, seeds = np.arange(n) % len(pipe.class_names), np.arange(n)
     for folder in args.transformer:
-        pipe.transformer = checkpoints.load_component(folder, "transformer").float().eval()
+        pipe.transformer = NVGTransformer.from_pretrained(folder, subfolder="transformer", dtype=torch.float32).eval()
         loss = split_loss_by_class(pipe, data.images[held_idx], data.label[held_idx].astype(int), seed=0)
         print(f"{folder}: split loss true/null " + ", ".join(
             f"stage {s} {v['true_class']:.4f}/{v['null_class']:.4f}" for s, v in loss.items()), flush=True)

@@ -44,7 +44,7 @@ def main() -> None:
     pipe = NVGPipeline.from_pretrained(args.model, device="cpu")
     if args.random_transformer:
         torch.manual_seed(0)
-        pipe.transformer = NVGTransformer(pipe.transformer.config).eval()
+        pipe.transformer = NVGTransformer.from_spec(pipe.transformer.spec).eval()
     evaluator = load_evaluator(BUNDLED_MODEL)
     which = " (random transformer)" if args.random_transformer else ""
     print(f"model {pipe.name}{which}: {args.per_class * len(pipe.class_names)} images per setting")

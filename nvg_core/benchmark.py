@@ -30,9 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _models(args):
     """Transformer, tokenizer, device and sampling defaults (the folder's, or the library's for random weights)."""
-    from .pipeline import NVGPipeline, default_device
+    from .official import load_pipeline
+    from .pipeline import default_device
     if args.model:
-        pipe = NVGPipeline.from_pretrained(args.model, device=args.device)
+        pipe = load_pipeline(args.model, device=args.device)
         return pipe.transformer, pipe.tokenizer, pipe.device, pipe.default_options
     from .configs import random_models
     device = torch.device(args.device) if args.device else default_device()

@@ -54,8 +54,10 @@ def _add_convert(sub) -> None:
     p = sub.add_parser("convert", help="convert the official checkpoints to a model folder",
                        description="Convert the authors' ae.ckpt and d16/d20/d24.ckpt (PyTorch Lightning files), or "
                                    "any other official-layout pair (the architecture is read from the checkpoints), "
-                                   "into this project's folder format (JSON configs + safetensors). The official "
-                                   "weights come under their authors' licence (S-Lab License 1.0).")
+                                   "into a diffusers pipeline folder (model_index.json, tokenizer/ and transformer/ "
+                                   "with config.json + safetensors; NVGPipeline.from_pretrained(DIR).push_to_hub(REPO) "
+                                   "publishes it). The official weights come under their authors' licence "
+                                   "(S-Lab License 1.0).")
     p.add_argument("--ae", required=True, type=Path, help="path to ae.ckpt (an official-layout autoencoder)")
     p.add_argument("--generator", required=True, type=Path,
                    help="path to d16.ckpt, d20.ckpt, d24.ckpt or another official-layout generator")
@@ -114,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args):
-    from .pipeline import NVGPipeline
-    return NVGPipeline.from_pretrained(args.model, device=args.device)
+    from .official import load_pipeline
+    return load_pipeline(args.model, device=args.device)
 
 
 def _run_generate(args) -> None:
@@ -156,7 +158,7 @@ def _run_extract(args) -> None:
 
 
 def _run_convert(args) -> None:
-    from .checkpoints import convert_official
+    from .official import convert_official
     convert_official(args.ae, args.generator, args.out, ema=not args.raw_weights, allow_unsafe=args.allow_unsafe_pickle)
     print(f"saved {args.out}")
 

@@ -26,4 +26,5 @@ def random_models(name: str, seed: int = 0) -> tuple[NVGTransformer, NVGTokenize
         raise ValueError(f"unknown model config {name!r}; known: {', '.join(MODEL_CONFIGS)}")
     tokenizer_name, transformer_name = MODEL_CONFIGS[name]
     torch.manual_seed(seed)
-    return NVGTransformer(TRANSFORMER_CONFIGS[transformer_name]), NVGTokenizer(TOKENIZER_CONFIGS[tokenizer_name])
+    return (NVGTransformer.from_spec(TRANSFORMER_CONFIGS[transformer_name]),
+            NVGTokenizer.from_spec(TOKENIZER_CONFIGS[tokenizer_name]))

@@ -39,7 +39,6 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from . import checkpoints
 from .data.emoji import CLASSES, EmojiDataset, load_emoji_dataset, split_by_emoji
 from .images import to_uint8
 from .metrics import (EmojiNet, adjusted_rand_index, embed_images, frechet_distance, kid, nearest_neighbour_distance,
@@ -137,7 +136,7 @@ def split_loss_by_class(pipe: NVGPipeline, images_NHWC: np.ndarray, classes_N: n
     with the true one."""
     generator = torch.Generator().manual_seed(seed)
     tokens = pipe.encode(list(images_NHWC))
-    D, N = pipe.transformer.config.num_bits, len(images_NHWC)
+    D, N = pipe.transformer.spec.num_bits, len(images_NHWC)
     target_NPD = bit_codes(tokens.labels_BSN[:, -1], D, D).float() - 1
     true_N = torch.as_tensor(classes_N, device=pipe.device)
     null_N = torch.full_like(true_N, pipe.transformer.config.num_classes)
@@ -325,10 +324,10 @@ def _rounded(value):
 
 def load_evaluator(folder: str | Path) -> EmojiNet:
     """The frozen evaluator of a model folder, with a clear error when it has none."""
-    if not (Path(folder) / "evaluator_config.json").is_file():
+    if not (Path(folder) / "evaluator" / "config.json").is_file():
         raise FileNotFoundError(f"no evaluator in {folder}; train one with "
                                 f"`nvg train evaluator --data data/emoji64.npz --out {folder}`")
-    return checkpoints.load_component(folder, "evaluator").eval()
+    return EmojiNet.from_pretrained(folder, subfolder="evaluator", dtype=torch.float32).eval()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ name: FD-EmojiNet (Frechet distance), KID-EmojiNet, precision/recall, never "FID
 CNN at 64 px with three heads (the 32 classes, the emoji, the art style); the features are its pooled
 last-block activations. It trains on the training split only (data.emoji.split_by_emoji) and is never
 used as a training signal for the generator. `nvg train evaluator --data data/emoji64.npz --out DIR`
-trains it; it is stored as component "evaluator" of a model folder (checkpoints.py).
+trains it; it is stored as the diffusers model in the subfolder evaluator/ of a model folder.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ import time
 from dataclasses import dataclass
 from math import cos, pi
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from . import checkpoints
 from .data.emoji import CLASSES, NO_FLIP_CLASSES, STYLES, load_emoji_dataset, split_by_emoji
+from .modeling import SpecModel
 from .train import Logger
 
 
@@ -47,12 +49,15 @@ class EmojiNetConfig:
         self.channels = tuple(self.channels)  # JSON gives a list
 
 
-class EmojiNet(nn.Module):
-    """Pixels in [-1, 1] -> (features, class logits, emoji logits, style logits)."""
+class EmojiNet(SpecModel):
+    """Pixels in [-1, 1] -> (features, class logits, emoji logits, style logits); a diffusers model."""
 
-    def __init__(self, config: EmojiNetConfig):
+    spec_class = EmojiNetConfig
+
+    @register_to_config
+    def __init__(self, resolution: int, channels: Sequence[int], num_classes: int, num_styles: int, num_emoji: int):
         super().__init__()
-        self.config = config
+        config = self._build_spec()
         layers, cin = [], 3
         for i, c in enumerate(config.channels):
             stride = 1 if i == len(config.channels) - 1 else 2
@@ -66,14 +71,12 @@ class EmojiNet(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        return self.config.channels[-1]
+        return self.spec.channels[-1]
 
     def forward(self, pixels_BCHW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         features_BD = self.backbone(pixels_BCHW)
         return features_BD, self.class_head(features_BD), self.emoji_head(features_BD), self.style_head(features_BD)
 
-
-checkpoints.register_component(EmojiNet, EmojiNetConfig)
 
 
 def _pixels(images_BHWC_uint8: torch.Tensor) -> torch.Tensor:
@@ -226,7 +229,7 @@ def train_evaluator(args) -> None:
     images = torch.from_numpy(data.images[train_idx])
     targets = {name: torch.from_numpy(values) for name, values in
                (("class", label_N), ("emoji", emoji_N), ("style", style_N), ("flip_ok", flip_ok_N))}
-    model = EmojiNet(EmojiNetConfig(num_emoji=len(emoji_names))).to(device).train()
+    model = EmojiNet.from_spec(EmojiNetConfig(num_emoji=len(emoji_names))).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     out = Path(args.out)
     log = Logger(out / "logs" / "evaluator.jsonl", args.steps)
@@ -255,7 +258,7 @@ def train_evaluator(args) -> None:
     held_labelled = held_idx[data.label[held_idx] >= 0]
     held_accuracy = class_accuracy(model, data.images[held_labelled], data.label[held_labelled])
     log(step, held_out_class_accuracy=held_accuracy)
-    checkpoints.save_component(model.cpu(), out, "evaluator")
+    model.save_pretrained(out / "evaluator")
     print(f"saved {out} (held-out class accuracy {held_accuracy:.3f})", file=sys.stderr)
 
 
@@ -263,7 +266,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `nvg train evaluator`."""
     parser.add_argument("--data", required=True, type=Path, help="the emoji dataset .npz (nvg data emoji)")
     parser.add_argument("--out", required=True, type=Path,
-                        help="model folder to add the evaluator to (writes evaluator.safetensors, evaluator_config.json "
+                        help="model folder to add the evaluator to (writes evaluator/config.json, its safetensors "
                              "and logs/evaluator.jsonl)")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=128)

@@ -69,7 +69,7 @@ def nvg_loss(model: NVGTransformer, canvases_BSNC: torch.Tensor, final_BNC: torc
     the bit each stage decides (dim i at stage i, the only one its split uses).
     Every random number (class dropout, stages, noise, flow times) comes from `generator` (CPU).
     """
-    cfg = model.config
+    cfg = model.spec
     B, S, N, _ = canvases_BSNC.shape
     device = canvases_BSNC.device
     if S != cfg.num_stages or N != cfg.num_positions:

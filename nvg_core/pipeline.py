@@ -1,4 +1,4 @@
-"""NVGPipeline: a tokenizer and a transformer on one device, with the actions people use.
+"""NVGPipeline: a diffusers DiffusionPipeline of a tokenizer and a transformer, with the actions people use.
 
     pipe = NVGPipeline.from_pretrained()                # the bundled model (offline)
     images = pipe(class_labels=["fruit"], generator=torch.Generator().manual_seed(0)).images
@@ -7,26 +7,31 @@
     result = pipe.generate(["fruit"], seeds=[1], structure=maps[None, :4])  # reuse stages 0..3
     variations = pipe.regenerate(result, from_stage=4, num_variations=4, class_labels=["flower"])
 
-A model folder holds model_index.json (class names, default settings) and one JSON config plus one
-safetensors file per component (see checkpoints.py). Everything runs in fp32 under inference_mode.
+A model folder is a diffusers pipeline folder: model_index.json (the registered modules, the class names,
+the sampling defaults and the name) and one subfolder per network, tokenizer/ and transformer/, each with
+config.json and diffusion_pytorch_model.safetensors. DiffusionPipeline.from_pretrained(folder) loads it
+once nvg_core.pipeline is imported (diffusers looks pipeline classes up by name in its own namespace, so
+this module registers NVGPipeline there). Everything runs in fp32 (the default dtype) under
+inference_mode.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+import diffusers
 import numpy as np
 import torch
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.utils import BaseOutput, is_accelerate_available
 from PIL import Image
 
-from . import checkpoints
 from .images import to_pil, to_pixels, to_uint8
 from .sampling import (Generators, NVGResult, SamplingOptions, StageOutput, class_schedule, generate,
                        iter_stages)
@@ -36,15 +41,13 @@ from .transformer import NVGTransformer
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "weights" / "emoji32"
 MODEL_INDEX = "model_index.json"
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+(:d\d+)?")  # e.g. yikaiwang/nvg or yikaiwang/nvg:d20
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a hub repo id, e.g. someone/nvg-emoji32
+CALLBACK_TENSOR_INPUTS = ["labels_BN", "ids_BK", "canvas_BNC", "next_labels_BN", "images"]  # StageOutput fields
 
 
 def sampling_defaults(index: dict) -> SamplingOptions:
-    """The sampling defaults a model_index.json stores ("sampling": SamplingOptions fields; older folders
-    have only "default_flow_steps")."""
-    if "sampling" in index:
-        return SamplingOptions(**index["sampling"])
-    return SamplingOptions(flow_steps=index.get("default_flow_steps", 10))
+    """The sampling defaults a model_index.json stores ("default_options": SamplingOptions fields)."""
+    return SamplingOptions(**index.get("default_options", {}))
 
 
 def default_device() -> torch.device:
@@ -57,74 +60,79 @@ def default_device() -> torch.device:
 
 
 @dataclass
-class PipelineOutput:
-    """Images in the requested output_type ("pil": list of PIL images, "np": uint8 array, "pt": [-1, 1])."""
+class NVGPipelineOutput(BaseOutput):
+    """Images in the requested output_type ("pil": list of PIL images, "np": uint8 (B, H, W, 3) array,
+    "pt": (B, 3, H, W) in [-1, 1]) and the NVGResult, for locking, regenerating and editing."""
 
     images: list[Image.Image] | np.ndarray | torch.Tensor
     result: NVGResult
 
 
-class NVGPipeline:
-    """Generation, structure extraction and regeneration with one NVG model."""
+class NVGPipeline(DiffusionPipeline):
+    """Generation, structure extraction and regeneration with one NVG model.
 
-    def __init__(self, tokenizer: NVGTokenizer, transformer: NVGTransformer, class_names: Sequence[str],
-                 device: str | torch.device | None = None, default_options: SamplingOptions | None = None,
-                 name: str = "nvg"):
-        if len(class_names) != transformer.config.num_classes:
-            raise ValueError(f"{len(class_names)} class names for a model of {transformer.config.num_classes} classes")
-        self.device = torch.device(device) if device is not None else default_device()
-        self.tokenizer = tokenizer.to(self.device).float().eval()
-        self.transformer = transformer.to(self.device).float().eval()
-        self.class_names = list(class_names)
-        self.default_options = default_options or SamplingOptions()  # the model folder's sampling defaults
-        self.name = name
+    class_names, default_options (the model's tuned SamplingOptions) and name are registered config,
+    stored in model_index.json. The pipeline is moved to `device` when one is given.
+    """
+
+    _callback_tensor_inputs = CALLBACK_TENSOR_INPUTS
+
+    def __init__(self, tokenizer: NVGTokenizer, transformer: NVGTransformer, class_names: list[str] | None = None,
+                 default_options: SamplingOptions | dict | None = None, name: str = "nvg",
+                 device: str | torch.device | None = None):
+        super().__init__()
+        class_names = list(class_names or [])
+        if len(class_names) != transformer.spec.num_classes:
+            raise ValueError(f"{len(class_names)} class names for a model of {transformer.spec.num_classes} classes")
+        self.register_modules(tokenizer=tokenizer.eval(), transformer=transformer.eval())
+        self.register_to_config(class_names=class_names, name=name)
+        self.default_options = SamplingOptions(**default_options) if isinstance(default_options, dict) \
+            else default_options or SamplingOptions()
+        if device is not None:
+            self.to(device)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.class_names)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def default_options(self) -> SamplingOptions:
+        """The model folder's sampling defaults (registered config, so save_pretrained keeps them)."""
+        return sampling_defaults(self.config)
+
+    @default_options.setter
+    def default_options(self, options: SamplingOptions) -> None:
+        self.register_to_config(default_options=dataclasses.asdict(options))
 
     @property
     def default_flow_steps(self) -> int:
         return self.default_options.flow_steps
 
-    # ---------------------------------------------------------------------------------------------
-    # Loading and saving
-    # ---------------------------------------------------------------------------------------------
-
     @classmethod
-    def from_pretrained(cls, path_or_hub_id: str | os.PathLike | None = None,
-                        device: str | torch.device | None = None) -> NVGPipeline:
-        """Load a model folder, a Hugging Face hub id, or (no argument) the bundled model.
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None,
+                        device: str | torch.device | None = None, **kwargs) -> NVGPipeline:
+        """Load a model folder, a diffusers hub repo, or (no argument) the bundled model ($NVG_MODEL overrides
+        that default), in fp32 unless `dtype` says otherwise, on `device` (default: the best available).
 
-        A hub id is downloaded (respecting HF_HUB_OFFLINE) and, for the authors' checkpoints, converted
-        once into a folder in the Hugging Face cache. The environment variable NVG_MODEL overrides the
-        default.
+        Other keyword arguments go to DiffusionPipeline.from_pretrained (dtype, variant, revision, ...), which
+        also handles the hub cache and HF_HUB_OFFLINE. The authors' hub ids: official.load_pipeline.
         """
-        source = path_or_hub_id or os.environ.get("NVG_MODEL") or BUNDLED_MODEL
+        source = pretrained_model_name_or_path or os.environ.get("NVG_MODEL") or BUNDLED_MODEL
         folder = Path(source)
-        if not folder.exists():
-            if not (isinstance(source, str) and HUB_ID.fullmatch(source)):
-                raise FileNotFoundError(f"no model folder at {folder}" + (
-                    " (the bundled model is not in this checkout; pass a model folder or a hub id)"
-                    if source == BUNDLED_MODEL else ""))
-            folder = checkpoints.fetch_official(source)
-        index_path = folder / MODEL_INDEX
-        if not index_path.is_file():
+        if folder.exists() and not (folder / MODEL_INDEX).is_file():
             raise FileNotFoundError(f"{folder} is not a model folder: {MODEL_INDEX} is missing")
-        index = json.loads(index_path.read_text())
-        tokenizer = checkpoints.load_component(folder, "tokenizer")
-        transformer = checkpoints.load_component(folder, "transformer")
-        return cls(tokenizer, transformer, index["class_names"], device, sampling_defaults(index),
-                   index.get("name", folder.name))
-
-    def save_pretrained(self, path: str | os.PathLike, half_transformer: bool = False) -> None:
-        """Write this model as a folder that from_pretrained loads.
-
-        half_transformer stores the transformer's weights in float16 (half the size; inference still runs
-        in fp32). The tokenizer stays fp32: its decoder is what reconstruction quality depends on.
-        """
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        checkpoints.save_component(self.tokenizer, folder, "tokenizer")
-        checkpoints.save_component(self.transformer, folder, "transformer", torch.float16 if half_transformer else None)
-        index = {"name": self.name, "class_names": self.class_names, "sampling": dataclasses.asdict(self.default_options)}
-        checkpoints.write_text_atomic(folder / MODEL_INDEX, json.dumps(index, indent=1))
+        if not folder.exists() and not (isinstance(source, str) and HUB_ID.fullmatch(source)):
+            raise FileNotFoundError(f"no model folder at {folder}" + (
+                " (the bundled model is not in this checkout; pass a model folder or a hub id)"
+                if source == BUNDLED_MODEL else ""))
+        kwargs.setdefault("dtype", torch.float32)
+        kwargs.setdefault("low_cpu_mem_usage", is_accelerate_available())  # else diffusers warns on every load
+        pipe = super().from_pretrained(str(source), **kwargs)
+        return pipe.to(device or default_device())
 
     # ---------------------------------------------------------------------------------------------
     # Classes and seeds
@@ -132,7 +140,7 @@ class NVGPipeline:
 
     @property
     def num_stages(self) -> int:
-        return self.transformer.config.num_stages
+        return self.transformer.spec.num_stages
 
     def class_id(self, name_or_id: str | int) -> int:
         """A class id from a name (case-insensitive) or an id; a clear error with suggestions otherwise."""
@@ -190,21 +198,43 @@ class NVGPipeline:
 
     def generate(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
                  options: SamplingOptions | None = None, structure: torch.Tensor | np.ndarray | None = None,
-                 ids: Sequence[torch.Tensor] | None = None, structure_noise: torch.Tensor | None = None) -> NVGResult:
+                 ids: Sequence[torch.Tensor] | None = None, structure_noise: torch.Tensor | None = None,
+                 on_stage: Callable[[StageOutput], None] | None = None) -> NVGResult:
         """Generate images; `structure` imposes maps on stages 0..k, `ids` codes on stages 0..j, and
-        `structure_noise` (B, N, D) replaces the drawn start noise of the structure flows."""
+        `structure_noise` (B, N, D) replaces the drawn start noise of the structure flows; on_stage sees
+        every StageOutput as it is made."""
         return generate(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options, structure),
-                        ids, structure_noise)
+                        ids, structure_noise, on_stage)
 
-    def __call__(self, class_labels, generator: Generators = None, output_type: str = "pil",
-                 **kwargs) -> PipelineOutput:
-        """diffusers-style call: images of the given classes (names or ids); keyword arguments as in generate
-        (seeds, options, structure, ids, structure_noise)."""
+    def __call__(self, class_labels, generator: Generators = None, output_type: str = "pil", return_dict: bool = True,
+                 callback_on_step_end: Callable[[NVGPipeline, int, int, dict[str, Any]], dict] | None = None,
+                 callback_on_step_end_tensor_inputs: Sequence[str] = ("canvas_BNC",),
+                 **kwargs) -> NVGPipelineOutput | tuple:
+        """diffusers-style call: images of the given classes (names or ids); other keyword arguments as in
+        generate (seeds, options, structure, ids, structure_noise). return_dict=False gives (images, result).
+
+        One NVG stage is one diffusers step: the progress bar counts stages, and after each stage
+        callback_on_step_end(pipe, step_index, timestep, callback_kwargs) is called with step_index = timestep
+        = the stage and the requested StageOutput fields (CALLBACK_TENSOR_INPUTS; "images" decodes the canvas).
+        What it returns is not fed back (the stage iterator owns the state): steer a run with structure or ids.
+        """
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
-        result = self.generate(class_labels, generator=generator, **kwargs)
+        unknown = sorted(set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs))
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs {unknown} are not in {self._callback_tensor_inputs}")
+
+        with self.progress_bar(total=self.num_stages) as bar:
+            def on_stage(stage: StageOutput) -> None:
+                if callback_on_step_end is not None:
+                    inputs = {name: self.decode(stage.canvas_BNC) if name == "images" else getattr(stage, name)
+                              for name in callback_on_step_end_tensor_inputs}
+                    callback_on_step_end(self, stage.stage, stage.stage, inputs)
+                bar.update()
+
+            result = self.generate(class_labels, generator=generator, on_stage=on_stage, **kwargs)
         images = {"pil": to_pil, "np": to_uint8, "pt": lambda pixels: pixels}[output_type](result.images)
-        return PipelineOutput(images, result)
+        return NVGPipelineOutput(images, result) if return_dict else (images, result)
 
     def regenerate(self, result: NVGResult, from_stage: int, keep_content: bool = True, class_labels=None,
                    num_variations: int = 1, seeds: Sequence[int] | None = None, index: int = 0,
@@ -237,7 +267,7 @@ class NVGPipeline:
     @torch.inference_mode()
     def encode(self, images):
         """Tokenize images (PIL, arrays or paths): structure tree, codes per stage, canvases."""
-        pixels = to_pixels(images, self.tokenizer.config.resolution).to(self.device)
+        pixels = to_pixels(images, self.tokenizer.spec.resolution).to(self.device)
         return self.tokenizer.encode(pixels)
 
     @torch.inference_mode()
@@ -271,3 +301,9 @@ class NVGPipeline:
         maps = [render_map(labels_SN[s], s, size) for s in range(len(tiles))]
         overlays = [draw_boundaries(t, labels_SN[s]) for s, t in enumerate(tiles)]
         return Image.fromarray(np.concatenate([np.concatenate(maps, 1), np.concatenate(overlays, 1)], 0))
+
+
+# diffusers resolves model_index.json's "_class_name" in its own namespace (custom classes otherwise need
+# trust_remote_code and a copy of the code in the folder): naming this class there lets
+# DiffusionPipeline.from_pretrained load NVG folders once nvg_core.pipeline is imported.
+setattr(diffusers, NVGPipeline.__name__, NVGPipeline)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -315,7 +315,7 @@ def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generat
     other numbers do not depend on what was locked or given.
     """
     options = options or SamplingOptions()
-    cfg = model.config
+    cfg = model.spec
     S, N, D = cfg.num_stages, cfg.grid_size**2, cfg.num_stages - 1
     device = next(model.parameters()).device
     classes_BS = class_schedule(class_labels, S, cfg.num_classes).to(device)
@@ -393,11 +393,17 @@ def result_from_stages(stages: Sequence[StageOutput], class_labels_BS: torch.Ten
 
 def generate(model, tokenizer, class_labels: torch.Tensor, generator: Generators = None,
              options: SamplingOptions | None = None, structure_BSN: torch.Tensor | None = None,
-             ids: Sequence[torch.Tensor] | None = None, structure_noise: torch.Tensor | None = None) -> NVGResult:
-    """Run every stage (see iter_stages for the arguments) and decode the final canvas."""
-    stages = list(iter_stages(model, tokenizer, class_labels, generator, options, structure_BSN, ids,
-                              structure_noise=structure_noise))
-    cfg = model.config
+             ids: Sequence[torch.Tensor] | None = None, structure_noise: torch.Tensor | None = None,
+             on_stage: Callable[[StageOutput], None] | None = None, preview: bool = False) -> NVGResult:
+    """Run every stage (see iter_stages for the arguments) and decode the final canvas. on_stage (a progress
+    bar, a diffusers callback) sees each StageOutput as it is made; preview decodes each stage's canvas."""
+    stages = []
+    for stage in iter_stages(model, tokenizer, class_labels, generator, options, structure_BSN, ids, preview,
+                             structure_noise):
+        stages.append(stage)
+        if on_stage is not None:
+            on_stage(stage)
+    cfg = model.spec
     with torch.inference_mode():
         images = tokenizer.decode_latent(stages[-1].canvas_BNC)
     return result_from_stages(stages, class_schedule(class_labels, cfg.num_stages, cfg.num_classes), images)

@@ -8,17 +8,22 @@ quantised latent that the decoder turns back into pixels. Pixels are in [-1, 1] 
 converts), latents are channel-last (B, N, Z) with N = G*G positions in row-major order.
 
 Module names follow the authors' VQAE (without their Conv/Normalize wrapper level), so their ae.ckpt
-converts by renaming keys (checkpoints.convert_official_ae).
+converts by renaming keys (official.convert_official_ae).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
+# DiffusionPipeline.from_pretrained finds a component's load method through this name in the component's module.
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from torch import nn
 
+from .modeling import SpecModel
 from .structure import build_tree, num_stages
 from .transformer import cluster_mean
 
@@ -221,18 +226,23 @@ class TokenizerOutput:
         return torch.stack([ids.gather(1, labels) for ids, labels in zip(self.ids, self.labels_BSN.unbind(1))], dim=1)
 
 
-class NVGTokenizer(nn.Module):
-    """Encoder, structure-guided residual quantiser and decoder."""
+class NVGTokenizer(SpecModel):
+    """Encoder, structure-guided residual quantiser and decoder (a diffusers model; sizes in `spec`)."""
 
-    def __init__(self, config: TokenizerConfig):
+    spec_class = TokenizerConfig
+
+    @register_to_config
+    def __init__(self, resolution: int, base_channels: int, channel_mult: Sequence[int], num_res_blocks: int,
+                 latent_channels: int, codebook_size: int, grid_size: int, phi_ratio: float, unshuffle: int,
+                 beta: float):
         super().__init__()
-        self.config = config
-        self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
-        self.quantize = Quantizer(config)
+        spec = self._build_spec()
+        self.encoder = Encoder(spec)
+        self.decoder = Decoder(spec)
+        self.quantize = Quantizer(spec)
 
     def _grid(self, x_BNC: torch.Tensor) -> torch.Tensor:
-        G = self.config.grid_size
+        G = self.spec.grid_size
         return x_BNC.transpose(1, 2).unflatten(2, (G, G))
 
     def encode_latent(self, pixels_BCHW: torch.Tensor) -> torch.Tensor:
@@ -247,7 +257,7 @@ class NVGTokenizer(nn.Module):
         """Contribution of one stage to the canvas: Phi_stage(codebook[ids]) on the grid, (B, N, Z)."""
         h_BZGG = self._grid(self.quantize.embedding(ids_BN))
         phi = self.quantize.quant_resi[stage]
-        out_BZGG = h_BZGG + self.config.phi_ratio * phi(h_BZGG)
+        out_BZGG = h_BZGG + self.spec.phi_ratio * phi(h_BZGG)
         return out_BZGG.flatten(2).transpose(1, 2)
 
     def nearest_codes(self, x_BKC: torch.Tensor) -> torch.Tensor:
@@ -262,7 +272,7 @@ class NVGTokenizer(nn.Module):
         labels_BSN = build_tree(latent_BNC)
         canvas_BNC = torch.zeros_like(latent_BNC)
         ids, canvases = [], []
-        for stage in range(self.config.num_stages):
+        for stage in range(self.spec.num_stages):
             labels_BN = labels_BSN[:, stage]
             canvases.append(canvas_BNC)
             ids_BK = self.nearest_codes(cluster_mean(latent_BNC - canvas_BNC, labels_BN, 2**stage))
@@ -300,12 +310,12 @@ class NVGTokenizer(nn.Module):
         codes_BSN = tokens.codes_BSN
         f_hat_BNC = torch.zeros_like(latent_BNC)
         vq_loss = latent_BNC.new_zeros(())
-        for stage in range(self.config.num_stages):
+        for stage in range(self.spec.num_stages):
             f_hat_BNC = f_hat_BNC + self.stage_term(codes_BSN[:, stage], stage)
             vq_loss = vq_loss + F.mse_loss(f_hat_BNC, latent_BNC.detach()) \
-                + self.config.beta * F.mse_loss(f_hat_BNC.detach(), latent_BNC)
+                + self.spec.beta * F.mse_loss(f_hat_BNC.detach(), latent_BNC)
         straight_BNC = latent_BNC + (f_hat_BNC - latent_BNC).detach()
-        return self.decoder(self._grid(straight_BNC)), vq_loss / self.config.num_stages
+        return self.decoder(self._grid(straight_BNC)), vq_loss / self.spec.num_stages
 
 
 def parameter_counts(tokenizer: NVGTokenizer) -> dict[str, int]:

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoints
 from .data.emoji import CLASSES, NO_FLIP_CLASSES, load_emoji_dataset, split_by_emoji
 from .objective import canvas_scale_factors, nvg_loss
 from .tokenizer import TOKENIZER_CONFIGS, NVGTokenizer
@@ -62,11 +61,12 @@ def _optimise(opt: torch.optim.Optimizer, model: torch.nn.Module, ema: torch.nn.
 
 def _save_or_stop(step: int, args, deadline: float, ema: torch.nn.Module, model: torch.nn.Module, name: str,
                   dtype: torch.dtype | None = None) -> bool:
-    """Save the EMA weights (and the raw ones under raw/) when due; True when --max-minutes is reached."""
+    """Save the EMA weights to OUT/NAME (and the raw ones to OUT/raw/NAME) when due, as diffusers models
+    (config.json + safetensors; floating weights stored in `dtype` if given); True when --max-minutes is reached."""
     out_of_time = time.time() > deadline
     if (step + 1) % args.save_every == 0 or step == args.steps - 1 or out_of_time:
-        checkpoints.save_component(ema, args.out, name, dtype)
-        checkpoints.save_component(model, Path(args.out) / "raw", name, dtype)
+        for module, folder in ((ema, Path(args.out) / name), (model, Path(args.out) / "raw" / name)):
+            (copy.deepcopy(module).to(dtype) if dtype else module).save_pretrained(folder)
     if out_of_time:
         print(f"stopping at step {step + 1}: --max-minutes reached", file=sys.stderr)
     return out_of_time
@@ -122,9 +122,9 @@ def train_tokenizer(args) -> None:
     flip_ok = torch.from_numpy(_flip_ok(data.label[train_idx])).to(device)
     out = Path(args.out)
     if args.resume:
-        model = checkpoints.load_component(args.resume, "tokenizer")
+        model = NVGTokenizer.from_pretrained(args.resume, subfolder="tokenizer", dtype=torch.float32)
     else:
-        model = NVGTokenizer(TOKENIZER_CONFIGS[args.config])
+        model = NVGTokenizer.from_spec(TOKENIZER_CONFIGS[args.config])
     model.to(device).train()
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
@@ -201,7 +201,7 @@ def _floats(text: str) -> list[float]:
 def with_config(model: NVGTransformer, **changes) -> NVGTransformer:
     """The same weights in a model whose config has `changes`; only parameters the changes add may be new
     (they keep their initialisation, e.g. the zero map of structure_class_proj)."""
-    new = NVGTransformer(dataclasses.replace(model.config, **changes))
+    new = NVGTransformer.from_spec(dataclasses.replace(model.spec, **changes))
     added = {name for name, _ in new.named_parameters()} - {name for name, _ in model.named_parameters()}
     try:
         missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
@@ -216,7 +216,7 @@ def cached_targets(tokenizer: NVGTokenizer, tokenizer_folder: Path, data_path: P
                    labels_N: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
     """tokenize_dataset, cached beside the dataset under a key of the tokenizer weights and the data file
     (tokenizing the whole set takes minutes on a 2-core CPU; every training run needs it)."""
-    digest = hashlib.sha256((Path(tokenizer_folder) / "tokenizer.safetensors").read_bytes())
+    digest = hashlib.sha256((Path(tokenizer_folder) / "tokenizer" / "diffusion_pytorch_model.safetensors").read_bytes())
     digest.update(Path(data_path).read_bytes())
     cache = Path(data_path).with_name(f"{Path(data_path).stem}.targets-{digest.hexdigest()[:16]}.pt")
     if cache.is_file():
@@ -236,12 +236,13 @@ def train_generator(args) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     out = Path(args.out)
-    tokenizer = checkpoints.load_component(args.tokenizer, "tokenizer").to(device).eval()
-    model = checkpoints.load_component(args.resume, "transformer") if args.resume else None
-    if model is not None and args.structure_class_proj and not model.config.structure_class_proj:
-        model = with_config(model, structure_class_proj=True)
-    grid = model.config.grid_size if model is not None else TRANSFORMER_CONFIGS[args.config].grid_size
-    if grid != tokenizer.config.grid_size:
+    tokenizer = NVGTokenizer.from_pretrained(args.tokenizer, subfolder="tokenizer", dtype=torch.float32).to(device)
+    model = NVGTransformer.from_pretrained(args.resume, subfolder="transformer", dtype=torch.float32) \
+        if args.resume else None
+    if model is not None and args.structure_class_proj and not model.spec.use_structure_class_proj:
+        model = with_config(model, use_structure_class_proj=True)
+    grid = model.spec.grid_size if model is not None else TRANSFORMER_CONFIGS[args.config].grid_size
+    if grid != tokenizer.spec.grid_size:
         raise ValueError(f"the generator's grid is {grid}x{grid} but the tokenizer in {args.tokenizer} makes "
                          f"{tokenizer.config.grid_size}x{tokenizer.config.grid_size} latents: pick matching configs "
                          "(emoji-f4 with emoji-s, emoji-f8 with emoji-s8)")
@@ -250,8 +251,8 @@ def train_generator(args) -> None:
     targets = cached_targets(tokenizer, args.tokenizer, args.data, data.images[train_idx], data.label[train_idx], device)
     if model is None:
         scales = canvas_scale_factors(targets["canvases_BSNC"][:1024], targets["final_BNC"][:1024])
-        model = NVGTransformer(dataclasses.replace(TRANSFORMER_CONFIGS[args.config], scale_factors=scales,
-                                                   structure_class_proj=args.structure_class_proj))
+        model = NVGTransformer.from_spec(dataclasses.replace(TRANSFORMER_CONFIGS[args.config], scale_factors=scales,
+                                                             use_structure_class_proj=args.structure_class_proj))
     model.to(device).train()
     ema = copy.deepcopy(model).eval()
     train_content = args.branch == "all"

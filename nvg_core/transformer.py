@@ -24,11 +24,16 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
+# DiffusionPipeline.from_pretrained finds a component's load method through this name in the component's module.
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
 from torch import nn
 
+from .modeling import SpecModel
 from .structure import bit_codes, num_stages
 
 OFFICIAL_SCALE_FACTORS = (1.0, 4.1993, 3.4706, 3.0520, 2.7430, 2.4842, 2.2407, 2.0088, 1.7954, 1.6080)
@@ -71,8 +76,9 @@ class TransformerConfig:
     drop_path: float = 0.0  # largest drop-path rate, linear over the blocks (official training: 0.1 * depth / 24)
     # Bundled-model option (off in the official layout): a zero-initialised linear map of the RMS-normalised
     # class embedding is added to the structure branch's adaLN vector, so the class is not drowned by the
-    # time embedding (norm ~10 against ~0.2 for the class rows in the first emoji model).
-    structure_class_proj: bool = False
+    # time embedding (norm ~10 against ~0.2 for the class rows in the first emoji model). Named use_...: a
+    # diffusers config key would shadow the submodule structure_class_proj.
+    use_structure_class_proj: bool = False
 
     def __post_init__(self):
         self.structure_hidden = self.structure_hidden or self.hidden // 2
@@ -283,12 +289,19 @@ def cluster_mean(x_BNC: torch.Tensor, labels_BN: torch.Tensor, num_clusters: int
 # --------------------------------------------------------------------------------------------------
 
 
-class NVGTransformer(nn.Module):
-    """Content and structure generators of NVG (the authors' `nvgformer`, without the REPA projector)."""
+class NVGTransformer(SpecModel):
+    """Content and structure generators of NVG (the authors' `nvgformer`, without the REPA projector); a
+    diffusers model, sizes in `spec`."""
 
-    def __init__(self, config: TransformerConfig):
+    spec_class = TransformerConfig
+
+    @register_to_config
+    def __init__(self, depth: int, hidden: int, heads: int, structure_hidden: int | None, structure_heads: int | None,
+                 mlp_ratio: float, latent_channels: int, codebook_size: int, num_classes: int, grid_size: int,
+                 scale_factors: Sequence[float], structure_layout: str, drop_path: float,
+                 use_structure_class_proj: bool):
         super().__init__()
-        self.config = cfg = config
+        cfg = self._build_spec()
         C, Cs, Z, D = cfg.hidden, cfg.structure_hidden, cfg.latent_channels, cfg.num_bits
         drop_rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
 
@@ -304,7 +317,7 @@ class NVGTransformer(nn.Module):
         self.structure_class_embed = nn.Embedding(cfg.num_classes + 1, Cs)
         self.structure_content_cond_embed = nn.Linear(Z, Cs)
         self.structure_stage_embed = nn.Embedding(cfg.num_structure_stages, Cs)
-        if cfg.structure_class_proj:
+        if cfg.use_structure_class_proj:
             self.structure_class_proj = nn.Sequential(OrderedDict(norm=RMSNorm(Cs), linear=nn.Linear(Cs, Cs)))
         self.structure_time_embed = nn.Sequential(OrderedDict(
             in_layer=nn.Linear(64, Cs), act=nn.SiLU(), out_layer=nn.Linear(Cs, Cs)))
@@ -324,7 +337,7 @@ class NVGTransformer(nn.Module):
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, std=0.02)
-        if self.config.structure_class_proj:  # starts as a no-op, so it can be added to trained weights
+        if self.spec.use_structure_class_proj:  # starts as a no-op, so it can be added to trained weights
             nn.init.zeros_(self.structure_class_proj.linear.weight)
 
     def _stages(self, stage: Stage, batch: int, limit: int, device: torch.device) -> torch.Tensor:
@@ -338,11 +351,11 @@ class NVGTransformer(nn.Module):
         """The 0/1/2 bit code (B, N, D) of every sample's map at its own stage."""
         stages = stage_B.unique().tolist()
         if len(stages) == 1:
-            return bit_codes(labels_BN, stages[0], self.config.num_bits)
-        codes_BND = labels_BN.new_empty(*labels_BN.shape, self.config.num_bits)
+            return bit_codes(labels_BN, stages[0], self.spec.num_bits)
+        codes_BND = labels_BN.new_empty(*labels_BN.shape, self.spec.num_bits)
         for s in stages:
             rows_B = stage_B == s
-            codes_BND[rows_B] = bit_codes(labels_BN[rows_B], s, self.config.num_bits)
+            codes_BND[rows_B] = bit_codes(labels_BN[rows_B], s, self.spec.num_bits)
         return codes_BND
 
     def forward_content(self, canvas_BNC: torch.Tensor, labels_BN: torch.Tensor, stage: Stage,
@@ -353,7 +366,7 @@ class NVGTransformer(nn.Module):
         With per-sample stages the logits are padded to 2^max(stage) clusters; a sample's rows at and
         beyond 2^stage are padding (cls_head of a zero mean).
         """
-        cfg = self.config
+        cfg = self.spec
         B, N, _ = canvas_BNC.shape
         stage_B = self._stages(stage, B, cfg.num_stages, canvas_BNC.device)
         scale_S = torch.tensor(cfg.scale_factors, dtype=canvas_BNC.dtype, device=canvas_BNC.device)
@@ -378,13 +391,13 @@ class NVGTransformer(nn.Module):
         canvas_BNC: the canvas after this stage's content (unscaled); state_BND: the flow state
         (known bits +-1, the rest noisy); labels_BN: this stage's map (for RoPE).
         """
-        cfg = self.config
+        cfg = self.spec
         B, N, _ = canvas_BNC.shape
         stage_B = self._stages(stage, B, cfg.num_structure_stages, canvas_BNC.device)
         class_BC = self.structure_class_embed(class_labels_B)
         vec_BC = (class_BC + self.structure_time_embed(timestep_embedding(t_B).type_as(class_BC))
                   + self.structure_stage_embed(stage_B))
-        if cfg.structure_class_proj:
+        if cfg.use_structure_class_proj:
             vec_BC = vec_BC + self.structure_class_proj(class_BC)
         cond_BNC = self.structure_content_cond_embed(canvas_BNC)
         state_BNC = self.structure_embed(state_BND)

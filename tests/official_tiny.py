@@ -43,7 +43,7 @@ def official_ae_keys(module: NVGTokenizer) -> dict[str, tuple[int, ...]]:
 def official_generator_keys(module: NVGTransformer) -> dict[str, tuple[int, ...]]:
     """Official nvgformer.* names and shapes of a transformer, with the rope_ids and scale_factors buffers
     and the REPA projector."""
-    cfg = module.config
+    cfg = module.spec
     names = {f"nvgformer.{k}": tuple(v.shape) for k, v in module.state_dict().items()}
     names["nvgformer.rope_ids"] = (1, cfg.num_positions + 1, 3 + cfg.num_bits)
     names["nvgformer.scale_factors"] = (cfg.num_stages + 1,)
@@ -78,7 +78,7 @@ def save_lightning(path: Path, state: dict[str, torch.Tensor], hyper_parameters:
 def write_tiny_ae(path: Path, seed: int = 0) -> Path:
     """ae.ckpt: raw weights, an EMA copy, loss.* entries and total_visited_codes, like the authors' file."""
     with torch.device("meta"):
-        shapes = official_ae_keys(NVGTokenizer(TINY_AE))
+        shapes = official_ae_keys(NVGTokenizer.from_spec(TINY_AE))
     state = random_values(shapes, seed)
     state.update({f"ema_model.{k}": v for k, v in random_values(shapes, seed + 1).items()})
     state["loss.discriminator.head.weight"] = torch.ones(3)
@@ -91,7 +91,7 @@ def write_tiny_generator(path: Path, depth: int = 2, seed: int = 10) -> Path:
     """dN.ckpt: nvgformer.* (raw) and ema_model.nvgformer.* (EMA) plus the AE and REPA entries the authors store."""
     cfg = tiny_generator_config(depth)
     with torch.device("meta"):
-        shapes = official_generator_keys(NVGTransformer(cfg))
+        shapes = official_generator_keys(NVGTransformer.from_spec(cfg))
     state = {}
     for prefix, values in (("", random_values(shapes, seed)), ("ema_model.", random_values(shapes, seed + 1))):
         values["nvgformer.scale_factors"] = torch.tensor(SCALE_FACTORS)

@@ -8,7 +8,7 @@ pytest.importorskip("gradio")
 
 from app.handlers import UserError  # noqa: E402
 from app.models import BUNDLED_LABEL, ModelStore, default_sources, peek  # noqa: E402
-from nvg_core.checkpoints import OFFICIAL_CLASS_NAMES  # noqa: E402
+from nvg_core.official import OFFICIAL_CLASS_NAMES  # noqa: E402
 
 
 def test_a_request_while_the_model_loads_is_told_to_wait_then_served(tiny_pipeline):

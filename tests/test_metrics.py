@@ -1,8 +1,7 @@
 import numpy as np
 import torch
 
-from nvg_core import checkpoints
-from nvg_core.evaluate import lock_and_swap, tokenizer_quality
+from nvg_core.evaluate import load_evaluator, lock_and_swap, tokenizer_quality
 from nvg_core.metrics import (EmojiNet, EmojiNetConfig, adjusted_rand_index, augment, embed_images, frechet_distance,
                               kid, nearest_neighbour_distance, precision_recall)
 from nvg_core.sampling import SamplingOptions
@@ -54,14 +53,14 @@ def tiny_config() -> EmojiNetConfig:
 
 
 def test_emojinet_shapes_and_embedding():
-    model = EmojiNet(tiny_config()).eval()
+    model = EmojiNet.from_spec(tiny_config()).eval()
     features, classes, emoji, styles = model(torch.zeros(2, 3, 16, 16))
     assert features.shape == (2, 8) and classes.shape == (2, 3) and emoji.shape == (2, 5) and styles.shape == (2, 2)
     images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
     features_ND, probs_NK = embed_images(model, images, batch_size=2)
     assert features_ND.shape == (5, 8) and np.allclose(probs_NK.sum(1), 1)
-    assert EmojiNet(EmojiNetConfig()).feature_dim == 192
-    assert 1_000_000 < sum(p.numel() for p in EmojiNet(EmojiNetConfig()).parameters()) < 2_000_000
+    assert EmojiNet.from_spec(EmojiNetConfig()).feature_dim == 192
+    assert 1_000_000 < sum(p.numel() for p in EmojiNet.from_spec(EmojiNetConfig()).parameters()) < 2_000_000
 
 
 def test_augment_keeps_shape_and_flips_only_where_allowed():
@@ -71,13 +70,13 @@ def test_augment_keeps_shape_and_flips_only_where_allowed():
     assert (out[:, :, :, -1].mean() > out[:, :, :, 0].mean()).item()  # left-to-right ramp kept without flips
 
 
-def test_evaluator_saves_and_loads_as_a_component(tmp_path):
-    model = EmojiNet(tiny_config()).eval()
+def test_evaluator_saves_and_loads_as_a_diffusers_model(tmp_path):
+    model = EmojiNet.from_spec(tiny_config()).eval()
     with torch.no_grad():
         model.backbone[1].running_mean.fill_(0.3)  # buffers travel too
-    checkpoints.save_component(model, tmp_path, "evaluator")
-    loaded = checkpoints.load_component(tmp_path, "evaluator").eval()
-    assert isinstance(loaded, EmojiNet) and loaded.config == model.config
+    model.save_pretrained(tmp_path / "evaluator")
+    loaded = load_evaluator(tmp_path)
+    assert isinstance(loaded, EmojiNet) and loaded.spec == model.spec
     x = torch.randn(2, 3, 16, 16)
     for a, b in zip(model(x), loaded(x)):
         assert torch.equal(a, b)

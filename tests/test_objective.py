@@ -27,7 +27,7 @@ def random_batch(batch: int = 8, seed: int = 0):
 
 def test_a_few_steps_reduce_the_loss():
     torch.manual_seed(0)
-    model = NVGTransformer(CFG)
+    model = NVGTransformer.from_spec(CFG)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     batch = random_batch()
     g = torch.Generator().manual_seed(1)
@@ -44,7 +44,7 @@ def test_a_few_steps_reduce_the_loss():
 
 def test_parts_add_up_and_are_reproducible():
     torch.manual_seed(0)
-    model = NVGTransformer(CFG)
+    model = NVGTransformer.from_spec(CFG)
     batch = random_batch(batch=4)
     loss_a, parts = nvg_loss(model, *batch, generator=torch.Generator().manual_seed(3))
     loss_b, _ = nvg_loss(model, *batch, generator=torch.Generator().manual_seed(3))
@@ -59,7 +59,7 @@ def test_parts_add_up_and_are_reproducible():
 def test_stage_sampling_is_unbiased():
     """With one stage per image, the content terms over the S possible draws average to the full loss."""
     torch.manual_seed(0)
-    model = NVGTransformer(CFG).eval()
+    model = NVGTransformer.from_spec(CFG).eval()
     batch = random_batch(batch=1)
 
     def content(parts):
@@ -91,7 +91,7 @@ def test_canvas_scale_factors():
 
 def test_structure_only_loss_skips_the_content_branch_and_follows_the_stage_weights():
     torch.manual_seed(0)
-    model = NVGTransformer(CFG)
+    model = NVGTransformer.from_spec(CFG)
     batch = random_batch(batch=4)
     weights = [1.0] + [0.0] * (CFG.num_structure_stages - 1)  # only the first split
     loss, parts = nvg_loss(model, *batch, generator=torch.Generator().manual_seed(3), content=False,
@@ -105,7 +105,7 @@ def test_structure_only_loss_skips_the_content_branch_and_follows_the_stage_weig
 
 def test_split_weight_adds_the_deciding_bit_loss():
     torch.manual_seed(0)
-    model = NVGTransformer(CFG)
+    model = NVGTransformer.from_spec(CFG)
     batch = random_batch(batch=4)
     _, plain = nvg_loss(model, *batch, generator=torch.Generator().manual_seed(3))
     loss, parts = nvg_loss(model, *batch, generator=torch.Generator().manual_seed(3), split_weight=2.0)

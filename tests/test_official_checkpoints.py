@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nvg_core import checkpoints
+from nvg_core import official
 from nvg_core.cli import main
 from nvg_core.images import to_pixels, to_uint8
 from nvg_core.pipeline import NVGPipeline
@@ -54,7 +54,7 @@ def tiny_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def converted(tiny_files):
     ae, generator, folder = tiny_files
-    return NVGPipeline.from_pretrained(checkpoints.convert_official(ae, generator, folder / "model"), device="cpu")
+    return NVGPipeline.from_pretrained(official.convert_official(ae, generator, folder / "model"), device="cpu")
 
 
 def reference_image() -> np.ndarray:
@@ -63,8 +63,8 @@ def reference_image() -> np.ndarray:
 
 def test_tiny_checkpoints_use_the_official_key_names():
     with torch.device("meta"):
-        ae = official_ae_keys(NVGTokenizer(TOKENIZER_CONFIGS["official-f16"]))
-        d16 = official_generator_keys(NVGTransformer(TRANSFORMER_CONFIGS["official-d16"]))
+        ae = official_ae_keys(NVGTokenizer.from_spec(TOKENIZER_CONFIGS["official-f16"]))
+        d16 = official_generator_keys(NVGTransformer.from_spec(TRANSFORMER_CONFIGS["official-d16"]))
     expected_ae = json.loads((KEYS / "ae.json").read_text())["keys"]
     assert ae == {k: tuple(v) for k, v in expected_ae.items() if k != "total_visited_codes"}
     assert d16 == {k: tuple(v) for k, v in json.loads((KEYS / "d16.json").read_text())["keys"].items()}
@@ -74,20 +74,20 @@ def test_tiny_checkpoints_use_the_official_key_names():
 def test_any_official_layout_size_converts_with_its_architecture_read_from_the_checkpoint(tmp_path, depth):
     ae = write_tiny_ae(tmp_path / "ae.ckpt")
     generator = write_tiny_generator(tmp_path / f"d{depth}.ckpt", depth=depth)
-    pipe = NVGPipeline.from_pretrained(checkpoints.convert_official(ae, generator, tmp_path / "model"), device="cpu")
-    assert pipe.tokenizer.config == TINY_AE and pipe.transformer.config == tiny_generator_config(depth)
+    pipe = NVGPipeline.from_pretrained(official.convert_official(ae, generator, tmp_path / "model"), device="cpu")
+    assert pipe.tokenizer.spec == TINY_AE and pipe.transformer.spec == tiny_generator_config(depth)
     assert pipe.name.startswith(f"nvg-official-d{depth}") and pipe.default_flow_steps == 25
-    raw_state, _ = checkpoints.load_torch_checkpoint(generator)
+    raw_state, _ = official.load_torch_checkpoint(generator)
     ema = raw_state["ema_model.nvgformer.content_embed.weight"]
     assert torch.equal(pipe.transformer.content_embed.weight, ema)  # the EMA copy by default
-    ae_state, _ = checkpoints.load_torch_checkpoint(ae)
+    ae_state, _ = official.load_torch_checkpoint(ae)
     assert torch.equal(pipe.tokenizer.encoder.conv_in.weight, ae_state["encoder.conv_in.conv.weight"])  # not the EMA AE
 
 
 def test_raw_generator_weights_are_taken_when_asked(tiny_files):
     ae, generator, _ = tiny_files
-    state, hyper_parameters = checkpoints.load_torch_checkpoint(generator)
-    raw, _ = checkpoints.convert_official_generator(state, ema=False, hyper_parameters=hyper_parameters)
+    state, hyper_parameters = official.load_torch_checkpoint(generator)
+    raw, _ = official.convert_official_generator(state, ema=False, hyper_parameters=hyper_parameters)
     assert torch.equal(raw["content_embed.weight"], state["nvgformer.content_embed.weight"])
 
 
@@ -103,7 +103,7 @@ def test_checkpoints_that_are_not_official_layout_are_refused_with_a_clear_messa
     out = tmp_path / "never"
 
     def convert(ae_path=ae, generator_path=generator):
-        return checkpoints.convert_official(ae_path, generator_path, out)
+        return official.convert_official(ae_path, generator_path, out)
 
     def no_start_canvas(c):
         for k in [k for k in c["state_dict"] if k.endswith("nvgformer.content_start_embed")]:
@@ -143,7 +143,7 @@ def test_an_ae_and_a_generator_that_do_not_fit_together_are_refused(tiny_files, 
         del c["hyper_parameters"]["n_embed"]
 
     with pytest.raises(ValueError, match="do not fit together: codebook_size 32 vs 16"):
-        checkpoints.convert_official(_rewrite(ae, tmp_path / "a.ckpt", other_codebook), generator, tmp_path / "never")
+        official.convert_official(_rewrite(ae, tmp_path / "a.ckpt", other_codebook), generator, tmp_path / "never")
 
 
 def test_converted_tiny_model_gives_the_pinned_maps_codes_and_pixels(converted):
@@ -185,3 +185,14 @@ def test_a_depth_2_official_layout_checkpoint_converts_and_generates_from_the_co
     assert pixels.shape == (8, 8, 3) and pixels[0].tolist() == PINNED_U8_ROW
     pipe = NVGPipeline.from_pretrained(model, device="cpu")
     assert np.array_equal(pixels, to_uint8(pipe.generate([1], seeds=[0]).images)[0])
+
+
+def test_a_converted_folder_is_a_diffusers_pipeline_folder(converted, tiny_files):
+    from diffusers import DiffusionPipeline
+    folder = tiny_files[2] / "model"
+    assert {p.name for p in folder.iterdir()} == {"model_index.json", "tokenizer", "transformer"}
+    pipe = DiffusionPipeline.from_pretrained(folder)
+    assert type(pipe) is NVGPipeline and pipe.class_names == converted.class_names
+    assert pipe.default_options == SamplingOptions(flow_steps=25)
+    a, b = pipe.generate([1, 3], seeds=[0, 1]), converted.generate([1, 3], seeds=[0, 1])
+    assert torch.equal(a.images, b.images) and a.labels_BSN[:, 1:].tolist() == PINNED_LABELS_BSN

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nvg_core import checkpoints
-from nvg_core.pipeline import NVGPipeline
+from nvg_core import official
+from nvg_core.pipeline import NVGPipeline, sampling_defaults
 from nvg_core.sampling import SamplingOptions
 from nvg_core.structure import validate
 from nvg_core.transformer import TRANSFORMER_CONFIGS
@@ -30,8 +30,10 @@ def test_missing_model_folder_and_offline_hub_give_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="model_index.json is missing"):
         NVGPipeline.from_pretrained(tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match="nvg convert"):
-        NVGPipeline.from_pretrained("yikaiwang/nvg")  # HF_HUB_OFFLINE=1 in tests: nothing cached
+    with pytest.raises(FileNotFoundError, match="nvg convert"):  # the authors' checkpoints, converted on the fly
+        official.load_pipeline("yikaiwang/nvg")  # HF_HUB_OFFLINE=1 in tests: nothing cached
+    with pytest.raises(OSError, match="not fully cached"):  # a diffusers folder on the hub: diffusers' own cache
+        NVGPipeline.from_pretrained("someone/nvg-emoji32")
 
 
 def test_class_names_and_ids(tiny_pipeline):
@@ -105,16 +107,16 @@ def test_official_generator_keys_convert_from_the_ema_copy():
     state["nvgformer.scale_factors"] = state["ema_model.nvgformer.scale_factors"] = torch.tensor(
         [1.0, 4.1993, 3.4706, 3.0520, 2.7430, 2.4842, 2.2407, 2.0088, 1.7954, 1.6080])
     state["first_stage_model.encoder.conv_in.conv.weight"] = torch.zeros(1, device="meta")
-    converted, config = checkpoints.convert_official_generator(state)
+    converted, config = official.convert_official_generator(state)
     assert config == TRANSFORMER_CONFIGS["official-d16"]  # the architecture is read from the shapes
     assert not any(k.startswith(("projector.", "rope_ids", "scale_factors")) for k in converted)
     state["ema_model.nvgformer.scale_factors"] = torch.ones(10)
-    assert checkpoints.convert_official_generator(state)[1].scale_factors == (1.0,) * 10  # the checkpoint's buffer
+    assert official.convert_official_generator(state)[1].scale_factors == (1.0,) * 10  # the checkpoint's buffer
     with pytest.raises(ValueError, match="no 'ema_model.nvgformer"):
-        checkpoints.convert_official_generator({k: v for k, v in state.items() if not k.startswith("ema_model.")})
+        official.convert_official_generator({k: v for k, v in state.items() if not k.startswith("ema_model.")})
 
 
-def test_the_model_folder_keeps_its_sampling_defaults_and_old_folders_still_load(tiny_pipeline, tmp_path):
+def test_the_model_folder_keeps_its_sampling_defaults(tmp_path):
     from dataclasses import replace
 
     from conftest import make_tiny_pipeline
@@ -124,8 +126,5 @@ def test_the_model_folder_keeps_its_sampling_defaults_and_old_folders_still_load
     loaded = NVGPipeline.from_pretrained(tmp_path / "model", device="cpu")
     assert loaded.default_options == pipe.default_options
     assert torch.equal(loaded.generate(["cat"], seeds=[3]).labels_BSN, pipe.generate(["cat"], seeds=[3]).labels_BSN)
-    index_path = tmp_path / "model" / "model_index.json"
-    index = json.loads(index_path.read_text())
-    del index["sampling"]
-    index_path.write_text(json.dumps({**index, "default_flow_steps": 4}))
-    assert NVGPipeline.from_pretrained(tmp_path / "model", device="cpu").default_options == SamplingOptions(flow_steps=4)
+    index = json.loads((tmp_path / "model" / "model_index.json").read_text())
+    assert sampling_defaults(index) == pipe.default_options

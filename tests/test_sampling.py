@@ -112,7 +112,7 @@ def test_the_stable_split_breaks_ties_by_raw_score_then_position():
 
 def test_the_last_split_follows_the_noise_without_gumbel(models):
     model, tokenizer = models
-    S, N = model.config.num_stages, model.config.num_positions
+    S, N = model.spec.num_stages, model.spec.num_positions
     tree = build_tree(torch.randn(2, N, 3))
     noise = torch.randn(2, N, S - 1)
     maps = [generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), SamplingOptions(flow_steps=2, gumbel_split=g),
@@ -123,7 +123,7 @@ def test_the_last_split_follows_the_noise_without_gumbel(models):
 
 def test_supplied_structure_noise_replaces_the_drawn_noise_and_nothing_else(models):
     model, tokenizer = models
-    N, D = model.config.num_positions, model.config.num_bits
+    N, D = model.spec.num_positions, model.spec.num_bits
     seeded = generate(model, tokenizer, torch.tensor([0, 2]), seeds(5, 6), FAST)
     own_noise = torch.stack([torch.randn(N, D, generator=g) for g in seeds(5, 6)])  # the seeds' first draw
     again = generate(model, tokenizer, torch.tensor([0, 2]), seeds(5, 6), FAST, structure_noise=own_noise)
@@ -135,7 +135,7 @@ def test_supplied_structure_noise_replaces_the_drawn_noise_and_nothing_else(mode
 
 def test_bad_structure_noise_is_refused(models):
     model, tokenizer = models
-    N, D = model.config.num_positions, model.config.num_bits
+    N, D = model.spec.num_positions, model.spec.num_bits
     with pytest.raises(ValueError, match=r"structure_noise must have shape \(B, N, D\) = \(2, 16, 4\)"):
         generate(model, tokenizer, torch.tensor([0, 2]), None, FAST, structure_noise=torch.zeros(1, N, D))
     broken = torch.zeros(2, N, D)
@@ -146,7 +146,7 @@ def test_bad_structure_noise_is_refused(models):
 
 def test_every_emitted_map_is_valid_and_stages_are_cumulative(models):
     model, tokenizer = models
-    S = model.config.num_stages
+    S = model.spec.num_stages
     stages = list(iter_stages(model, tokenizer, torch.tensor([0, 3]), seeds(1, 2), FAST, preview=True))
     assert [s.stage for s in stages] == list(range(S))
     validate(torch.stack([s.labels_BN for s in stages], dim=1))
@@ -171,7 +171,7 @@ def test_one_seed_gives_one_image_whatever_the_batch(models):
 
 def test_supplied_maps_are_obeyed_exactly_and_invalid_maps_refused(models):
     model, tokenizer = models
-    N = model.config.num_positions
+    N = model.spec.num_positions
     tree = build_tree(torch.randn(2, N, 3))
     result = generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), FAST, structure_BSN=tree[:, :3])
     assert torch.equal(result.labels_BSN[:, :3], tree[:, :3])
@@ -207,7 +207,7 @@ def test_same_seed_with_its_own_locked_stages_reproduces_the_image(models):
 
 def test_class_swap_from_stage_k_leaves_earlier_stages_untouched(models):
     model, tokenizer = models
-    S = model.config.num_stages
+    S = model.spec.num_stages
     k = 3
     plain = generate(model, tokenizer, torch.tensor([0]), seeds(8), FAST)
     swapped_classes = torch.tensor([[0] * k + [3] * (S - k)])
@@ -230,7 +230,7 @@ def test_guidance_and_gumbel_runs_produce_valid_results(models):
 def test_bad_class_ids_are_refused(models):
     model, tokenizer = models
     with pytest.raises(ValueError, match="class ids must be in"):
-        generate(model, tokenizer, torch.tensor([model.config.num_classes]), None, FAST)
+        generate(model, tokenizer, torch.tensor([model.spec.num_classes]), None, FAST)
 
 
 def test_low_temperature_concentrates_on_the_most_likely_code():

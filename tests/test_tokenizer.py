@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 import json
 import re
@@ -6,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nvg_core import checkpoints
+from nvg_core import official
 from nvg_core.structure import validate
 from nvg_core.tokenizer import TOKENIZER_CONFIGS, NVGTokenizer, TokenizerConfig, parameter_counts
 
@@ -16,11 +17,11 @@ AE_KEYS = Path(__file__).resolve().parent / "data" / "official-keys" / "ae.json"
 @pytest.fixture(scope="module")
 def tokenizer():
     torch.manual_seed(0)
-    return NVGTokenizer(TOKENIZER_CONFIGS["tiny"]).eval()
+    return NVGTokenizer.from_spec(TOKENIZER_CONFIGS["tiny"]).eval()
 
 
 def test_encode_shapes_and_decode_round_trip(tokenizer):
-    cfg = tokenizer.config
+    cfg = tokenizer.spec
     pixels = torch.rand(3, 3, cfg.resolution, cfg.resolution) * 2 - 1
     with torch.no_grad():
         out = tokenizer.encode(pixels)
@@ -56,7 +57,7 @@ def test_canvases_are_cumulative_stage_terms(tokenizer):
 
 
 def test_stage_term_leaves_its_inputs_alone(tokenizer):
-    ids_BN = torch.randint(tokenizer.config.codebook_size, (2, 16))
+    ids_BN = torch.randint(tokenizer.spec.codebook_size, (2, 16))
     before = ids_BN.clone()
     with torch.no_grad():
         first, second = tokenizer.stage_term(ids_BN, 3), tokenizer.stage_term(ids_BN, 3)
@@ -65,11 +66,11 @@ def test_stage_term_leaves_its_inputs_alone(tokenizer):
 
 def test_reconstruction_error_falls_with_stages():
     torch.manual_seed(1)
-    tokenizer = NVGTokenizer(TokenizerConfig(resolution=16, base_channels=32, channel_mult=(1, 2), num_res_blocks=1,
+    tokenizer = NVGTokenizer.from_spec(TokenizerConfig(resolution=16, base_channels=32, channel_mult=(1, 2), num_res_blocks=1,
                                              latent_channels=4, codebook_size=256, grid_size=4, unshuffle=2, phi_ratio=0.0))
     latent = torch.randn(8, 16, 4)
     with torch.no_grad():  # a codebook at many scales, so every residual has a useful code
-        V = tokenizer.config.codebook_size
+        V = tokenizer.spec.codebook_size
         tokenizer.quantize.embedding.weight.copy_(torch.randn(V, 4) * torch.logspace(-1.5, 0.3, V)[:, None])
     with torch.no_grad():
         out = tokenizer.tokenize(latent)
@@ -112,10 +113,10 @@ def official_state_dict():
 
 
 def test_official_ae_keys_and_shapes_convert_exactly():
-    converted, config = checkpoints.convert_official_ae(official_state_dict())
+    converted, config = official.convert_official_ae(official_state_dict())
     assert config == TOKENIZER_CONFIGS["official-f16"]  # the architecture is read from the shapes
     with torch.device("meta"):
-        model = NVGTokenizer(TOKENIZER_CONFIGS["official-f16"])
+        model = NVGTokenizer.from_spec(TOKENIZER_CONFIGS["official-f16"])
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert {k: tuple(v.shape) for k, v in converted.items()} == ours
     assert len(ours) == 287  # the 288 official entries minus total_visited_codes
@@ -128,43 +129,39 @@ def test_official_ae_conversion_names_missing_keys():
     state = official_state_dict()
     del state["decoder.conv_out.conv.weight"]
     with pytest.raises(ValueError, match=re.escape("missing ['decoder.conv_out.weight']")):
-        checkpoints.convert_official_ae(state)
+        official.convert_official_ae(state)
 
 
-def test_folder_round_trip_is_exact_in_fp32_and_close_in_bf16(tokenizer, tmp_path):
-    checkpoints.save_component(tokenizer, tmp_path / "fp32", "tokenizer")
-    loaded = checkpoints.load_component(tmp_path / "fp32", "tokenizer")
-    assert loaded.config == tokenizer.config
+def test_save_pretrained_round_trip_is_exact_in_fp32_and_close_in_half_precision(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path / "fp32")
+    loaded = NVGTokenizer.from_pretrained(tmp_path / "fp32")
+    assert loaded.spec == tokenizer.spec and loaded.dtype == torch.float32
     for (k, a), b in zip(tokenizer.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
-    checkpoints.save_component(tokenizer, tmp_path / "bf16", "tokenizer", dtype=torch.bfloat16)
-    small = checkpoints.load_component(tmp_path / "bf16", "tokenizer")
+    copy.deepcopy(tokenizer).to(torch.float16).save_pretrained(tmp_path / "half", variant="fp16")
+    assert (tmp_path / "half" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    small = NVGTokenizer.from_pretrained(tmp_path / "half", variant="fp16", dtype=torch.float32)
     w = tokenizer.decoder.conv_out.weight
     assert small.decoder.conv_out.weight.dtype == torch.float32
     torch.testing.assert_close(small.decoder.conv_out.weight, w, atol=1e-2 * w.abs().max().item(), rtol=1e-2)
-    assert not list(tmp_path.glob("*/.*"))  # no temporary files left behind
+    assert NVGTokenizer.from_pretrained(tmp_path / "fp32", dtype=torch.bfloat16).dtype == torch.bfloat16
 
 
-def test_loading_missing_or_corrupt_folders_gives_clear_errors(tokenizer, tmp_path):
-    with pytest.raises(FileNotFoundError, match="tokenizer_config.json is missing"):
-        checkpoints.load_component(tmp_path, "tokenizer")
-    checkpoints.save_component(tokenizer, tmp_path, "tokenizer")
-    (tmp_path / "tokenizer.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ValueError, match="not a readable safetensors file"):
-        checkpoints.load_component(tmp_path, "tokenizer")
-
-
-def test_folder_whose_config_or_weights_do_not_fit_is_refused(tokenizer, tmp_path):
-    bigger = NVGTokenizer(dataclasses.replace(tokenizer.config, codebook_size=32))
-    checkpoints.save_component(tokenizer, tmp_path / "a", "tokenizer")
-    checkpoints.save_component(bigger, tmp_path / "b", "tokenizer")
-    (tmp_path / "b" / "tokenizer.safetensors").replace(tmp_path / "a" / "tokenizer.safetensors")
-    with pytest.raises(ValueError, match="does not fit tokenizer_config.json"):
-        checkpoints.load_component(tmp_path / "a", "tokenizer")
-    config_path = tmp_path / "a" / "tokenizer_config.json"
-    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "colour": "red"}))
-    with pytest.raises(ValueError, match="not a valid component config.*colour"):
-        checkpoints.load_component(tmp_path / "a", "tokenizer")
+def test_loading_missing_corrupt_or_mismatched_folders_gives_clear_errors(tokenizer, tmp_path):
+    with pytest.raises(OSError, match="config.json"):
+        NVGTokenizer.from_pretrained(tmp_path / "nothing")
+    tokenizer.save_pretrained(tmp_path / "a")
+    (tmp_path / "a" / "diffusion_pytorch_model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(OSError, match="Unable to load weights"):
+        NVGTokenizer.from_pretrained(tmp_path / "a")
+    NVGTokenizer.from_spec(dataclasses.replace(tokenizer.spec, codebook_size=32)).save_pretrained(tmp_path / "b")
+    (tmp_path / "b" / "diffusion_pytorch_model.safetensors").replace(tmp_path / "a" / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(RuntimeError, match="size mismatch for quantize.embedding.weight"):
+        NVGTokenizer.from_pretrained(tmp_path / "a")
+    config_path = tmp_path / "b" / "config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "grid_size": 3}))
+    with pytest.raises(ValueError, match="gives grid 4, not 3"):  # the config dataclass checks the sizes
+        NVGTokenizer.from_config(NVGTokenizer.load_config(tmp_path / "b"))
 
 
 def test_damaged_torch_checkpoint_is_reported_as_unreadable_not_unsafe(tmp_path):
@@ -174,7 +171,7 @@ def test_damaged_torch_checkpoint_is_reported_as_unreadable_not_unsafe(tmp_path)
     truncated.write_bytes(truncated.read_bytes()[:500])
     for path in (garbage, truncated):
         with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
-            checkpoints.load_torch_checkpoint(path)
+            official.load_torch_checkpoint(path)
 
 
 class Opaque:
@@ -185,12 +182,12 @@ def test_torch_checkpoints_with_pickled_objects_need_an_explicit_opt_in(tmp_path
     path = tmp_path / "lightning.ckpt"
     torch.save({"state_dict": {"w": torch.ones(2)}, "hyper_parameters": Opaque()}, path)
     with pytest.raises(ValueError, match="cannot be loaded safely.*allow_unsafe=True"):
-        checkpoints.load_torch_checkpoint(path)
-    state, hyper_parameters = checkpoints.load_torch_checkpoint(path, allow_unsafe=True)
+        official.load_torch_checkpoint(path)
+    state, hyper_parameters = official.load_torch_checkpoint(path, allow_unsafe=True)
     assert torch.equal(state["w"], torch.ones(2)) and hyper_parameters == {}  # not a mapping: ignored
     plain = tmp_path / "plain.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(3)}, "epoch": 3, "hyper_parameters": {"depth": 2}}, plain)
-    state, hyper_parameters = checkpoints.load_torch_checkpoint(plain)
+    state, hyper_parameters = official.load_torch_checkpoint(plain)
     assert torch.equal(state["w"], torch.zeros(3)) and hyper_parameters == {"depth": 2}
     with pytest.raises(FileNotFoundError):
-        checkpoints.load_torch_checkpoint(tmp_path / "missing.ckpt")
+        official.load_torch_checkpoint(tmp_path / "missing.ckpt")

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from nvg_core import checkpoints
 from nvg_core.cli import build_parser
 from nvg_core.data.emoji import CLASSES
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import SamplingOptions
+from nvg_core.tokenizer import NVGTokenizer
+from nvg_core.transformer import NVGTransformer
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "emoji_tiny.npz"
 
@@ -32,19 +33,19 @@ def run(argv: list[str]) -> None:
 def test_tokenizer_then_generator_training_write_loadable_folders(trainable_data, tmp_path):
     run(["train", "tokenizer", "--data", str(trainable_data), "--out", str(tmp_path / "tok"), "--steps", "2",
          "--batch-size", "4", "--device", "cpu"])
-    tokenizer = checkpoints.load_component(tmp_path / "tok", "tokenizer")
-    assert tokenizer.config.resolution == 64
+    tokenizer = NVGTokenizer.from_pretrained(tmp_path / "tok", subfolder="tokenizer")
+    assert tokenizer.spec.resolution == 64
     assert len((tmp_path / "tok" / "train_log.jsonl").read_text().splitlines()) == 2
     run(["train", "generator", "--data", str(trainable_data), "--tokenizer", str(tmp_path / "tok"),
          "--out", str(tmp_path / "gen"), "--steps", "2", "--batch-size", "4", "--half-weights", "--device", "cpu"])
-    transformer = checkpoints.load_component(tmp_path / "gen", "transformer")
-    assert transformer.config.scale_factors[1] != 4.1993  # measured on this tokenizer's canvases
+    transformer = NVGTransformer.from_pretrained(tmp_path / "gen", subfolder="transformer")
+    assert transformer.spec.scale_factors[1] != 4.1993  # measured on this tokenizer's canvases
     run(["train", "generator", "--data", str(trainable_data), "--tokenizer", str(tmp_path / "tok"),
          "--out", str(tmp_path / "gen2"), "--steps", "1", "--batch-size", "4", "--resume", str(tmp_path / "gen" / "raw"),
          "--branch", "structure", "--structure-class-proj", "--structure-stage-weights", "4,4,2,1,1,1,1"])
-    resumed = checkpoints.load_component(tmp_path / "gen2", "transformer")
-    assert resumed.config.structure_class_proj
-    raw = checkpoints.load_component(tmp_path / "gen" / "raw", "transformer")
+    resumed = NVGTransformer.from_pretrained(tmp_path / "gen2", subfolder="transformer")
+    assert resumed.spec.use_structure_class_proj
+    raw = NVGTransformer.from_pretrained(tmp_path / "gen" / "raw", subfolder="transformer", dtype=torch.float32)
     for name, p in raw.state_dict().items():  # the structure-only run left the content branch alone
         if not name.startswith("structure_"):
             assert torch.equal(resumed.state_dict()[name], p), name
@@ -65,7 +66,7 @@ def test_the_8x8_grid_configs_train_and_generate(trainable_data, tmp_path):
              "--out", str(tmp_path / "bad"), "--steps", "1", "--batch-size", "4", "--device", "cpu"])
     run(["train", "generator", "--data", str(trainable_data), "--tokenizer", str(tmp_path / "tok"), "--config", "emoji-s8",
          "--out", str(tmp_path / "gen"), "--steps", "1", "--batch-size", "4", "--device", "cpu"])
-    pipe = NVGPipeline(checkpoints.load_component(tmp_path / "tok", "tokenizer"),
-                       checkpoints.load_component(tmp_path / "gen", "transformer"), CLASSES, device="cpu")
+    pipe = NVGPipeline(NVGTokenizer.from_pretrained(tmp_path / "tok", subfolder="tokenizer"),
+                       NVGTransformer.from_pretrained(tmp_path / "gen", subfolder="transformer"), CLASSES, device="cpu")
     result = pipe.generate(["fruit"], seeds=[0], options=SamplingOptions(flow_steps=2))
     assert pipe.num_stages == 7 and result.images.shape == (1, 3, 64, 64)

@@ -20,7 +20,7 @@ DROPPED_KEYS = ("projector.", "rope_ids", "scale_factors")
 
 def tiny_model(layout: str = "official", seed: int = 0) -> NVGTransformer:
     torch.manual_seed(seed)
-    return NVGTransformer(replace(TRANSFORMER_CONFIGS["tiny"], structure_layout=layout)).eval()
+    return NVGTransformer.from_spec(replace(TRANSFORMER_CONFIGS["tiny"], structure_layout=layout)).eval()
 
 
 def tiny_inputs(batch: int = 2, seed: int = 0):
@@ -34,7 +34,7 @@ def tiny_inputs(batch: int = 2, seed: int = 0):
 @pytest.mark.parametrize("layout", ["official", "additive"])
 def test_output_shapes(layout):
     model = tiny_model(layout)
-    cfg = model.config
+    cfg = model.spec
     labels_BSN, canvas_BNC = tiny_inputs()
     class_B = torch.tensor([0, cfg.num_classes])
     with torch.no_grad():
@@ -72,7 +72,7 @@ def test_per_sample_stages_match_single_stage_calls():
 
 def test_official_d16_keys_and_shapes():
     with torch.device("meta"):
-        model = NVGTransformer(TRANSFORMER_CONFIGS["official-d16"])
+        model = NVGTransformer.from_spec(TRANSFORMER_CONFIGS["official-d16"])
     official = json.loads(OFFICIAL_KEYS.read_text())["keys"]
     expected = {k.removeprefix("nvgformer."): tuple(shape) for k, shape in official.items()}
     expected = {k: shape for k, shape in expected.items() if not k.startswith(DROPPED_KEYS)}
@@ -87,7 +87,7 @@ def test_official_d16_keys_and_shapes():
 ])
 def test_official_parameter_counts(name, content, structure, total):
     with torch.device("meta"):
-        model = NVGTransformer(TRANSFORMER_CONFIGS[name])
+        model = NVGTransformer.from_spec(TRANSFORMER_CONFIGS[name])
     assert parameter_counts(model) == {"content": content, "structure": structure, "total": total}
 
 
@@ -121,7 +121,7 @@ def test_rope_class_token_and_frequencies():
 
 def test_labels_reach_the_model_through_rope():
     model = tiny_model()
-    cfg = model.config
+    cfg = model.spec
     labels_BSN, canvas_BNC = tiny_inputs()
     other_BSN, _ = tiny_inputs(seed=1)
     class_B = torch.tensor([0, 1])
@@ -156,7 +156,7 @@ def test_positions_reach_the_model_through_rope():
 
 def test_class_conditioning():
     model = tiny_model()
-    cfg = model.config
+    cfg = model.spec
     labels_BSN, canvas_BNC = tiny_inputs(batch=1)
     canvas_2NC, labels_2N = canvas_BNC.repeat(2, 1, 1), labels_BSN[:, 2].repeat(2, 1)
     class_2 = torch.tensor([1, cfg.num_classes])  # a class and the null class
@@ -191,7 +191,7 @@ def test_config_validation():
 def test_structure_class_proj_starts_as_a_no_op_and_then_carries_the_class():
     from nvg_core.train import with_config
     model = tiny_model("additive")
-    boosted = with_config(model, structure_class_proj=True).eval()
+    boosted = with_config(model, use_structure_class_proj=True).eval()
     assert {n for n, _ in boosted.named_parameters()} - {n for n, _ in model.named_parameters()} == {
         "structure_class_proj.norm.scale", "structure_class_proj.linear.weight", "structure_class_proj.linear.bias"}
     labels_BSN, canvas_BNC = tiny_inputs(batch=2)

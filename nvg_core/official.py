@@ -1,105 +1,35 @@
-"""Weights on disk: this project's folder format, the authors' checkpoints, and the hub.
+"""The authors' official NVG weights: their checkpoints read safely, converted, and fetched from the hub.
 
-Folder format: per component NAME (tokenizer, transformer, evaluator) a NAME_config.json (the config
-dataclass as JSON, plus the class name) and NAME.safetensors; files are written to a temporary name and
-renamed, so an interrupted save leaves no half-written file. The authors' PyTorch Lightning checkpoints
-(ae.ckpt, d16/d20/d24.ckpt, or any other official-layout size: the architecture is read from the tensor
-shapes and checked against recorded hyper-parameters) are read with torch.load(weights_only=True) only,
-converted once, and never unpickled with code execution unless the caller explicitly allows it for a file
-they trust.
+The authors' PyTorch Lightning checkpoints (ae.ckpt, d16/d20/d24.ckpt, or any other official-layout size:
+the architecture is read from the tensor shapes and checked against recorded hyper-parameters) are read
+with torch.load(weights_only=True) only, converted once into this project's diffusers model folder (see
+pipeline.py), and never unpickled with code execution unless the caller explicitly allows it for a file
+they trust. `load_pipeline` is NVGPipeline.from_pretrained that also accepts the authors' hub ids.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .pipeline import NVGPipeline
 from .sampling import SamplingOptions
 from .tokenizer import NVGTokenizer, TokenizerConfig
 from .transformer import OFFICIAL_SCALE_FACTORS, NVGTransformer, TransformerConfig
 
-COMPONENTS: dict[str, tuple[type[nn.Module], type]] = {
-    "NVGTokenizer": (NVGTokenizer, TokenizerConfig),
-    "NVGTransformer": (NVGTransformer, TransformerConfig),
-}
 OFFICIAL_LICENCE = "the authors' S-Lab License 1.0"
 OFFICIAL_CLASS_NAMES = [f"imagenet_{i:03d}" for i in range(1000)]
-
-
-def register_component(module_class: type[nn.Module], config_class: type) -> None:
-    """Let load_component rebuild another module type (e.g. the evaluator) from its folder files."""
-    COMPONENTS[module_class.__name__] = (module_class, config_class)
-
-
-# --------------------------------------------------------------------------------------------------
-# This project's folder format
-# --------------------------------------------------------------------------------------------------
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file through a temporary file and a rename."""
-    _atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; weights and configs are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def save_component(module: nn.Module, folder: str | os.PathLike, name: str, dtype: torch.dtype | None = None) -> None:
-    """Save module.config and the weights (optionally cast, e.g. to bfloat16 for storage)."""
-    folder = Path(folder)
-    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in module.state_dict().items()}
-    config = {"_class": type(module).__name__, **dataclasses.asdict(module.config)}
-    _atomic(folder / f"{name}.safetensors", lambda tmp: save_file(state, tmp))
-    write_text_atomic(folder / f"{name}_config.json", json.dumps(config, indent=1))
-
-
-def load_component(folder: str | os.PathLike, name: str) -> nn.Module:
-    """Rebuild a saved module in fp32 on the CPU; clear errors for missing or corrupt files."""
-    folder = Path(folder)
-    config_path, weights_path = folder / f"{name}_config.json", folder / f"{name}.safetensors"
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: {folder} is not a complete model folder")
-    try:
-        config = json.loads(config_path.read_text())
-        module_class, config_class = COMPONENTS[config.pop("_class")]
-        module = module_class(config_class(**config))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
-        raise ValueError(f"{config_path} is not a valid component config: {type(error).__name__}: {error}") from error
-    try:
-        state = load_file(weights_path)
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{weights_path} is not a readable safetensors file ({error}); re-download or re-save it") from error
-    try:
-        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except RuntimeError as error:
-        raise ValueError(f"{weights_path} does not fit {config_path.name}: {error}") from error
-    return module
+# The authors' repo (d16), or REPO:VARIANT for an official-layout generator ckpt/VARIANT.ckpt beside ckpt/ae.ckpt.
+OFFICIAL_HUB_ID = re.compile(r"yikaiwang/nvg|[\w.-]+/[\w.-]+:d\d+")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,7 +210,7 @@ def convert_official_ae(state: dict[str, torch.Tensor],
                  if not k.startswith(("ema_model.", "loss.")) and k != "total_visited_codes"}
     config = official_ae_config(converted, hyper_parameters)
     with torch.device("meta"):
-        _check_keys(converted, NVGTokenizer(config), "the AE checkpoint")
+        _check_keys(converted, NVGTokenizer.from_spec(config), "the AE checkpoint")
     return converted, config
 
 
@@ -300,14 +230,14 @@ def convert_official_generator(state: dict[str, torch.Tensor], ema: bool = True,
     config = official_generator_config(converted, hyper_parameters)
     converted = {k: v for k, v in converted.items() if not k.startswith("projector.") and k not in ("rope_ids", "scale_factors")}
     with torch.device("meta"):
-        _check_keys(converted, NVGTransformer(config), "the generator checkpoint")
+        _check_keys(converted, NVGTransformer.from_spec(config), "the generator checkpoint")
     return converted, config
 
 
 def convert_official(ae_path: str | os.PathLike, generator_path: str | os.PathLike, out: str | os.PathLike,
                      ema: bool = True, allow_unsafe: bool = False) -> Path:
-    """Convert an official-layout ae.ckpt + generator .ckpt into a model folder that NVGPipeline loads."""
-    from .pipeline import NVGPipeline
+    """Convert an official-layout ae.ckpt + generator .ckpt into a model folder (NVGPipeline.save_pretrained:
+    the diffusers layout, ready for push_to_hub). Written to OUT.partial first, then renamed."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} already exists and is not empty; choose a new folder")
@@ -318,12 +248,11 @@ def convert_official(ae_path: str | os.PathLike, generator_path: str | os.PathLi
         if getattr(ae_config, field) != getattr(config, field):
             raise ValueError(f"the AE and the generator do not fit together: {field} {getattr(ae_config, field)} "
                              f"vs {getattr(config, field)}")
-    tokenizer, transformer = NVGTokenizer(ae_config), NVGTransformer(config)
+    tokenizer, transformer = NVGTokenizer.from_spec(ae_config), NVGTransformer.from_spec(config)
     tokenizer.load_state_dict(ae_state)
     transformer.load_state_dict(generator_state)
     class_names = OFFICIAL_CLASS_NAMES if config.num_classes == 1000 else [f"class_{i}" for i in range(config.num_classes)]
-    pipe = NVGPipeline(tokenizer, transformer, class_names, device="cpu",
-                       default_options=SamplingOptions(flow_steps=25),
+    pipe = NVGPipeline(tokenizer, transformer, class_names, default_options=SamplingOptions(flow_steps=25),
                        name=f"nvg-official-d{config.depth} ({OFFICIAL_LICENCE})")
     tmp = out.with_name(f".{out.name}.partial")
     pipe.save_pretrained(tmp)
@@ -332,7 +261,7 @@ def convert_official(ae_path: str | os.PathLike, generator_path: str | os.PathLi
 
 
 def fetch_official(hub_id: str) -> Path:
-    """Download the authors' checkpoints from the hub and convert them once (cached).
+    """Download the authors' checkpoints from the hub and convert them once (cached beside the hub cache).
 
     hub_id: 'yikaiwang/nvg' (d16) or 'yikaiwang/nvg:d20' / ':d24'. With HF_HUB_OFFLINE=1 only the cache
     is used; a clear error says what is missing.
@@ -353,3 +282,13 @@ def fetch_official(hub_id: str) -> Path:
             f"where the hub is reachable (they come under {OFFICIAL_LICENCE}) and run "
             "`nvg convert --ae ae.ckpt --generator d16.ckpt --out DIR`, then pass DIR.") from error
     return convert_official(ae, generator, out, allow_unsafe=False)
+
+
+def load_pipeline(source: str | os.PathLike | None = None, device: str | torch.device | None = None,
+                  **kwargs) -> NVGPipeline:
+    """NVGPipeline.from_pretrained (a folder, a diffusers hub repo, or the bundled model / $NVG_MODEL),
+    where `source` may also be one of the authors' hub ids (OFFICIAL_HUB_ID), fetched and converted once."""
+    source = source or os.environ.get("NVG_MODEL")
+    if isinstance(source, str) and OFFICIAL_HUB_ID.fullmatch(source):
+        source = fetch_official(source)
+    return NVGPipeline.from_pretrained(source, device=device, **kwargs)
