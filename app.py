@@ -56,7 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def private_temp_dir() -> Path:
     """One temp folder for everything this process writes (Gradio's cache and uploads, results, GIFs),
     removed at exit, Ctrl-C and SIGTERM included; under $GRADIO_TEMP_DIR when that is set (Spaces)."""
-    root = Path(tempfile.mkdtemp(prefix="nvg_studio_", dir=os.environ.get("GRADIO_TEMP_DIR")))
+    base = os.environ.get("GRADIO_TEMP_DIR")
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="nvg_studio_", dir=base))
     tempfile.tempdir = str(root)
     os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")
     atexit.register(shutil.rmtree, root, ignore_errors=True)

@@ -89,7 +89,7 @@ class ImageFiles:
         """`value` with every PIL image and GIF bytes in it (lists and tuples included) replaced by a file path."""
         if isinstance(value, Image.Image):
             buffer = io.BytesIO()
-            value.save(buffer, format="PNG", compress_level=1)
+            value.save(buffer, format="PNG")
             return self.path(buffer.getvalue(), ".png")
         if isinstance(value, bytes) and value[:6] in (b"GIF87a", b"GIF89a"):
             return self.path(value, ".gif")

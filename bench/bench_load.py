@@ -1,6 +1,6 @@
 """Many people at once: `python app.py` in a subprocess, N concurrent gradio_client sessions, then SIGTERM.
 
-Usage: python bench/bench_load.py [--sessions 20] [--rounds 5] [--rss-rounds 10] [--repo DIR]
+Usage: python bench/bench_load.py [--sessions 20] [--rounds 5] [--rss-rounds 10] [--repo DIR] [--concurrency N]
 
 Prints, for the load phase (every session generates `rounds` times and fetches the files it is sent): client errors, the median and worst wait per generation, whether every session saw only its own
 seeds and identical bytes for a repeated seed; for the memory phase: the server's RSS after each round of
@@ -49,12 +49,12 @@ def files_under(folder: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def start_server(repo: Path, temp: Path) -> tuple[subprocess.Popen, str]:
+def start_server(repo: Path, temp: Path, flags: list[str]) -> tuple[subprocess.Popen, str]:
     """The app on a free loopback port, its temp files (Gradio's cache included) under `temp`."""
     port = free_port()
     env = {**os.environ, "TMPDIR": str(temp), "GRADIO_TEMP_DIR": str(temp / "gradio"), "HF_HUB_OFFLINE": "1",
            "GRADIO_ANALYTICS_ENABLED": "False"}
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=repo, env=env,
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *flags], cwd=repo, env=env,
                               stdout=subprocess.DEVNULL, stderr=open(temp / "server.log", "w"))
     url = f"http://127.0.0.1:{port}/"
     for _ in range(600):
@@ -106,11 +106,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="generations per session in the load phase")
     parser.add_argument("--rss-rounds", type=int, default=10, help="rounds of `sessions` generations for the RSS figures")
     parser.add_argument("--repo", type=Path, default=ROOT, help="the checkout to serve (default: this one)")
+    parser.add_argument("--concurrency", type=int, default=None, help="passed to app.py (generations run at once)")
     args = parser.parse_args()
 
     temp = Path(tempfile.mkdtemp(prefix="nvg_load_"))
     (temp / "server").mkdir()
-    server, url = start_server(args.repo.resolve(), temp / "server")
+    server, url = start_server(args.repo.resolve(), temp / "server",
+                               ["--concurrency", str(args.concurrency)] if args.concurrency else [])
     print(f"serving {args.repo.resolve()} at {url}; server RSS after start {rss_mb(server.pid):.0f} MB")
     sessions = [Session(url, n) for n in range(args.sessions)]
 

@@ -2,8 +2,8 @@
 
 Usage: python bench/bench_uploads.py [--repo DIR]
 
-Each case runs in a fresh interpreter and prints its wall time and the peak RSS it added over the
-interpreter after imports. --repo measures another checkout (an older commit in a git worktree): where it
+Each case runs in a fresh interpreter and prints its wall time and its peak RSS over the RSS before it
+started (Linux: the peak is reset through /proc/self/clear_refs). --repo measures another checkout (an older commit in a git worktree): where it
 has no nvg_core.sketch, its app's numpy sketch snapping is measured instead, as the app ran it.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
-import resource, sys, time
+import sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 from nvg_core.images import load_image, to_pixels, to_rgb
@@ -26,14 +26,18 @@ kind, path = sys.argv[2], sys.argv[3]
 if kind == "reference":
     run = lambda: to_pixels(path, 64)
 else:
-    try:
+    import os
+    if os.path.exists(os.path.join(sys.argv[1], "nvg_core", "sketch.py")):
         from nvg_core.sketch import project_sketch
         run = lambda: project_sketch(path, 2)
-    except ImportError:  # an older checkout: the app's sketch handler on the decoded RGB array
+    else:  # an older checkout: the app's sketch handler on the decoded RGB array
         from app.handlers import sketch_regions
         from nvg_core.structure import project
         run = lambda: project(sketch_regions(np.asarray(to_rgb(load_image(path)))), 2)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def status(field):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
+open("/proc/self/clear_refs", "w").write("5")  # resets the peak (VmHWM) to the current RSS
+base = status("VmRSS:")
 start = time.perf_counter()
 try:
     run()
@@ -41,7 +45,7 @@ try:
 except ValueError as error:
     outcome = f"refused: {str(error)[:60]}"
 seconds = time.perf_counter() - start
-print(f"{seconds:.2f} {(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024:.0f} {outcome}")
+print(f"{seconds:.2f} {(status('VmHWM:') - base) / 1024:.0f} {outcome}")
 """
 
 
@@ -67,7 +71,7 @@ def main() -> None:
     for kind, path in cases:
         out = subprocess.run([sys.executable, "-c", PROBE, str(args.repo.resolve()), kind, str(path)],
                              capture_output=True, text=True, env={"OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"})
-        seconds, megabytes, outcome = (out.stdout.split(maxsplit=2) + ["?", "?", out.stderr.strip()[-80:]])[:3]
+        seconds, megabytes, outcome = (out.stdout.strip().split(maxsplit=2) + ["?", "?", out.stderr.strip()[-80:]])[:3]
         print(f"  {kind:<9} {path.name:<24} {path.stat().st_size / 1e6:6.2f} MB {seconds:>7} s {megabytes:>6} MB  {outcome}")
 
 
