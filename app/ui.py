@@ -139,7 +139,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                     sketch_btn = gr.Button("Generate from sketch", variant="primary")
             with gr.Tab("Reference"):
                 with gr.Row():
-                    reference = RawImage(type="filepath", label=f"Reference image (PNG, JPEG, WebP, GIF...; up to "
+                    reference = RawImage(type="filepath", elem_id="reference-image", label=f"Reference image (PNG, JPEG, WebP, GIF...; up to "
                                          f"{MAX_FILE_SIZE} and {MAX_PIXELS // 1_000_000} megapixels)")
                     reference_maps = gr.Gallery(label="Its structure at every stage", columns=S, height=200)
                 with gr.Row():

@@ -17,7 +17,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 from app.models import OFFICIAL_SOURCES, ModelStore  # noqa: E402
 from app.ui import MAX_FILE_SIZE, build_demo  # noqa: E402
 from hostile_files import hostile_files  # noqa: E402
-from nvg_core.pipeline import NVGPipeline  # noqa: E402
+from nvg_core.official import load_pipeline  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
@@ -29,7 +29,7 @@ FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-
 def page_url(tiny_pipeline):
     official = next(iter(OFFICIAL_SOURCES))  # not loadable offline: the picker must say so
     store = ModelStore({"tiny": "tiny", official: OFFICIAL_SOURCES[official]},  # classes known only once loaded
-                       loader=lambda source: tiny_pipeline if source == "tiny" else NVGPipeline.from_pretrained(source))
+                       loader=lambda source: tiny_pipeline if source == "tiny" else load_pipeline(source))
     demo = build_demo(store)
     demo.queue(default_concurrency_limit=2)
     with socket.socket() as s:
@@ -77,7 +77,7 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
         transparent = tmp_path / "transparent.png"
         transparent.write_bytes(hostile_files()["half transparent"][0])
         page.get_by_role("tab", name="Reference").click()
-        page.locator("input[type=file]").first.set_input_files(str(transparent))
+        page.locator("#reference-image input[type=file]").set_input_files(str(transparent))
         page.get_by_text("transparency composited on white").wait_for(timeout=60_000)
         page.screenshot(path=str(shots / "reference_transparent.png"), full_page=True)
 
