@@ -213,30 +213,34 @@ def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_cont
 # --------------------------------------------------------------------------------------------------
 
 
-def sketch_structure(pipe: NVGPipeline, drawing: dict | str | np.ndarray | None, stage: int):
-    """Project a sketch (the editor's dict, a file or an array) onto the nearest balanced tree up to `stage`."""
+def sketch_structure(pipe: NVGPipeline, drawing: dict | str | np.ndarray | None, stage: int, mode: str = "palette"):
+    """Project a sketch (the editor's dict, a file or an array) onto the nearest balanced tree up to `stage`;
+    mode "palette" reads regions filled with palette colours, "outline" closed strokes of any colour."""
     composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
     if composite is None:
         raise UserError("the sketch is empty: draw some regions first")
     stage = number(stage, "sketch_stage", whole=True)
+    if mode not in sketch.MODES:
+        raise UserError(f"the sketch mode must be one of {', '.join(sketch.MODES)}, got {str(mode)[:40]!r}")
     try:
-        return sketch.project_sketch(composite, stage, grid=pipe.transformer.config.grid_size,
+        return sketch.project_sketch(composite, stage, grid=pipe.transformer.config.grid_size, mode=mode,
                                      max_stage=LIMITS["sketch_stage"][1])
     except ValueError as error:
         raise UserError(f"the sketch cannot be used: {error}") from error
 
 
-def sketch_preview(pipe: NVGPipeline, drawing, stage: int) -> tuple[Image.Image, str]:
+def sketch_preview(pipe: NVGPipeline, drawing, stage: int, *, mode: str = "palette") -> tuple[Image.Image, str]:
     """The projected structure of a sketch and how well it keeps the drawn boundaries."""
-    projection = sketch_structure(pipe, drawing, stage)
+    projection = sketch_structure(pipe, drawing, stage, mode)
     return _tile(render_map(projection.labels[-1], len(projection.labels) - 1)), \
         f"agreement with the drawing: {projection.agreement:.0%}"
 
 
 def sketch_generate(pipe: NVGPipeline, drawing, stage: int, class_name: str, seed: float | None, num_images: int,
-                    content_guidance: float, structure_guidance: float, flow_steps: int, top_p: float = 0.5):
+                    content_guidance: float, structure_guidance: float, flow_steps: int, top_p: float = 0.5, *,
+                    mode: str = "palette"):
     """Images of a class whose structure up to `stage` is the projected sketch."""
-    projection = sketch_structure(pipe, drawing, stage)
+    projection = sketch_structure(pipe, drawing, stage, mode)
     class_id = class_of(pipe, class_name)
     seeds = seeds_for(seed, num_images)
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, structure=np.stack([projection.labels] * len(seeds)),

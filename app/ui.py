@@ -39,28 +39,36 @@ def _error(error: Exception) -> gr.Error:
 
 
 def _bind(store: ModelStore, fn: Callable, decorate: Callable, files: ImageFiles) -> Callable:
-    """fn(pipe, *inputs) as an event function of (*inputs, model): the session's model comes from the
-    store, errors show in the page as gr.Error (see _error), returned images become files (ImageFiles),
-    and a stream drives the progress bar stage by stage. The event function carries fn's parameter names,
-    so API users see them."""
-    params = list(inspect.signature(fn).parameters.values())[1:]
-    params.append(inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None))
+    """fn(pipe, *inputs, **later) as an event function of (*inputs, model, *later): the session's model comes
+    from the store, errors show in the page as gr.Error (see _error), returned images become files
+    (ImageFiles), and a stream drives the progress bar stage by stage. The event function carries fn's
+    parameter names, so API users see them; fn's keyword-only parameters (added after `model` existed) come
+    after `model`, so callers passing arguments by position are never silently reordered."""
+    signature = list(inspect.signature(fn).parameters.values())[1:]
+    inputs_ = [p for p in signature if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    later = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in signature if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    params = [*inputs_, inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None), *later]
+
+    def call(values: tuple) -> tuple:
+        """(pipe, positional inputs, keyword inputs) of the event's values."""
+        model = values[len(inputs_)]
+        return store.get(model), values[:len(inputs_)], {p.name: v for p, v in zip(later, values[len(inputs_) + 1:])}
+
     if inspect.isgeneratorfunction(fn):
-        def event(*inputs, progress=gr.Progress()):
-            *inputs, model = inputs
+        def event(*values, progress=gr.Progress()):
             try:
-                pipe = store.get(model)
-                for done, outputs in enumerate(fn(pipe, *inputs), start=1):
+                pipe, args, kwargs = call(values)
+                for done, outputs in enumerate(fn(pipe, *args, **kwargs), start=1):
                     progress((min(done, pipe.num_stages), pipe.num_stages), desc="stages", unit="stage")
                     yield files.replace(outputs)
             except Exception as error:
                 raise _error(error) from error
         params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
     else:
-        def event(*inputs):
-            *inputs, model = inputs
+        def event(*values):
             try:
-                return files.replace(fn(store.get(model), *inputs))
+                pipe, args, kwargs = call(values)
+                return files.replace(fn(pipe, *args, **kwargs))
             except Exception as error:
                 raise _error(error) from error
     event.__signature__ = inspect.Signature(params)
@@ -132,7 +140,11 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                                             brush=gr.Brush(colors=list(PALETTE[1:]), color_mode="fixed"),
                                             eraser=gr.Eraser(), sources=(), label="Layout")
                     projected = gr.Image(label="Projected balanced structure", type="pil")
-                sketch_stage = slider("sketch_stage", 2, "The drawing applies to stage")
+                with gr.Row():
+                    sketch_stage = slider("sketch_stage", 2, "The drawing applies to stage")
+                    sketch_mode = gr.Radio([("filled regions in palette colours", "palette"),
+                                            ("outlines: closed strokes of any colour", "outline")],
+                                           value="palette", label="The drawing is")
                 gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("sketch_*.png"))], [sketch], label="Example layouts")
                 with gr.Row():
                     preview_btn = gr.Button("Show projected structure")
@@ -204,9 +216,9 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         generate_btn.click(bind(handlers.generate), [*common, model], [strip, images, state, status], api_name="generate")
         strip.select(_stage_of_strip_item, None, stage, api_visibility="private")
         images.select(_selected_item, None, index, api_visibility="private")  # view that image's stages
-        preview_btn.click(bind(handlers.sketch_preview), [sketch, sketch_stage, model], [projected, status],
+        preview_btn.click(bind(handlers.sketch_preview), [sketch, sketch_stage, model, sketch_mode], [projected, status],
                           api_name="sketch_preview")
-        sketch_btn.click(bind(handlers.sketch_generate), [sketch, sketch_stage, *common, model],
+        sketch_btn.click(bind(handlers.sketch_generate), [sketch, sketch_stage, *common, model, sketch_mode],
                          [projected, images, state, status], api_name="sketch_generate")
         reference.upload(bind(handlers.extract_structure), [reference, model], [reference_maps, status],
                          api_name="extract_structure")

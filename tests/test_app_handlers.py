@@ -90,6 +90,16 @@ def test_sketch_is_projected_and_followed(tiny_pipeline):
     assert (state["result"].labels_BSN[:, :3].numpy() == projection.labels).all() and len(images) == 2
 
 
+def test_outline_sketches_are_read_in_outline_mode(tiny_pipeline):
+    import cv2
+    canvas = np.full((256, 256, 3), 255, np.uint8)
+    cv2.circle(canvas, (128, 128), 80, (0, 0, 0), 5, cv2.LINE_AA)
+    picture, text = handlers.sketch_preview(tiny_pipeline, {"composite": canvas}, 2, mode="outline")
+    assert "agreement" in text
+    with pytest.raises(handlers.UserError, match="sketch mode must be one of"):
+        handlers.sketch_preview(tiny_pipeline, {"composite": canvas}, 2, mode="crayon")
+
+
 @pytest.mark.parametrize("sketch, stage, message", [
     (None, 2, "empty"),
     ({"composite": np.full((32, 32, 3), 255, np.uint8)}, 2, "single region"),

@@ -64,6 +64,38 @@ def test_sketch_endpoints_take_the_editor_dict(url, tmp_path):
     assert len(images) == 1 and "agreement" in status
 
 
+def test_endpoint_parameter_lists_are_pinned(url):
+    """Callers pass arguments by position: a parameter may only ever be added at the end."""
+    common = ["class_name", "seed", "num_images", "content_guidance", "structure_guidance", "flow_steps", "top_p"]
+    expected = {
+        "/generate": [*common, "model"],
+        "/regenerate": ["keep_stage", "keep_content", "num_variations", "class_name", "seed", "content_guidance",
+                        "structure_guidance", "flow_steps", "top_p", "index", "model"],
+        "/sketch_preview": ["drawing", "stage", "model", "mode"],
+        "/sketch_generate": ["drawing", "stage", *common, "model", "mode"],
+        "/extract_structure": ["image_path", "model"],
+        "/reference_generate": ["image_path", "structure_stage", "content_stage", *common, "model"],
+    }
+    api = Client(url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {name: [p["parameter_name"] for p in api[name]["parameters"]] for name in expected} == expected
+
+
+def test_outline_mode_is_the_last_sketch_parameter(url, tmp_path):
+    canvas = np.full((128, 128, 3), 255, np.uint8)
+    canvas[30:34, 20:100] = 0
+    canvas[90:94, 20:100] = 0
+    canvas[30:94, 20:24] = 0
+    canvas[30:94, 96:100] = 0  # a closed black box outline
+    path = tmp_path / "outline.png"
+    Image.fromarray(canvas).save(path)
+    sketch = {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
+    client = Client(url, verbose=False)
+    _, text = client.predict(sketch, 2, None, "outline", api_name="/sketch_preview")
+    assert "agreement" in text
+    with pytest.raises(Exception, match="'crayon'.*not in the list of choices"):  # Gradio's own clear check
+        client.predict(sketch, 2, None, "crayon", api_name="/sketch_preview")
+
+
 def test_reference_endpoints(url, tmp_path):
     path = tmp_path / "ref.jpg"
     Image.fromarray(np.random.default_rng(2).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
