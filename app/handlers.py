@@ -220,8 +220,6 @@ def sketch_structure(pipe: NVGPipeline, drawing: dict | str | np.ndarray | None,
     if composite is None:
         raise UserError("the sketch is empty: draw some regions first")
     stage = number(stage, "sketch_stage", whole=True)
-    if mode not in sketch.MODES:
-        raise UserError(f"the sketch mode must be one of {', '.join(sketch.MODES)}, got {str(mode)[:40]!r}")
     try:
         return sketch.project_sketch(composite, stage, grid=pipe.transformer.config.grid_size, mode=mode,
                                      max_stage=LIMITS["sketch_stage"][1])

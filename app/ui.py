@@ -133,7 +133,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 gr.Markdown("Each stage's structure map and canvas appear as they are made; click one to view it below.")
                 strip = gr.Gallery(label="Stages", columns=2 * S, height=200, allow_preview=False)
             with gr.Tab("Sketch"):
-                gr.Markdown("Paint regions with the palette colours (white is a region too); the drawing becomes "
+                gr.Markdown("Paint regions with the palette colours (white is a region too), or draw closed outlines "
+                            "(choose which below); the drawing becomes "
                             "the structure of the chosen stage.")
                 with gr.Row():
                     sketch = RawImageEditor(value=_white_canvas(), type="filepath", canvas_size=(256, 256),

@@ -19,6 +19,7 @@ def _model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_generate(sub) -> None:
+    from .sketch import MODES
     p = sub.add_parser("generate", help="generate images of a class",
                        description="Generate images of one class, coarse to fine, and save the final image "
                                    "(and optionally a strip with every stage's structure map and canvas).")
@@ -34,7 +35,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--sketch", type=Path, default=None,
                    help="a layout drawing whose regions become the structure up to --sketch-stage")
     p.add_argument("--sketch-stage", type=int, default=2, help="the stage the sketch applies to (1-4, default 2)")
-    p.add_argument("--sketch-mode", choices=("palette", "outline"), default="palette",
+    p.add_argument("--sketch-mode", choices=MODES, default="palette",
                    help="palette: regions filled with the app's palette colours; outline: closed strokes of any colour")
     p.add_argument("--out", required=True, type=Path, help="output PNG (with several images: NAME_0.png, ...)")
     p.add_argument("--stages-out", type=Path, default=None, help="also save a PNG strip of every stage")

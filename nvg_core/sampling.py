@@ -394,12 +394,12 @@ def result_from_stages(stages: Sequence[StageOutput], class_labels_BS: torch.Ten
 def generate(model, tokenizer, class_labels: torch.Tensor, generator: Generators = None,
              options: SamplingOptions | None = None, structure_BSN: torch.Tensor | None = None,
              ids: Sequence[torch.Tensor] | None = None, structure_noise: torch.Tensor | None = None,
-             on_stage: Callable[[StageOutput], None] | None = None, preview: bool = False) -> NVGResult:
+             on_stage: Callable[[StageOutput], None] | None = None) -> NVGResult:
     """Run every stage (see iter_stages for the arguments) and decode the final canvas. on_stage (a progress
-    bar, a diffusers callback) sees each StageOutput as it is made; preview decodes each stage's canvas."""
+    bar, a diffusers callback) sees each StageOutput as it is made."""
     stages = []
-    for stage in iter_stages(model, tokenizer, class_labels, generator, options, structure_BSN, ids, preview,
-                             structure_noise):
+    for stage in iter_stages(model, tokenizer, class_labels, generator, options, structure_BSN, ids,
+                             structure_noise=structure_noise):
         stages.append(stage)
         if on_stage is not None:
             on_stage(stage)
