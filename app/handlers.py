@@ -231,7 +231,7 @@ def sketch_preview(pipe: NVGPipeline, drawing, stage: int, *, mode: str = "palet
     """The projected structure of a sketch and how well it keeps the drawn boundaries."""
     projection = sketch_structure(pipe, drawing, stage, mode)
     return _tile(render_map(projection.labels[-1], len(projection.labels) - 1)), \
-        f"agreement with the drawing: {projection.agreement:.0%}"
+        projection.summary()
 
 
 def sketch_generate(pipe: NVGPipeline, drawing, stage: int, class_name: str, seed: float | None, num_images: int,
@@ -244,7 +244,7 @@ def sketch_generate(pipe: NVGPipeline, drawing, stage: int, class_name: str, see
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, structure=np.stack([projection.labels] * len(seeds)),
                            options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     return (_tile(render_map(projection.labels[-1], len(projection.labels) - 1)), to_pil(result.images),
-            _state(pipe, result, seeds), f"agreement with the drawing: {projection.agreement:.0%}; {_made(pipe, class_id, seeds)}")
+            _state(pipe, result, seeds), f"{projection.summary()}; {_made(pipe, class_id, seeds)}")
 
 
 # --------------------------------------------------------------------------------------------------

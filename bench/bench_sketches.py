@@ -6,7 +6,8 @@ Each sketch is drawn at 512 px with anti-aliased dark strokes of 3, 6 and 12 px 
 filled region map it means (the truth). nvg_core.sketch reads the drawing in outline mode and projects
 it onto the balanced tree of each stage; the printed agreement is the share of grid cells whose cluster's
 majority intended region is their own (cluster purity against the truth, the measure Projection.agreement
-uses against the extracted regions). --out saves each drawing and its stage-3 projection as PNGs.
+uses against the extracted regions), beside its ceiling: the most any balanced tree of that stage can
+reach for the truth (a region smaller than the stage's clusters cannot own one). --out saves each drawing and its stage-3 projection as PNGs.
 """
 
 import argparse
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from nvg_core.sketch import project_sketch, sketch_regions
-from nvg_core.structure import _to_grid, agreement, render_map
+from nvg_core.structure import _to_grid, agreement, agreement_ceiling, render_map
 
 SIZE = 512
 INK = (30, 30, 30)
@@ -80,14 +81,15 @@ def main() -> None:
     args = parser.parse_args()
     widths = (3, 6, 12)
     print(f"outline sketches at {SIZE} px; agreement with the intended layout at stages 1 / 2 / 3, per stroke width")
-    for name in everyday_sketches(3):
-        row = []
+    for name, (_, truth) in everyday_sketches(3).items():
+        ceilings = [agreement_ceiling(_to_grid(truth, 16), s) for s in (1, 2, 3)]
+        row = ["ceiling " + " / ".join(f"{x:.2f}" for x in ceilings)]
         for width in widths:
             drawing, truth = everyday_sketches(width)[name]
             truth_N = _to_grid(truth, 16).ravel()
             found = len(np.unique(sketch_regions(drawing, mode="outline")))
             scores = [agreement(project_sketch(drawing, s, mode="outline").labels[-1], truth_N) for s in (1, 2, 3)]
-            row.append(f"{width:>2} px: " + " / ".join(f"{x:.2f}" for x in scores) + f" ({found} regions)")
+            row.append(f"{width:>2} px " + " / ".join(f"{x:.2f}" for x in scores) + f" ({found} regions)")
             if args.out is not None and width == 6:
                 args.out.mkdir(parents=True, exist_ok=True)
                 labels_N = project_sketch(drawing, 3, mode="outline").labels[-1]

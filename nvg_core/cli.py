@@ -137,7 +137,7 @@ def _run_generate(args) -> None:
         from .sketch import project_sketch
         projection = project_sketch(args.sketch, args.sketch_stage, grid=pipe.transformer.config.grid_size,
                                     mode=args.sketch_mode)
-        print(f"sketch projected to stage {args.sketch_stage}: agreement with the drawing {projection.agreement:.0%}")
+        print(f"sketch projected to stage {args.sketch_stage}: {projection.summary()}")
         structure = [projection.labels] * len(seeds)
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options, structure=structure)
     images = to_pil(result.images)

@@ -159,11 +159,21 @@ class Projection:
     regions: (G, G) the drawn regions resampled to the grid (values 0..R-1, by first appearance).
     agreement: the fraction of grid cells whose stage-`stage` cluster has the cell's own region as its
     majority region (1.0 = every drawn boundary survived).
+    ceiling: the highest agreement any balanced tree reaches at that stage (agreement_ceiling).
     """
 
     labels: np.ndarray
     regions: np.ndarray
     agreement: float
+    ceiling: float
+
+    def summary(self) -> str:
+        """One line for people: the agreement, and the stage's ceiling when the drawing is finer than it."""
+        text = f"agreement with the drawing: {self.agreement:.0%}"
+        if self.ceiling < 1:
+            text += (f" (at most {self.ceiling:.0%} at stage {len(self.labels) - 1}: its clusters are too large for "
+                     "the smaller regions; a later stage keeps more)")
+        return text
 
 
 def _to_grid(region_map_HW: np.ndarray, grid: int) -> np.ndarray:
@@ -188,14 +198,23 @@ def _renumber(regions_GG: np.ndarray) -> np.ndarray:
     return order[inverse].reshape(regions_GG.shape)
 
 
-def _subset_closest(sizes: list[int], target: int) -> list[int]:
-    """Indices of a subset of `sizes` whose sum is closest to `target` (ties: the smaller sum)."""
-    reachable = {0: []}
-    for idx, size in enumerate(sizes):
-        for total, chosen in list(reachable.items()):
-            reachable.setdefault(total + size, chosen + [idx])
-    best = min(reachable, key=lambda total: (abs(total - target), total))
-    return reachable[best]
+def _ceiling_cells(counts_R: np.ndarray, bins: int) -> int:
+    """The most cells `bins` equal clusters can hold under their majority region (the purity ceiling).
+
+    Each region fills whole clusters, then its remainder can be one cluster's majority; the best `bins` of
+    those gains bound what any split can reach, since clusters need not be connected."""
+    size = int(counts_R.sum()) // bins
+    gains = [size] * int((counts_R // size).sum()) + [int(r) for r in counts_R % size if r]
+    return sum(sorted(gains, reverse=True)[:bins])
+
+
+def agreement_ceiling(regions_N: np.ndarray, stage: int) -> float:
+    """The highest agreement any balanced tree can reach at `stage` for a region map on the grid.
+
+    A region smaller than a stage's cluster cannot own one: a disc on a quarter of the image agrees at
+    most 0.77 at stage 1, however it is split. project() reaches this ceiling on everyday layouts."""
+    counts_R = np.unique(np.asarray(regions_N).ravel(), return_counts=True)[1]
+    return _ceiling_cells(counts_R, 2**stage) / counts_R.sum()
 
 
 def _split_spatially(positions: np.ndarray, coords_P2: np.ndarray, take: int, towards: np.ndarray | None) -> np.ndarray:
@@ -213,21 +232,57 @@ def _split_spatially(positions: np.ndarray, coords_P2: np.ndarray, take: int, to
     return positions[order[:take]]
 
 
-def _bisect(positions: np.ndarray, regions_P: np.ndarray, coords_P2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split a cluster into two equal halves that keep whole drawn regions together where possible."""
+MAX_SUBSET_REGIONS = 10  # clusters holding more regions try only the subsets built greedily by size
+
+
+def _candidate_halves(sizes_R: np.ndarray) -> list[np.ndarray]:
+    """Ways to halve a cluster by region counts: (R,) cells of each region that go to the first half.
+
+    A subset of whole regions no larger than half, topped up from one donor region (or several, largest
+    first, when no single one is enough)."""
+    half, R = int(sizes_R.sum()) // 2, len(sizes_R)
+    if R <= MAX_SUBSET_REGIONS:
+        subsets = [np.array([(bits >> r) & 1 for r in range(R)], bool) for bits in range(2**R)]
+    else:
+        order = np.argsort(-sizes_R, kind="stable")
+        subsets = [np.isin(np.arange(R), order[:k]) for k in range(R + 1)]
+    out = []
+    for chosen_R in subsets:
+        if sizes_R[chosen_R].sum() > half:
+            continue
+        for donor in np.flatnonzero(~chosen_R):
+            take_R = np.where(chosen_R, sizes_R, 0)
+            for r in [donor] + [r for r in np.argsort(-sizes_R, kind="stable") if r != donor and not chosen_R[r]]:
+                take_R[r] += min(sizes_R[r], half - take_R.sum())
+            out.append(take_R)
+    return out
+
+
+def _bisect(positions: np.ndarray, regions_P: np.ndarray, coords_P2: np.ndarray,
+            depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split a cluster into two equal halves whose subtrees, `depth` stages further, can agree best.
+
+    Among the ways to keep whole regions together (and take the shortfall from a donor region at the
+    cells nearest the chosen side), pick the one whose halves have the highest purity ceiling after
+    `depth` more splits; ties go to the fewest cells moved, then to the largest donor. A single region is halved across its
+    long axis."""
     half = len(positions) // 2
-    region_ids, sizes = np.unique(regions_P[positions], return_counts=True)
+    region_ids, sizes_R = np.unique(regions_P[positions], return_counts=True)
     if len(region_ids) == 1:
         side = _split_spatially(positions, coords_P2, half, towards=None)
     else:
-        in_chosen = np.isin(regions_P[positions], region_ids[_subset_closest(sizes.tolist(), half)])
-        side, other = positions[in_chosen], positions[~in_chosen]
-        if len(side) > half:
-            side, other = other, side
-        if len(side) < half:  # the largest region across the cut lends its cells nearest to this side
-            other_ids, other_sizes = np.unique(regions_P[other], return_counts=True)
-            donor = other[regions_P[other] == other_ids[other_sizes.argmax()]]
-            side = np.concatenate([side, _split_spatially(donor, coords_P2, half - len(side), towards=side)])
+        bins = 2**depth
+
+        def score(take_R: np.ndarray) -> tuple:
+            split_R = (take_R > 0) & (take_R < sizes_R)
+            return (_ceiling_cells(take_R[take_R > 0], bins) + _ceiling_cells((sizes_R - take_R)[sizes_R > take_R], bins),
+                    -split_R.sum(), -take_R[split_R].sum(), sizes_R[split_R].max(initial=0))
+
+        take_R = max(_candidate_halves(sizes_R), key=score)
+        side = positions[np.isin(regions_P[positions], region_ids[take_R == sizes_R])]
+        for r in np.flatnonzero((take_R > 0) & (take_R < sizes_R)):
+            donor = positions[regions_P[positions] == region_ids[r]]
+            side = np.concatenate([side, _split_spatially(donor, coords_P2, int(take_R[r]), towards=side)])
     rest = np.setdiff1d(positions, side)
     return (side, rest) if side.min() < rest.min() else (rest, side)
 
@@ -236,10 +291,10 @@ def project(region_map_HW: np.ndarray, stage: int, grid: int = 16) -> Projection
     """Fit the nearest balanced tree (stages 0..`stage`) to a region map of any size and region count.
 
     The map is resampled to the grid by majority vote, then split top-down: each cluster is halved so
-    that whole regions stay together (a subset of regions whose area is closest to half), the shortfall
-    taken from the largest remaining region at the cells nearest the chosen side, and clusters holding
-    a single region are halved across their long axis. Any number of regions and areas is accepted;
-    boundaries are kept as well as equal halves allow, and `agreement` says how well.
+    that whole regions stay together and the halves can still reach the best agreement at `stage`
+    (agreement_ceiling), the shortfall taken from a donor region at the cells nearest the chosen side;
+    clusters holding a single region are halved across their long axis. Any number of regions and
+    areas is accepted; `agreement` says how well the boundaries survived.
     """
     region_map_HW = np.asarray(region_map_HW)
     if region_map_HW.ndim != 2 or region_map_HW.size == 0:
@@ -254,11 +309,11 @@ def project(region_map_HW: np.ndarray, stage: int, grid: int = 16) -> Projection
     for i in range(1, stage + 1):
         children = []
         for parent, members in enumerate(clusters):
-            side_a, side_b = _bisect(members, regions_P, coords_P2)
+            side_a, side_b = _bisect(members, regions_P, coords_P2, depth=stage - i)
             labels[i, side_a], labels[i, side_b] = 2 * parent, 2 * parent + 1
             children += [side_a, side_b]
         clusters = children
-    return Projection(labels, regions_GG, agreement(labels[-1], regions_P))
+    return Projection(labels, regions_GG, agreement(labels[-1], regions_P), agreement_ceiling(regions_P, stage))
 
 
 def agreement(labels_N: np.ndarray, regions_N: np.ndarray) -> float:
@@ -297,12 +352,17 @@ def render_map(labels_N: np.ndarray | torch.Tensor, stage: int, size: int = 256)
 
 
 def draw_boundaries(image_HW3: np.ndarray, labels_N: np.ndarray | torch.Tensor,
-                    colour: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """Copy of a uint8 image with the cluster boundaries of a map (on the latent grid) drawn over it."""
+                    colour: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Copy of a uint8 image with the cluster boundaries of a map (on the latent grid) drawn over it.
+
+    The default colour contrasts with the image: near-black on light images (most emoji), white on dark.
+    (cv2.findContours + polylines looked no better here: the same 1 px lines plus a frame at the border.)"""
     labels_N = np.asarray(labels_N.cpu() if isinstance(labels_N, torch.Tensor) else labels_N).ravel()
     grid = math.isqrt(len(labels_N))
     H, W = image_HW3.shape[:2]
     labels_HW = labels_N.reshape(grid, grid)[np.arange(H) * grid // H][:, np.arange(W) * grid // W]
     out = np.array(image_HW3, dtype=np.uint8, copy=True)
+    if colour is None:
+        colour = (32, 32, 32) if out.mean() > 140 else (255, 255, 255)
     out[find_boundaries(labels_HW, mode="inner")] = colour
     return out

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nvg_core.structure import (agreement, bit_codes, build_tree, draw_boundaries, num_stages, palette,
+from nvg_core.structure import (agreement, agreement_ceiling, bit_codes, build_tree, draw_boundaries, num_stages, palette,
                                 project, render_map, validate)
 
 
@@ -149,6 +149,30 @@ def test_project_handles_many_regions_and_agreement_grows_with_stage():
     assert 0 <= scores[1] < 0.5
 
 
+def three_boxes():
+    regions = np.zeros((16, 16), np.int64)
+    regions[1:6, 1:7], regions[1:6, 9:15], regions[9:13, 1:14] = 1, 2, 3  # 30, 30 and 52 cells
+    return regions
+
+
+def test_agreement_ceiling_counts_what_equal_clusters_can_hold():
+    # 142 background cells fill 2 of 4 clusters (14 left over); then the 52-cell box and one 30-cell box
+    # can each be a cluster's majority: (128 + 52 + 30) / 256.
+    assert agreement_ceiling(three_boxes(), 2) == 210 / 256
+    assert agreement_ceiling(three_boxes(), 1) == (128 + 52) / 256
+    assert agreement_ceiling(three_boxes(), 8) == 1.0
+    assert agreement_ceiling(np.zeros(256), 3) == 1.0
+
+
+@pytest.mark.parametrize("stage, expected", [(1, 180), (2, 210), (3, 240), (4, 252)])
+def test_project_reaches_the_ceiling_on_three_boxes(stage, expected):
+    """Halving by the closest-to-half subset alone gave 206, 234 and 250 at stages 2-4: the spare
+    background cells went with the small boxes and the big box lost cells instead."""
+    result = project(three_boxes(), stage)
+    validate(result.labels)
+    assert result.agreement == agreement_ceiling(three_boxes(), stage) == expected / 256
+
+
 def test_project_splits_single_regions_into_compact_halves():
     labels = project(np.zeros((16, 16)), 2).labels
     for cluster in range(4):
@@ -186,3 +210,5 @@ def test_render_map_and_boundaries_have_image_shapes():
     over = draw_boundaries(base, labels[1], colour=(255, 0, 0))
     assert over.shape == base.shape and (over == [255, 0, 0]).all(-1).any() and not base.any()
     assert not draw_boundaries(base, labels[0]).any()  # one cluster: no boundary
+    on_dark, on_light = draw_boundaries(base, labels[1]), draw_boundaries(base + 230, labels[1])
+    assert on_dark.max() == 255 and on_light.min() == 32  # the default colour contrasts with the image
