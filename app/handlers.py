@@ -18,6 +18,7 @@ from PIL import Image
 
 from nvg_core import sketch
 from nvg_core.images import read_image, to_pil
+from nvg_core.locks import Locks
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import NVGResult, SamplingOptions, result_from_stages, slow_then_fast_schedule
 from nvg_core.structure import draw_boundaries, render_map
@@ -241,7 +242,7 @@ def sketch_generate(pipe: NVGPipeline, drawing, stage: int, class_name: str, see
     projection = sketch_structure(pipe, drawing, stage, mode)
     class_id = class_of(pipe, class_name)
     seeds = seeds_for(seed, num_images)
-    result = pipe.generate([class_id] * len(seeds), seeds=seeds, structure=np.stack([projection.labels] * len(seeds)),
+    result = pipe.generate([class_id] * len(seeds), seeds=seeds, locks=Locks.from_structure(projection.labels),
                            options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     return (_tile(render_map(projection.labels[-1], len(projection.labels) - 1)), to_pil(result.images),
             _state(pipe, result, seeds), f"{projection.summary()}; {_made(pipe, class_id, seeds)}")
@@ -285,9 +286,7 @@ def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stag
     class_id = class_of(pipe, class_name)
     seeds = seeds_for(seed, num_images)
     tokens = pipe.encode(image)
-    n = len(seeds)
-    result = pipe.generate([class_id] * n, seeds=seeds, structure=tokens.labels_BSN[:, :k + 1].expand(n, -1, -1).cpu(),
-                           ids=[ids.expand(n, -1) for ids in tokens.ids[:j + 1]],
+    result = pipe.generate([class_id] * len(seeds), seeds=seeds, locks=Locks.from_result(tokens, k, content_up_to=j),
                            options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     kept = f"structure of stages 0..{k}" + (f", content of stages 0..{j}" if j >= 0 else "")
     status = f"kept the reference's {kept}; {_made(pipe, class_id, seeds)}" + (f" ({note})" if note else "")

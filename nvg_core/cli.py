@@ -132,14 +132,15 @@ def _run_generate(args) -> None:
                  "structure_guidance": args.structure_guidance and linear_schedule(*args.structure_guidance, S)}
     options = dataclasses.replace(pipe.default_options, **{k: v for k, v in overrides.items() if v is not None})
     seeds = [args.seed + i for i in range(args.num_images)]
-    structure = None
+    locks = None
     if args.sketch:
+        from .locks import Locks
         from .sketch import project_sketch
         projection = project_sketch(args.sketch, args.sketch_stage, grid=pipe.transformer.config.grid_size,
                                     mode=args.sketch_mode)
         print(f"sketch projected to stage {args.sketch_stage}: {projection.summary()}")
-        structure = [projection.labels] * len(seeds)
-    result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options, structure=structure)
+        locks = Locks.from_structure(projection.labels)
+    result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options, locks=locks)
     images = to_pil(result.images)
     paths = [args.out] if len(images) == 1 else [args.out.with_name(f"{args.out.stem}_{i}{args.out.suffix}") for i in range(len(images))]
     for image, path, seed in zip(images, paths, seeds):

@@ -41,6 +41,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from .data.emoji import CLASSES, EmojiDataset, load_emoji_dataset, split_by_emoji
 from .images import to_uint8
+from .locks import Locks
 from .metrics import (EmojiNet, adjusted_rand_index, embed_images, frechet_distance, kid, nearest_neighbour_distance,
                       precision_recall)
 from .pipeline import BUNDLED_MODEL, NVGPipeline
@@ -70,7 +71,7 @@ def generate_images(pipe: NVGPipeline, classes_N: np.ndarray, seeds_N: np.ndarra
     for start in range(0, len(classes_N), SAMPLE_BATCH):
         part = slice(start, start + SAMPLE_BATCH)
         result = pipe.generate(classes_N[part].tolist(), seeds=seeds_N[part].tolist(), options=options,
-                               structure=None if structure_NSP is None else structure_NSP[part])
+                               locks=None if structure_NSP is None else Locks.from_structure(structure_NSP[part]))
         images.append(to_uint8(result.images))
     return np.concatenate(images)
 
@@ -195,8 +196,7 @@ def lock_and_swap(pipe: NVGPipeline, sources: NVGResult, locked: int, class_b_B:
     index=i) for every image i in one batch: stages <= locked keep their structure, codes and class."""
     classes_BS = torch.as_tensor(class_b_B)[:, None].repeat(1, pipe.num_stages)
     classes_BS[:, :locked + 1] = sources.class_labels_BS[:, :locked + 1].cpu()
-    return pipe.generate(classes_BS, seeds=seeds_B.tolist(), options=options,
-                         structure=sources.labels_BSN[:, :locked + 1], ids=sources.ids[:locked + 1])
+    return pipe.generate(classes_BS, seeds=seeds_B.tolist(), options=options, locks=Locks.from_result(sources, locked))
 
 
 def class_swap(pipe: NVGPipeline, evaluator: EmojiNet, class_a_P: np.ndarray, class_b_P: np.ndarray, seed: int,

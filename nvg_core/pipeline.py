@@ -4,8 +4,9 @@
     images = pipe(class_labels=["fruit"], generator=torch.Generator().manual_seed(0)).images
     for stage in pipe.iter_stages(["fruit"], seeds=[0]): ...          # stage by stage, with previews
     maps = pipe.extract_structure(reference_image)                    # every stage's structure map
-    result = pipe.generate(["fruit"], seeds=[1], structure=maps[None, :4])  # reuse stages 0..3
+    result = pipe.generate(["fruit"], seeds=[1], locks=Locks.from_structure(maps[:4]))  # reuse stages 0..3
     variations = pipe.regenerate(result, from_stage=4, num_variations=4, class_labels=["flower"])
+    edited = pipe.regenerate(result, from_stage=3, mask=mask_HW, num_variations=4)     # only under the mask
 
 A model folder is a diffusers pipeline folder: model_index.json (the registered modules, the class names,
 the sampling defaults and the name) and one subfolder per network, tokenizer/ and transformer/, each with
@@ -33,6 +34,7 @@ from diffusers.utils import BaseOutput, is_accelerate_available
 from PIL import Image
 
 from .images import to_pil, to_pixels, to_uint8
+from .locks import Locks
 from .sampling import (Generators, NVGResult, SamplingOptions, StageOutput, class_schedule, generate,
                        iter_stages)
 from .structure import draw_boundaries, render_map
@@ -170,12 +172,10 @@ class NVGPipeline(DiffusionPipeline):
         """One CPU generator per image: a seed gives the same image whatever the batch or device."""
         return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
-    def _inputs(self, class_labels, seeds, generator, options, structure) -> tuple:
-        """Sampler arguments shared by iter_stages and generate: class ids, generators, options, structure."""
+    def _inputs(self, class_labels, seeds, generator, options) -> tuple:
+        """Sampler arguments shared by iter_stages and generate: class ids, generators, options."""
         class_B = self.class_ids(class_labels)
-        options = options or self.default_options
-        structure_BSN = None if structure is None else torch.as_tensor(np.asarray(structure), dtype=torch.long)
-        return class_B, self._generators(len(class_B), seeds, generator), options, structure_BSN
+        return class_B, self._generators(len(class_B), seeds, generator), options or self.default_options
 
     def _generators(self, batch: int, seeds: Sequence[int] | None, generator: Generators) -> Generators:
         if seeds is not None:
@@ -189,34 +189,32 @@ class NVGPipeline(DiffusionPipeline):
     # ---------------------------------------------------------------------------------------------
 
     def iter_stages(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
-                    options: SamplingOptions | None = None, structure: torch.Tensor | np.ndarray | None = None,
-                    ids: Sequence[torch.Tensor] | None = None, preview: bool = True,
+                    options: SamplingOptions | None = None, locks: Locks | None = None, preview: bool = True,
                     structure_noise: torch.Tensor | None = None) -> Iterator[StageOutput]:
         """Stage-by-stage generation (see sampling.iter_stages); previews are decoded when asked."""
-        return iter_stages(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options, structure),
-                           ids, preview, structure_noise)
+        return iter_stages(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options),
+                           locks, preview, structure_noise)
 
     def generate(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
-                 options: SamplingOptions | None = None, structure: torch.Tensor | np.ndarray | None = None,
-                 ids: Sequence[torch.Tensor] | None = None, structure_noise: torch.Tensor | None = None,
+                 options: SamplingOptions | None = None, locks: Locks | None = None,
+                 structure_noise: torch.Tensor | None = None,
                  on_stage: Callable[[StageOutput], None] | None = None) -> NVGResult:
-        """Generate images; `structure` imposes maps on stages 0..k, `ids` codes on stages 0..j, and
-        `structure_noise` (B, N, D) replaces the drawn start noise of the structure flows; on_stage sees
-        every StageOutput as it is made."""
-        return generate(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options, structure),
-                        ids, structure_noise, on_stage)
+        """Generate images; `locks` keeps maps and codes of a source (nvg_core.locks.Locks), `structure_noise`
+        (B, N, D) replaces the drawn start noise of the structure flows; on_stage sees every StageOutput."""
+        return generate(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options),
+                        locks, structure_noise, on_stage)
 
     def __call__(self, class_labels, generator: Generators = None, output_type: str = "pil", return_dict: bool = True,
                  callback_on_step_end: Callable[[NVGPipeline, int, int, dict[str, Any]], dict] | None = None,
                  callback_on_step_end_tensor_inputs: Sequence[str] = ("canvas_BNC",),
                  **kwargs) -> NVGPipelineOutput | tuple:
         """diffusers-style call: images of the given classes (names or ids); other keyword arguments as in
-        generate (seeds, options, structure, ids, structure_noise). return_dict=False gives (images, result).
+        generate (seeds, options, locks, structure_noise). return_dict=False gives (images, result).
 
         One NVG stage is one diffusers step: the progress bar counts stages, and after each stage
         callback_on_step_end(pipe, step_index, timestep, callback_kwargs) is called with step_index = timestep
         = the stage and the requested StageOutput fields (CALLBACK_TENSOR_INPUTS; "images" decodes the canvas).
-        What it returns is not fed back (the stage iterator owns the state): steer a run with structure or ids.
+        What it returns is not fed back (the stage iterator owns the state): steer a run with locks.
         """
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
@@ -238,27 +236,31 @@ class NVGPipeline(DiffusionPipeline):
 
     def regenerate(self, result: NVGResult, from_stage: int, keep_content: bool = True, class_labels=None,
                    num_variations: int = 1, seeds: Sequence[int] | None = None, index: int = 0,
-                   options: SamplingOptions | None = None) -> NVGResult:
-        """Keep stages 0..from_stage-1 of image `index` of `result` and resample the rest as variations.
+                   options: SamplingOptions | None = None, mask: np.ndarray | None = None,
+                   locks: Locks | None = None) -> NVGResult:
+        """Variations of image `index` of `result` that keep part of it (seeds default to fresh random ones).
 
-        keep_content=False keeps only the structure maps of those stages (their content is resampled).
-        class_labels (one class) swaps the class: it is used for every resampled stage.
+        Without a mask: keep stages 0..from_stage-1 (keep_content=False: only their maps) and resample the
+        rest. With a mask (H, W), any size, nonzero = painted: keep everything except the stage-from_stage
+        clusters under the mask, which are resampled from that stage on (Locks.from_mask). Or pass any
+        `locks` made from this image. class_labels (one class) is used from from_stage on: a class swap,
+        global without a mask, local with one.
         """
-        if not 1 <= from_stage < self.num_stages:
-            raise ValueError(f"from_stage must be in [1, {self.num_stages - 1}], got {from_stage}")
+        if not 0 <= from_stage < self.num_stages or (mask is None and locks is None and from_stage == 0):
+            raise ValueError(f"from_stage must be in [1, {self.num_stages - 1}] (0 with a mask), got {from_stage}")
         if num_variations < 1:
             raise ValueError(f"num_variations must be at least 1, got {num_variations}")
         source = result.select(index)
+        if locks is None:
+            locks = Locks.from_result(source, from_stage - 1, None if keep_content else -1) if mask is None \
+                else Locks.from_mask(source, mask, from_stage)
         old_S = source.class_labels_BS[0].cpu()
         new = old_S[-1] if class_labels is None else self.class_ids(class_labels).view(-1)[0]
         classes_S = torch.full_like(old_S, int(new))
-        if keep_content:
+        if keep_content or mask is not None:
             classes_S[:from_stage] = old_S[:from_stage]
-        structure = source.labels_BSN[:, :from_stage].expand(num_variations, -1, -1)
-        ids = [i.expand(num_variations, -1) for i in source.ids[:from_stage]] if keep_content else None
         seeds = list(seeds) if seeds is not None else torch.randint(0, 2**31, (num_variations,)).tolist()  # fresh
-        return self.generate(classes_S.expand(num_variations, -1), seeds=seeds, options=options,
-                             structure=structure, ids=ids)
+        return self.generate(classes_S.expand(num_variations, -1), seeds=seeds, options=options, locks=locks)
 
     # ---------------------------------------------------------------------------------------------
     # Reference images

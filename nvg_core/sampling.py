@@ -24,7 +24,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .structure import bit_codes, validate
+from .locks import Locks
+from .structure import bit_codes
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 SPLIT_RULES = ("official", "stable")  # see top_half
@@ -221,15 +222,23 @@ def split_clusters(labels_BN: torch.Tensor, stage: int, scores_BN: torch.Tensor,
 
 
 def structure_flow(model, canvas_BNC: torch.Tensor, labels_BN: torch.Tensor, stage: int, noise_BND: torch.Tensor,
-                   class_B: torch.Tensor, null_B: torch.Tensor | None, guidance: float, steps: int) -> torch.Tensor:
+                   class_B: torch.Tensor, null_B: torch.Tensor | None, guidance: float, steps: int,
+                   held: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Integrate the structure flow from noise to bits; returns the final state (B, N, D).
 
     Known bits (the first `stage` dims) are reset to +-1 after every Euler step; guidance (null_B given)
-    mixes the velocities of the class and the null class.
+    mixes the velocities of the class and the null class. held = (next map, kept (B, N)): the kept
+    positions' bit of this split is known too, so the free positions split in the context of the kept ones.
     """
-    known_BND = bit_codes(labels_BN, stage, noise_BND.shape[-1]).float() - 1
-    known_mask_D = torch.arange(noise_BND.shape[-1], device=noise_BND.device) < stage
-    z_BND = torch.where(known_mask_D, known_BND, noise_BND)
+    D = noise_BND.shape[-1]
+    known_BND = bit_codes(labels_BN, stage, D).float() - 1
+    known_BND_mask = (torch.arange(D, device=noise_BND.device) < stage).expand_as(known_BND)
+    if held is not None:
+        next_BN, kept_BN = held
+        at_split_BND = kept_BN[..., None] & (torch.arange(D, device=noise_BND.device) == stage)
+        known_BND = torch.where(at_split_BND, bit_codes(next_BN, stage + 1, D).float() - 1, known_BND)
+        known_BND_mask = known_BND_mask | at_split_BND
+    z_BND = torch.where(known_BND_mask, known_BND, noise_BND)
     times = flow_times(steps)
     for t_cur, t_next in zip(times[:-1], times[1:]):
         t_B = torch.full((len(z_BND),), t_cur, device=z_BND.device)
@@ -239,7 +248,7 @@ def structure_flow(model, canvas_BNC: torch.Tensor, labels_BN: torch.Tensor, sta
             v_2BND = model.forward_structure(canvas_BNC.repeat(2, 1, 1), z_BND.repeat(2, 1, 1), labels_BN.repeat(2, 1),
                                              stage, t_B.repeat(2), torch.cat([class_B, null_B]))
             v_BND = guided(*v_2BND.chunk(2), guidance)
-        z_BND = torch.where(known_mask_D, known_BND, z_BND + (t_next - t_cur) * v_BND)
+        z_BND = torch.where(known_BND_mask, known_BND, z_BND + (t_next - t_cur) * v_BND)
     return z_BND
 
 
@@ -300,18 +309,17 @@ def class_schedule(class_labels: torch.Tensor, num_stages: int, num_classes: int
 
 @torch.inference_mode()
 def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generators = None,
-                options: SamplingOptions | None = None, structure_BSN: torch.Tensor | None = None,
-                ids: Sequence[torch.Tensor] | None = None, preview: bool = False,
+                options: SamplingOptions | None = None, locks: Locks | None = None, preview: bool = False,
                 structure_noise: torch.Tensor | None = None) -> Iterator[StageOutput]:
     """Generate stage by stage, yielding a StageOutput after every stage.
 
     class_labels: (B,) or (B, S) per-stage class ids (a class swap from stage k is a change of column k).
-    structure_BSN: maps to impose on stages 0..k (k = its second dim - 1), e.g. locked from an earlier
-        result, extracted from a reference image, or projected from a sketch; validated.
-    ids: codes to impose on stages 0..j (j <= k), one (B, 2^i) tensor per stage: locks content too.
+    locks: what to keep from a source (nvg_core.locks.Locks: earlier stages of a result, a reference's or
+        a sketch's maps, everything outside a mask); kept codes and maps replace the sampled ones, cluster
+        by cluster, and a stage whose codes are all kept skips its content pass.
     structure_noise: (B, N, D) finite start noise of the structure flows (the authors' `structure_noise`,
         shared by every stage; dim S-2 decides the last split) instead of the generator's draw.
-    Every random number is drawn whether or not a stage is imposed or the noise supplied, so a seed's
+    Every random number is drawn whether or not a stage is kept or the noise supplied, so a seed's
     other numbers do not depend on what was locked or given.
     """
     options = options or SamplingOptions()
@@ -321,14 +329,10 @@ def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generat
     classes_BS = class_schedule(class_labels, S, cfg.num_classes).to(device)
     B = len(classes_BS)
     plan = options.resolved(S)
-    ids = list(ids or [])
-    if structure_BSN is not None:
-        structure_BSN = torch.as_tensor(structure_BSN).to(device)
-        if structure_BSN.ndim != 3 or structure_BSN.shape[0] != B or not 1 <= structure_BSN.shape[1] <= S:
-            raise ValueError(f"structure maps must be (B={B}, k+1 <= {S}, N={N}), got {tuple(structure_BSN.shape)}")
-        validate(structure_BSN, num_positions=N)
-    if len(ids) > (0 if structure_BSN is None else structure_BSN.shape[1]):
-        raise ValueError("content can only be locked for stages whose structure is imposed too")
+    if locks is not None:
+        if locks.labels_BSN.shape[-1] != N or locks.labels_BSN.shape[1] > S:
+            raise ValueError(f"locked maps must be (B, k+1 <= {S}, N={N}), got {tuple(locks.labels_BSN.shape)}")
+        locks = locks.for_batch(B, device)
     null_B = torch.full((B,), cfg.num_classes, device=device)
     noise_BND = _draw("normal", generator, B, (N, D), device)
     if structure_noise is not None:
@@ -339,24 +343,29 @@ def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generat
         uniform_BK = _draw("uniform", generator, B, (2**stage,), device)
         gumbel_BN = gumbel(_draw("uniform", generator, B, (N,), device)) if options.gumbel_split else None
         class_B = classes_BS[:, stage]
-        if stage < len(ids):
-            ids_BK = torch.as_tensor(ids[stage]).to(device)
-            if ids_BK.shape != (B, 2**stage):
-                raise ValueError(f"locked codes of stage {stage} must be ({B}, {2**stage}), got {tuple(ids_BK.shape)}")
+        kept_codes = None if locks is None else locks.codes(stage, labels_BN)
+        if kept_codes is not None and kept_codes[1].all():
+            ids_BK = kept_codes[0]
         else:
             ids_BK = _content_step(model, canvas_BNC, labels_BN, stage, class_B, null_B, uniform_BK, plan)
+            if kept_codes is not None:
+                ids_BK = torch.where(kept_codes[1], kept_codes[0], ids_BK)
         canvas_BNC = canvas_BNC + tokenizer.stage_term(ids_BK.gather(1, labels_BN), stage)
+        kept_map = None if locks is None or stage == S - 1 else locks.next_map(stage)
         if stage == S - 1:
             next_BN = None
-        elif structure_BSN is not None and stage + 1 < structure_BSN.shape[1]:
-            next_BN = structure_BSN[:, stage + 1]
-        elif stage == S - 2:  # the last split has no network: a random halving by the noise, no Gumbel
-            next_BN = split_clusters(labels_BN, stage, noise_BND[:, :, stage], rule=options.split_rule)
+        elif kept_map is not None and kept_map[1].all():
+            next_BN = kept_map[0]
         else:
-            guidance = plan["structure_guidance"][stage]
-            z_BND = structure_flow(model, canvas_BNC, labels_BN, stage, noise_BND, class_B,
-                                   null_B if guidance != 1.0 else None, guidance, options.flow_steps)
-            next_BN = split_clusters(labels_BN, stage, z_BND[:, :, stage], gumbel_BN, options.split_rule)
+            if stage == S - 2:  # the last split has no network: a random halving by the noise, no Gumbel
+                next_BN = split_clusters(labels_BN, stage, noise_BND[:, :, stage], rule=options.split_rule)
+            else:
+                guidance = plan["structure_guidance"][stage]
+                z_BND = structure_flow(model, canvas_BNC, labels_BN, stage, noise_BND, class_B,
+                                       null_B if guidance != 1.0 else None, guidance, options.flow_steps, kept_map)
+                next_BN = split_clusters(labels_BN, stage, z_BND[:, :, stage], gumbel_BN, options.split_rule)
+            if kept_map is not None:  # whole clusters are kept or free, so the merged map is a balanced tree
+                next_BN = torch.where(kept_map[1], kept_map[0], next_BN)
         images = tokenizer.decode_latent(canvas_BNC) if preview else None
         yield StageOutput(stage, labels_BN, ids_BK, canvas_BNC, next_BN, images)
         labels_BN = next_BN
@@ -392,14 +401,13 @@ def result_from_stages(stages: Sequence[StageOutput], class_labels_BS: torch.Ten
 
 
 def generate(model, tokenizer, class_labels: torch.Tensor, generator: Generators = None,
-             options: SamplingOptions | None = None, structure_BSN: torch.Tensor | None = None,
-             ids: Sequence[torch.Tensor] | None = None, structure_noise: torch.Tensor | None = None,
+             options: SamplingOptions | None = None, locks: Locks | None = None,
+             structure_noise: torch.Tensor | None = None,
              on_stage: Callable[[StageOutput], None] | None = None) -> NVGResult:
     """Run every stage (see iter_stages for the arguments) and decode the final canvas. on_stage (a progress
     bar, a diffusers callback) sees each StageOutput as it is made."""
     stages = []
-    for stage in iter_stages(model, tokenizer, class_labels, generator, options, structure_BSN, ids,
-                             structure_noise=structure_noise):
+    for stage in iter_stages(model, tokenizer, class_labels, generator, options, locks, structure_noise=structure_noise):
         stages.append(stage)
         if on_stage is not None:
             on_stage(stage)

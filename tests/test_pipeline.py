@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from nvg_core import official
+from nvg_core.locks import Locks
 from nvg_core.pipeline import NVGPipeline, sampling_defaults
 from nvg_core.sampling import SamplingOptions
 from nvg_core.structure import validate
@@ -75,7 +76,7 @@ def test_extracted_structure_is_valid_and_reused_exactly(tiny_pipeline):
     maps = tiny_pipeline.extract_structure(reference)
     assert maps.shape == (tiny_pipeline.num_stages, 16)
     validate(maps)
-    result = tiny_pipeline.generate(["dog", "dog"], seeds=[0, 1], structure=np.stack([maps[:3]] * 2))
+    result = tiny_pipeline.generate(["dog", "dog"], seeds=[0, 1], locks=Locks.from_structure(maps[:3]))
     assert (result.labels_BSN[:, :3].numpy() == maps[:3]).all()
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from nvg_core.locks import Locks
 from nvg_core.sampling import (NVGResult, SamplingOptions, flow_times, generate, gumbel, iter_stages, linear_schedule,
                                sample_tokens, slow_then_fast_schedule, split_clusters)
 from nvg_core.structure import build_tree, validate
@@ -116,7 +117,7 @@ def test_the_last_split_follows_the_noise_without_gumbel(models):
     tree = build_tree(torch.randn(2, N, 3))
     noise = torch.randn(2, N, S - 1)
     maps = [generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), SamplingOptions(flow_steps=2, gumbel_split=g),
-                     structure_BSN=tree[:, :S - 1], structure_noise=noise).labels_BSN[:, -1] for g in (False, True)]
+                     locks=Locks(tree[:, :S - 1]), structure_noise=noise).labels_BSN[:, -1] for g in (False, True)]
     expected = torch.stack([authors_split(tree[b, S - 2], S - 2, noise[b, :, S - 2]) for b in range(2)])
     assert torch.equal(maps[0], expected) and torch.equal(maps[1], expected)
 
@@ -173,15 +174,17 @@ def test_supplied_maps_are_obeyed_exactly_and_invalid_maps_refused(models):
     model, tokenizer = models
     N = model.spec.num_positions
     tree = build_tree(torch.randn(2, N, 3))
-    result = generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), FAST, structure_BSN=tree[:, :3])
+    result = generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), FAST, locks=Locks.from_structure(tree[:, :3]))
     assert torch.equal(result.labels_BSN[:, :3], tree[:, :3])
     validate(result.labels_BSN)
     broken = tree[:, :3].clone()
     broken[0, 2, 0] = 3 - broken[0, 2, 0]
-    with pytest.raises(ValueError):
-        generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), FAST, structure_BSN=broken)
-    with pytest.raises(ValueError, match="structure maps must be"):
-        generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), FAST, structure_BSN=tree[:1, :3])
+    with pytest.raises(ValueError, match="must each cover 4 positions"):
+        Locks.from_structure(broken)
+    with pytest.raises(ValueError, match="locks for 2 images cannot apply to a batch of 3"):
+        generate(model, tokenizer, torch.tensor([0, 1, 1]), seeds(3, 4, 5), FAST, locks=Locks.from_structure(tree[:, :3]))
+    one = generate(model, tokenizer, torch.tensor([0, 1]), seeds(3, 4), FAST, locks=Locks.from_structure(tree[:1, :3]))
+    assert torch.equal(one.labels_BSN[:, :3], tree[:1, :3].expand(2, -1, -1))  # a batch-1 lock applies to every image
 
 
 def test_locked_stages_are_identical_across_seeds(models):
@@ -189,19 +192,17 @@ def test_locked_stages_are_identical_across_seeds(models):
     first = generate(model, tokenizer, torch.tensor([1]), seeds(0), FAST)
     k = 2
     for seed in (10, 11, 12):
-        again = generate(model, tokenizer, torch.tensor([1]), seeds(seed), FAST,
-                         structure_BSN=first.labels_BSN[:, :k + 1], ids=first.ids[:k + 1])
+        again = generate(model, tokenizer, torch.tensor([1]), seeds(seed), FAST, locks=Locks.from_result(first, k))
         assert torch.equal(again.labels_BSN[:, :k + 1], first.labels_BSN[:, :k + 1])
         assert all(torch.equal(a, b) for a, b in zip(again.ids[:k + 1], first.ids[:k + 1]))
     with pytest.raises(ValueError, match="content can only be locked"):
-        generate(model, tokenizer, torch.tensor([1]), seeds(0), FAST, structure_BSN=first.labels_BSN[:, :1],
-                 ids=first.ids[:2])
+        Locks(first.labels_BSN[:, :1], first.ids[:2])
 
 
 def test_same_seed_with_its_own_locked_stages_reproduces_the_image(models):
     model, tokenizer = models
     first = generate(model, tokenizer, torch.tensor([1]), seeds(4), FAST)
-    again = generate(model, tokenizer, torch.tensor([1]), seeds(4), FAST, structure_BSN=first.labels_BSN[:, :3], ids=first.ids[:3])
+    again = generate(model, tokenizer, torch.tensor([1]), seeds(4), FAST, locks=Locks.from_result(first, 2))
     assert torch.equal(first.labels_BSN, again.labels_BSN) and torch.equal(first.images, again.images)
 
 
