@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Sequence, Union
 
+import cv2
 import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -186,3 +187,18 @@ def to_uint8(pixels_BCHW: torch.Tensor) -> np.ndarray:
 def to_pil(pixels_BCHW: torch.Tensor) -> list[Image.Image]:
     """Pixels in [-1, 1] -> a list of RGB PIL images."""
     return [Image.fromarray(array) for array in to_uint8(pixels_BCHW)]
+
+
+def blend_outside(new_HW3: np.ndarray, source_HW3: np.ndarray, region_HW: np.ndarray, feather: int | None = None) -> np.ndarray:
+    """`new` inside a region, `source` beyond `feather` pixels outside it, mixed linearly in between (uint8).
+
+    Masked regeneration keeps every latent code outside its freed clusters, but the decoder's receptive
+    field carries the change a few pixels across the border; this puts the source's pixels back there.
+    feather defaults to 1/32 of the shorter side (2 px at 64 px)."""
+    region_HW = np.asarray(region_HW, bool)
+    if region_HW.shape != new_HW3.shape[:2] or new_HW3.shape != source_HW3.shape:
+        raise ValueError(f"blend needs equal image and region sizes, got {new_HW3.shape}, {source_HW3.shape}, {region_HW.shape}")
+    feather = feather or max(1, min(region_HW.shape) // 32)
+    distance_HW = cv2.distanceTransform((~region_HW).astype(np.uint8), cv2.DIST_L2, 3)
+    weight_HW1 = np.clip(1 - distance_HW / (feather + 1), 0, 1)[..., None]
+    return np.round(weight_HW1 * new_HW3 + (1 - weight_HW1) * source_HW3).astype(np.uint8)

@@ -3,17 +3,22 @@
     Locks.from_result(result, up_to_stage=3)                   # maps and codes of stages 0..3
     Locks.from_result(result, up_to_stage=3, content_up_to=-1) # maps only (a reference's structure)
     Locks.from_structure(projection.labels)                    # a sketch: maps of stages 0..k
-    Locks.from_mask(result, mask_HW, from_stage=4)             # resample only the clusters under a mask
+    Locks.from_mask(result, mask_HW, from_stage=4)             # resample only under a painted mask
     Locks.from_clusters(result, stage=3, clusters=[5])         # resample one cluster (invert: all but it)
     pipe.generate(classes, seeds=seeds, locks=locks)
 
-One rule covers them all. The map of stage t is the source's at a position when t < len(labels_BSN) and
-the position is not free at t; the code of a stage-s cluster is the source's when s < len(ids) and the
-cluster is not free at s. Free means: in `free_BN` and at or after `free_from` (for a map, after it: the
-map of stage free_from itself is kept, its free clusters split anew). free_BN is a union of stage-
-free_from clusters, and a cluster's descendants cover exactly its positions, so outside free_BN every
-stage's map and code is the source's, and the maps stay balanced trees (each cluster is split whole,
-either as the source split it or as the sampler does).
+One rule covers them all. The map of stage t + 1 is the source's at a position when t + 1 < len(labels_BSN)
+and the position is not free at stage t (a free cluster is split anew); the code of a stage-s cluster is
+the source's when s < len(ids) and the cluster is not free at s. free_BSN says which positions are free
+at each stage; once free, always free, and what a stage frees is whole source clusters of that stage,
+so every map stays a balanced tree and outside the free positions every stage's map and code is the
+source's.
+
+NVG's clusters group similar content, not neighbouring cells: a stage-3 cluster is scattered over the
+whole image. So a mask frees, at each stage from `from_stage` on, the source clusters that lie under it
+(by default wholly: `cover` = 1.0); coarse clusters rarely do, fine ones do, and at the last stage
+every painted cell is free. Lower `cover` frees clusters mostly under the mask: bigger changes, which
+then reach cells outside it.
 """
 
 from __future__ import annotations
@@ -39,17 +44,16 @@ class Tokens(Protocol):
 
 @dataclass(frozen=True)
 class Locks:
-    """Source maps and codes, and which positions are free from which stage (see the module docstring).
+    """Source maps and codes, and the positions free at each stage (see the module docstring).
 
     labels_BSN: (B, L, N) source maps of stages 0..L-1. ids: source codes of stages 0..J-1 (J <= L), each
-    (B, 2^s). free_BN: (B, N) bool or None (nothing free: the prefix locks). free_from: the stage whose
-    clusters free_BN is made of. A lock of batch 1 applies to every image of a run.
+    (B, 2^s). free_BSN: (B, S, N) bool or None (nothing free: the prefix locks); it needs every stage's maps
+    and codes. A lock of batch 1 applies to every image of a run.
     """
 
     labels_BSN: torch.Tensor
     ids: tuple[torch.Tensor, ...] = ()
-    free_BN: torch.Tensor | None = None
-    free_from: int = 0
+    free_BSN: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         labels_BSN = torch.as_tensor(np.asarray(self.labels_BSN) if not isinstance(self.labels_BSN, torch.Tensor)
@@ -68,15 +72,18 @@ class Locks:
                 raise ValueError(f"locked codes of stage {s} must be ({B}, {2**s}), got {tuple(ids_BK.shape)}")
         object.__setattr__(self, "labels_BSN", labels_BSN)
         object.__setattr__(self, "ids", ids)
-        if self.free_BN is not None:
-            free_BN = torch.as_tensor(self.free_BN, dtype=torch.bool)
-            if tuple(free_BN.shape) != (B, N):
-                raise ValueError(f"free positions must be ({B}, {N}), got {tuple(free_BN.shape)}")
-            if not 0 <= self.free_from < L or len(ids) != L:
-                raise ValueError("free positions need every stage's maps and codes and a free_from stage among them")
-            if not torch.equal(free_BN, _whole_clusters(labels_BSN[:, self.free_from], free_BN)):
-                raise ValueError(f"free positions must be whole clusters of stage {self.free_from}")
-            object.__setattr__(self, "free_BN", free_BN)
+        if self.free_BSN is not None:
+            free_BSN = torch.as_tensor(self.free_BSN, dtype=torch.bool)
+            if tuple(free_BSN.shape) != (B, L, N) or len(ids) != L:
+                raise ValueError(f"free positions must be (B, S, N) = {(B, L, N)}, with every stage's maps and codes")
+            for s in range(L):
+                earlier_BN = free_BSN[:, s - 1] if s else torch.zeros_like(free_BSN[:, 0])
+                if (earlier_BN & ~free_BSN[:, s]).any():
+                    raise ValueError(f"a position free at stage {s - 1} must stay free at stage {s}")
+                added_BN = free_BSN[:, s] & ~earlier_BN
+                if not torch.equal(added_BN, _whole_clusters(labels_BSN[:, s], added_BN) & ~earlier_BN):
+                    raise ValueError(f"the positions freed at stage {s} must be whole clusters of that stage")
+            object.__setattr__(self, "free_BSN", free_BSN)
 
     # ---------------------------------------------------------------------------------------------
     # Constructors
@@ -100,35 +107,48 @@ class Locks:
     def from_clusters(cls, source: Tokens, stage: int, clusters: Sequence[int], invert: bool = False) -> Locks:
         """Everything of `source` except the given stage-`stage` clusters (invert: except all the others),
         which are resampled from that stage on."""
-        labels_BN = source.labels_BSN[:, stage].cpu()
-        free_BN = torch.isin(labels_BN, torch.as_tensor(list(clusters), dtype=torch.long))
-        return cls(source.labels_BSN.cpu(), tuple(i.cpu() for i in source.ids), free_BN ^ invert, stage)
+        labels_BSN = source.labels_BSN.cpu()
+        if not 0 <= stage < labels_BSN.shape[1]:
+            raise ValueError(f"the stage must be in [0, {labels_BSN.shape[1] - 1}], got {stage}")
+        free_BN = torch.isin(labels_BSN[:, stage], torch.as_tensor(list(clusters), dtype=torch.long)) ^ invert
+        free_BSN = free_BN[:, None].expand_as(labels_BSN) & (torch.arange(labels_BSN.shape[1]) >= stage)[:, None]
+        return cls(labels_BSN, tuple(i.cpu() for i in source.ids), free_BSN)
 
     @classmethod
-    def from_mask(cls, source: Tokens, mask_HW: np.ndarray, from_stage: int) -> Locks:
-        """Resample the stage-`from_stage` clusters under a painted mask (any size; nonzero = painted) and
-        keep everything else. The later the stage, the smaller its clusters and the closer the freed area
-        follows the mask; `free_share` says how much was freed. One source image."""
-        N = source.labels_BSN.shape[-1]
-        if source.labels_BSN.shape[0] != 1:
+    def from_mask(cls, source: Tokens, mask_HW: np.ndarray, from_stage: int, cover: float = 1.0) -> Locks:
+        """Resample under a painted mask (any size; nonzero = painted) from `from_stage` on, one image.
+
+        At each stage from from_stage on, a source cluster is freed when at least `cover` of its cells are
+        painted (mask_cells); cover = 1.0 keeps every cell outside the mask exactly."""
+        labels_BSN = source.labels_BSN.cpu()
+        B, S, N = labels_BSN.shape
+        if B != 1:
             raise ValueError("a mask applies to one image: select it first (result.select(index))")
-        if not 0 <= from_stage < source.labels_BSN.shape[1]:
-            raise ValueError(f"from_stage must be in [0, {source.labels_BSN.shape[1] - 1}], got {from_stage}")
-        cells_N = mask_cells(mask_HW, int(round(N**0.5)))
+        if not 0 <= from_stage < S:
+            raise ValueError(f"from_stage must be in [0, {S - 1}], got {from_stage}")
+        if not 0 < cover <= 1:
+            raise ValueError(f"cover must be in (0, 1], got {cover}")
+        cells_N = torch.as_tensor(mask_cells(mask_HW, int(round(N**0.5))))
         if not cells_N.any():
             raise ValueError(f"the mask covers no latent cell: paint at least {MASK_COVER:.0%} of a cell "
                              f"(a cell is 1/{int(round(N**0.5))} of the image side)")
-        labels_N = source.labels_BSN[0, from_stage].cpu()
-        return cls.from_clusters(source, from_stage, labels_N[torch.as_tensor(cells_N)].unique().tolist())
+        free_BSN = torch.zeros(B, S, N, dtype=torch.bool)
+        for s in range(from_stage, S):
+            labels_N = labels_BSN[0, s]
+            painted_K = torch.zeros(2**s).index_add_(0, labels_N, cells_N.float())
+            freed_N = (painted_K >= cover * (N // 2**s) - 1e-6)[labels_N]
+            free_BSN[0, s] = free_BSN[0, s - 1] | freed_N if s > from_stage else freed_N
+        return cls(labels_BSN, tuple(i.cpu() for i in source.ids), free_BSN)
 
     # ---------------------------------------------------------------------------------------------
     # What the stage iterator asks
     # ---------------------------------------------------------------------------------------------
 
-    @property
-    def free_share(self) -> float:
-        """The share of positions resampled from free_from on (1.0 for the prefix locks' later stages)."""
-        return 1.0 if self.free_BN is None else float(self.free_BN.float().mean())
+    def freed_per_stage(self) -> list[float]:
+        """The share of positions free at each stage (all 0 for the prefix locks)."""
+        if self.free_BSN is None:
+            return [0.0] * self.labels_BSN.shape[1]
+        return self.free_BSN.float().mean(dim=(0, 2)).tolist()
 
     def for_batch(self, batch: int, device: torch.device) -> Locks:
         """These locks for a run of `batch` images on `device` (a batch-1 lock is repeated)."""
@@ -139,16 +159,16 @@ class Locks:
         def fit(x: torch.Tensor | None) -> torch.Tensor | None:
             return None if x is None else x.expand(batch, *x.shape[1:]).to(device)
 
-        return replace(self, labels_BSN=fit(self.labels_BSN), ids=tuple(fit(i) for i in self.ids), free_BN=fit(self.free_BN))
+        return replace(self, labels_BSN=fit(self.labels_BSN), ids=tuple(fit(i) for i in self.ids), free_BSN=fit(self.free_BSN))
 
     def codes(self, stage: int, labels_BN: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(source codes (B, K), kept (B, K) bool) of a stage, or None when no code of it is kept."""
         if stage >= len(self.ids):
             return None
         ids_BK = self.ids[stage]
-        if self.free_BN is None or stage < self.free_from:
+        if self.free_BSN is None:
             return ids_BK, torch.ones_like(ids_BK, dtype=torch.bool)
-        free_BK = torch.zeros_like(ids_BK, dtype=torch.bool).scatter_(1, labels_BN, self.free_BN)
+        free_BK = torch.zeros_like(ids_BK, dtype=torch.bool).scatter_(1, labels_BN, self.free_BSN[:, stage])
         return ids_BK, ~free_BK
 
     def next_map(self, stage: int) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -156,9 +176,9 @@ class Locks:
         if stage + 1 >= self.labels_BSN.shape[1]:
             return None
         labels_BN = self.labels_BSN[:, stage + 1]
-        if self.free_BN is None or stage + 1 <= self.free_from:
+        if self.free_BSN is None:
             return labels_BN, torch.ones_like(labels_BN, dtype=torch.bool)
-        return labels_BN, ~self.free_BN
+        return labels_BN, ~self.free_BSN[:, stage]
 
 
 def mask_cells(mask_HW: np.ndarray, grid: int) -> np.ndarray:

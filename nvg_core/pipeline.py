@@ -33,7 +33,7 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, is_accelerate_available
 from PIL import Image
 
-from .images import to_pil, to_pixels, to_uint8
+from .images import blend_outside, to_pil, to_pixels, to_uint8
 from .locks import Locks
 from .sampling import (Generators, NVGResult, SamplingOptions, StageOutput, class_schedule, generate,
                        iter_stages)
@@ -237,14 +237,16 @@ class NVGPipeline(DiffusionPipeline):
     def regenerate(self, result: NVGResult, from_stage: int, keep_content: bool = True, class_labels=None,
                    num_variations: int = 1, seeds: Sequence[int] | None = None, index: int = 0,
                    options: SamplingOptions | None = None, mask: np.ndarray | None = None,
-                   locks: Locks | None = None) -> NVGResult:
+                   locks: Locks | None = None, blend: bool = True) -> NVGResult:
         """Variations of image `index` of `result` that keep part of it (seeds default to fresh random ones).
 
         Without a mask: keep stages 0..from_stage-1 (keep_content=False: only their maps) and resample the
-        rest. With a mask (H, W), any size, nonzero = painted: keep everything except the stage-from_stage
-        clusters under the mask, which are resampled from that stage on (Locks.from_mask). Or pass any
-        `locks` made from this image. class_labels (one class) is used from from_stage on: a class swap,
-        global without a mask, local with one.
+        rest. With a mask (H, W), any size, nonzero = painted: from from_stage on, resample the clusters that
+        lie under the mask and keep everything else (Locks.from_mask, cover 1). Or pass any `locks` made
+        from this image. class_labels (one class) is used from from_stage on: a class swap,
+        global without a mask, local with one. With freed clusters and blend (the default), the images are
+        the source's beyond a 2-pixel feather outside the freed cells (images.blend_outside): the decoder
+        otherwise moves pixels just outside them (bench/bench_edit.py measures it).
         """
         if not 0 <= from_stage < self.num_stages or (mask is None and locks is None and from_stage == 0):
             raise ValueError(f"from_stage must be in [1, {self.num_stages - 1}] (0 with a mask), got {from_stage}")
@@ -260,7 +262,27 @@ class NVGPipeline(DiffusionPipeline):
         if keep_content or mask is not None:
             classes_S[:from_stage] = old_S[:from_stage]
         seeds = list(seeds) if seeds is not None else torch.randint(0, 2**31, (num_variations,)).tolist()  # fresh
-        return self.generate(classes_S.expand(num_variations, -1), seeds=seeds, options=options, locks=locks)
+        out = self.generate(classes_S.expand(num_variations, -1), seeds=seeds, options=options, locks=locks)
+        if blend and locks.free_BSN is not None and source.images is not None:
+            freed_HW = self.cells_to_pixels(locks.free_BSN[0, -1])
+            kept = to_uint8(source.images)[0]
+            out.images = to_pixels([blend_outside(image, kept, freed_HW) for image in to_uint8(out.images)],
+                                   self.tokenizer.spec.resolution).to(out.images.device)
+        return out
+
+    def from_image(self, image, class_label: str | int) -> NVGResult:
+        """An image as a result to lock, edit or regenerate: its tokenized maps and codes (class_label for
+        every stage) and, as its images, the image itself at the model's resolution (what blending keeps)."""
+        tokens = self.encode(image)
+        classes_BS = self.class_ids([class_label])[:, None].expand(-1, self.num_stages)
+        pixels = to_pixels(image, self.tokenizer.spec.resolution).to(self.device)
+        return NVGResult(classes_BS, tokens.labels_BSN, list(tokens.ids), tokens.canvas_BNC, pixels)
+
+    def cells_to_pixels(self, cells_N: torch.Tensor | np.ndarray) -> np.ndarray:
+        """(H, W) bool at the model's resolution: the latent cells that are set."""
+        cells_N = np.asarray(cells_N.cpu() if isinstance(cells_N, torch.Tensor) else cells_N, bool)
+        grid, size = self.transformer.spec.grid_size, self.tokenizer.spec.resolution
+        return np.kron(cells_N.reshape(grid, grid), np.ones((size // grid, size // grid), bool)).astype(bool)
 
     # ---------------------------------------------------------------------------------------------
     # Reference images

@@ -31,20 +31,33 @@ def test_mask_cells_are_the_cells_painted_at_least_a_quarter():
     assert np.flatnonzero(mask_cells(rgb, 2)).tolist() == [3]
 
 
+def left_half_mask(size=16):
+    mask = np.zeros((size, size), np.uint8)
+    mask[:, : size // 2] = 255
+    return mask
+
+
 @pytest.mark.parametrize("from_stage", [1, 2, 3])
-def test_masked_regeneration_keeps_every_stage_outside_the_freed_clusters(tiny_pipeline, source, from_stage):
-    locks = Locks.from_mask(source, corner_mask(), from_stage)
-    free_N = locks.free_BN[0]
-    assert free_N[mask_cells(corner_mask(), 4)].all() and free_N.sum() == 16 // 2**from_stage  # one cluster
-    out = tiny_pipeline.regenerate(source, from_stage=from_stage, mask=corner_mask(), num_variations=4,
+def test_masked_regeneration_keeps_every_stage_outside_the_mask(tiny_pipeline, source, from_stage):
+    painted_N = torch.as_tensor(mask_cells(left_half_mask(), 4))
+    locks = Locks.from_mask(source, left_half_mask(), from_stage)
+    free_SN = locks.free_BSN[0]
+    assert not free_SN[:from_stage].any() and not free_SN[:, ~painted_N].any()
+    assert torch.equal(free_SN[-1], painted_N)  # at the last stage every cluster is one cell
+    out = tiny_pipeline.regenerate(source, from_stage=from_stage, mask=left_half_mask(), num_variations=4,
                                    seeds=[10, 11, 12, 13])
     validate(out.labels_BSN)
     codes_BSN, source_SN = out.codes_BSN, source.codes_BSN[0]
-    assert torch.equal(codes_BSN[:, :, ~free_N], source_SN[None, :, ~free_N].expand(4, -1, -1))
-    assert torch.equal(out.labels_BSN[:, :, ~free_N], source.labels_BSN[:, :, ~free_N].expand(4, -1, -1))
-    assert torch.equal(out.labels_BSN[:, : from_stage + 1], source.labels_BSN[:, : from_stage + 1].expand(4, -1, -1))
+    assert torch.equal(codes_BSN[:, :, ~painted_N], source_SN[None, :, ~painted_N].expand(4, -1, -1))
+    assert torch.equal(out.labels_BSN[:, :, ~painted_N], source.labels_BSN[:, :, ~painted_N].expand(4, -1, -1))
     assert torch.equal(codes_BSN[:, :from_stage], source_SN[None, :from_stage].expand(4, -1, -1))
-    assert not torch.equal(codes_BSN[:, from_stage:, free_N], source_SN[None, from_stage:, free_N].expand(4, -1, -1))
+    assert not torch.equal(codes_BSN[:, :, painted_N], source_SN[None, :, painted_N].expand(4, -1, -1))
+
+
+def test_a_lower_cover_frees_clusters_mostly_under_the_mask(source):
+    exact, loose = (Locks.from_mask(source, left_half_mask(), 1, cover=c).freed_per_stage() for c in (1.0, 0.5))
+    assert exact == [0.0, 0.0, 0.0, 0.25, 0.5]  # pinned: the tiny source's clusters under the left half
+    assert all(b >= a for a, b in zip(exact, loose)) and loose[1] > 0
 
 
 def test_masked_regeneration_with_a_class_uses_it_from_the_stage_on(tiny_pipeline, source):
@@ -54,13 +67,16 @@ def test_masked_regeneration_with_a_class_uses_it_from_the_stage_on(tiny_pipelin
 
 def test_masked_regeneration_is_pinned(tiny_pipeline, source):
     """A fixed source, mask and seed give these maps and codes (tiny random model)."""
-    out = tiny_pipeline.regenerate(source, from_stage=2, mask=corner_mask(), seeds=[7])
+    out = tiny_pipeline.regenerate(source, from_stage=1, mask=left_half_mask(), seeds=[7])
     assert out.labels_BSN[0, 4].tolist() == PINNED_LABELS_STAGE4
-    assert out.ids[3][0].tolist() == PINNED_IDS_STAGE3
+    assert out.ids[4][0].tolist() == PINNED_IDS_STAGE4
 
 
-PINNED_LABELS_STAGE4 = [12, 8, 0, 15, 14, 13, 4, 6, 1, 9, 7, 2, 5, 10, 11, 3]  # source: [13, 8, 0, 15, 12, 14, ...]
-PINNED_IDS_STAGE3 = [12, 4, 13, 11, 10, 13, 5, 10]  # source: [..., 5, 9]: cluster 7 under the mask
+# The source's were [13, 8, 0, 15, 12, 14, 4, ...] and [9, 8, 8, 8, 9, 10, 8, 13, 8, 8, 4, 4, 13, 8, 9, 13]:
+# the split of stage-3 cluster 6 (positions 0 and 4, both painted) was redrawn, and so were the codes of
+# the painted cells' clusters.
+PINNED_LABELS_STAGE4 = [12, 8, 0, 15, 13, 14, 4, 6, 1, 9, 7, 2, 5, 10, 11, 3]
+PINNED_IDS_STAGE4 = [9, 9, 8, 8, 9, 9, 8, 13, 13, 4, 13, 4, 8, 13, 4, 13]
 
 
 def test_a_cluster_alone_or_all_but_it_is_resampled(tiny_pipeline, source):
@@ -80,8 +96,13 @@ def test_locks_with_everything_kept_reproduce_the_source(tiny_pipeline, source):
 
 
 def test_bad_locks_get_clear_errors(source):
-    with pytest.raises(ValueError, match="whole clusters of stage 2"):
-        Locks(source.labels_BSN, source.ids, torch.arange(16)[None] == 0, free_from=2)
+    one_cell_BSN = (torch.arange(16) == 0).expand(1, 5, 16) & (torch.arange(5) >= 2)[:, None]
+    with pytest.raises(ValueError, match="freed at stage 2 must be whole clusters"):
+        Locks(source.labels_BSN, source.ids, one_cell_BSN)
+    with pytest.raises(ValueError, match="must stay free"):
+        Locks(source.labels_BSN, source.ids, torch.ones(1, 5, 16, dtype=torch.bool) & (torch.arange(5) < 2)[:, None])
+    with pytest.raises(ValueError, match="cover must be"):
+        Locks.from_mask(source, corner_mask(), 2, cover=0)
     with pytest.raises(ValueError, match="covers no latent cell"):
         Locks.from_mask(source, np.zeros((16, 16)), 2)
     with pytest.raises(ValueError, match="one image"):
