@@ -51,6 +51,26 @@ def _add_extract(sub) -> None:
     p.set_defaults(run=_run_extract)
 
 
+def _add_edit(sub) -> None:
+    p = sub.add_parser("edit", help="regenerate the part of an image under a mask",
+                       description="Tokenize an image, keep everything outside a painted mask (white on black, or "
+                                   "the opaque pixels of a transparent PNG) and resample what lies under it from a "
+                                   "stage on, optionally as another class; outside the mask the image's own pixels "
+                                   "are kept (blend).")
+    _model_argument(p)
+    p.add_argument("--image", required=True, type=Path, help="the image to edit (any common format)")
+    p.add_argument("--mask", required=True, type=Path, help="the mask: white (or opaque) = regenerate")
+    p.add_argument("--from-stage", type=int, default=3, help="the first stage resampled under the mask (default 3)")
+    p.add_argument("--class", dest="class_name", required=True, help="the class for the masked part (name or id)")
+    p.add_argument("--cover", type=float, default=1.0,
+                   help="free a cluster when this share of it is painted (default 1: nothing outside the mask changes)")
+    p.add_argument("--num-variations", type=int, default=1, help="variations to make (seeds seed, seed+1, ...)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-blend", action="store_true", help="show the decoder's output outside the mask too")
+    p.add_argument("--out", required=True, type=Path, help="output PNG (with several: NAME_0.png, ...)")
+    p.set_defaults(run=_run_edit)
+
+
 def _add_convert(sub) -> None:
     p = sub.add_parser("convert", help="convert the official checkpoints to a model folder",
                        description="Convert the authors' ae.ckpt and d16/d20/d24.ckpt (PyTorch Lightning files), or "
@@ -108,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_generate(sub)
     _add_extract(sub)
+    _add_edit(sub)
     _add_convert(sub)
     _add_bench(sub)
     _add_train(sub)
@@ -142,7 +163,7 @@ def _run_generate(args) -> None:
         locks = Locks.from_structure(projection.labels)
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options, locks=locks)
     images = to_pil(result.images)
-    paths = [args.out] if len(images) == 1 else [args.out.with_name(f"{args.out.stem}_{i}{args.out.suffix}") for i in range(len(images))]
+    paths = _numbered(args.out, len(images))
     for image, path, seed in zip(images, paths, seeds):
         _save_image(image, path)
         print(f"saved {path} (class {pipe.class_names[class_id]}, seed {seed})")
@@ -157,6 +178,26 @@ def _run_extract(args) -> None:
     labels_SN = pipe.extract_structure(load_image(args.image))
     _save_image(pipe.structure_strip(labels_SN), args.out)
     print(f"saved {args.out} ({len(labels_SN)} stages)")
+
+
+def _run_edit(args) -> None:
+    from .images import load_image, read_mask, to_pil
+    from .locks import Locks
+    pipe = _load(args)
+    source = pipe.from_image(load_image(args.image), args.class_name)
+    locks = Locks.from_mask(source, read_mask(args.mask), args.from_stage, cover=args.cover)
+    seeds = [args.seed + i for i in range(args.num_variations)]
+    result = pipe.regenerate(source, from_stage=args.from_stage, class_labels=args.class_name, locks=locks,
+                             num_variations=len(seeds), seeds=seeds, blend=not args.no_blend)
+    freed = locks.freed_per_stage()[-1]
+    for image, path in zip(to_pil(result.images), _numbered(args.out, len(seeds))):
+        _save_image(image, path)
+        print(f"saved {path} ({freed:.0%} of the image resampled)")
+
+
+def _numbered(path: Path, count: int) -> list[Path]:
+    """`path` for one output, NAME_0.png, NAME_1.png, ... for several."""
+    return [path] if count == 1 else [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(count)]
 
 
 def _run_convert(args) -> None:

@@ -63,6 +63,19 @@ def load_image(source: ImageLike) -> Image.Image:
     return read_image(source)[0]
 
 
+def read_mask(source: ImageLike) -> np.ndarray:
+    """(H, W) bool, True = painted: the opaque pixels of an image with transparency (a painted layer),
+    else the light pixels (white on black). Files go through the same checks as read_image."""
+    if isinstance(source, np.ndarray) and source.ndim == 2:
+        return source > 0
+    image = _open(source) if isinstance(source, (str, os.PathLike, bytes)) else source
+    if isinstance(image, np.ndarray):
+        image = _array_to_pil(image)
+    if "A" in image.getbands() and image.getchannel("A").getextrema()[0] < 255:
+        return np.asarray(image.getchannel("A")) > 127
+    return np.asarray(load_image(image).convert("L")) > 127
+
+
 def _open(source: str | os.PathLike | bytes) -> Image.Image:
     """A file or its bytes, opened lazily (header only), with errors people can act on."""
     if isinstance(source, (str, os.PathLike)):
@@ -182,6 +195,12 @@ def to_uint8(pixels_BCHW: torch.Tensor) -> np.ndarray:
     """Pixels in [-1, 1] -> (B, H, W, 3) uint8 by the authors' rule: clamp((x + 1) / 2 * 255), truncated."""
     scaled = ((pixels_BCHW.detach().float().cpu() + 1) / 2 * 255).clamp(0, 255)
     return scaled.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def from_uint8(images_BHWC: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> pixels in [-1, 1] that to_uint8 turns back into exactly the same bytes (each
+    value at the centre of its truncation bin), for images that are shown, not encoded."""
+    return torch.from_numpy((np.asarray(images_BHWC, np.float32) + 0.5) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
 
 
 def to_pil(pixels_BCHW: torch.Tensor) -> list[Image.Image]:

@@ -33,7 +33,8 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, is_accelerate_available
 from PIL import Image
 
-from .images import blend_outside, to_pil, to_pixels, to_uint8
+from .images import (blend_outside, from_uint8, load_image, resize_center_crop, to_pil, to_pixels, to_rgb,
+                     to_uint8)
 from .locks import Locks
 from .sampling import (Generators, NVGResult, SamplingOptions, StageOutput, class_schedule, generate,
                        iter_stages)
@@ -266,8 +267,8 @@ class NVGPipeline(DiffusionPipeline):
         if blend and locks.free_BSN is not None and source.images is not None:
             freed_HW = self.cells_to_pixels(locks.free_BSN[0, -1])
             kept = to_uint8(source.images)[0]
-            out.images = to_pixels([blend_outside(image, kept, freed_HW) for image in to_uint8(out.images)],
-                                   self.tokenizer.spec.resolution).to(out.images.device)
+            out.images = from_uint8(np.stack([blend_outside(image, kept, freed_HW) for image in to_uint8(out.images)])
+                                    ).to(out.images.device)
         return out
 
     def from_image(self, image, class_label: str | int) -> NVGResult:
@@ -275,8 +276,8 @@ class NVGPipeline(DiffusionPipeline):
         every stage) and, as its images, the image itself at the model's resolution (what blending keeps)."""
         tokens = self.encode(image)
         classes_BS = self.class_ids([class_label])[:, None].expand(-1, self.num_stages)
-        pixels = to_pixels(image, self.tokenizer.spec.resolution).to(self.device)
-        return NVGResult(classes_BS, tokens.labels_BSN, list(tokens.ids), tokens.canvas_BNC, pixels)
+        pixels = from_uint8(np.asarray(resize_center_crop(to_rgb(load_image(image)), self.tokenizer.spec.resolution))[None])
+        return NVGResult(classes_BS, tokens.labels_BSN, list(tokens.ids), tokens.final_BNC, pixels.to(self.device))
 
     def cells_to_pixels(self, cells_N: torch.Tensor | np.ndarray) -> np.ndarray:
         """(H, W) bool at the model's resolution: the latent cells that are set."""

@@ -68,3 +68,25 @@ def test_generate_follows_a_sketch_file(model_dir, tmp_path, capsys, mode):
                  "--sketch-mode", mode, "--out", str(out), "--flow-steps", "2"]) == 0
     assert "agreement with the drawing" in capsys.readouterr().out and out.exists()
     assert project_sketch(sketch, 2, grid=4, mode=mode).agreement > 0.8
+
+
+def test_edit_changes_the_image_under_the_mask_only(tmp_path, capsys):
+    """Bundled model: outside the mask (beyond the 2-pixel feather) the edited file has the image's pixels."""
+    from nvg_core.images import read_mask
+    image = np.full((64, 64, 3), 255, np.uint8)
+    image[16:48, 16:48] = (230, 40, 40)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 32:] = 255
+    Image.fromarray(image).save(tmp_path / "image.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert (read_mask(tmp_path / "mask.png") == (mask > 0)).all()
+    out = tmp_path / "edited.png"
+    assert main(["edit", "--image", str(tmp_path / "image.png"), "--mask", str(tmp_path / "mask.png"), "--from-stage", "2",
+                 "--class", "flower", "--out", str(out), "--device", "cpu"]) == 0
+    assert "resampled" in capsys.readouterr().out
+    edited = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert (edited[:, :29] == image[:, :29]).all()
+    assert np.abs(edited[:, 32:] - image[:, 32:]).mean() > 1  # cover 1: only clusters wholly under the mask change
+    assert main(["edit", "--image", str(tmp_path / "image.png"), "--mask", str(tmp_path / "image.png"), "--from-stage", "9",
+                 "--class", "flower", "--out", str(out), "--device", "cpu"]) == 2
+    assert "from_stage must be in [0, 8]" in capsys.readouterr().err
