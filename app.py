@@ -73,14 +73,14 @@ def main() -> None:
     import torch
 
     from app.models import ModelStore, default_sources
-    from app.ui import MAX_FILE_SIZE, build_demo
+    from app.ui import CSS, MAX_FILE_SIZE, build_demo
 
     store = ModelStore(default_sources(args.model))
     store.start(store.default)  # loads while the server starts; early requests are told to wait
     demo = build_demo(store, about=about_text(args.model), decorate=gpu_decorator())
     concurrency = args.concurrency or (2 if torch.cuda.is_available() else 1)
     demo.queue(max_size=64, default_concurrency_limit=concurrency)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE, css=CSS)
 
 
 if __name__ == "__main__":

@@ -17,17 +17,18 @@ import torch
 from PIL import Image
 
 from nvg_core import sketch
-from nvg_core.images import read_image, to_pil
+from nvg_core.images import read_image, read_mask, to_pil
 from nvg_core.locks import Locks
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import NVGResult, SamplingOptions, result_from_stages, slow_then_fast_schedule
 from nvg_core.structure import draw_boundaries, render_map
 
 PREVIEW_SIZE = 192
+EDIT_SIZE = 256  # the edit canvas: the image enlarged with square pixels, big enough to paint on
 MAX_SEED = 2**63 - 1
 # The range of every numeric input, read by the page's sliders too: API clients may send anything.
 LIMITS = {"num_images": (1, 8), "num_variations": (1, 8), "content_guidance": (1.0, 6.0),
-          "structure_guidance": (1.0, 5.0), "top_p": (0.05, 1.0), "flow_steps": (1, 50), "sketch_stage": (1, 4)}
+          "structure_guidance": (1.0, 5.0), "top_p": (0.05, 1.0), "flow_steps": (1, 50), "sketch_stage": (1, 4), "cover": (0.25, 1.0)}
 
 
 class UserError(ValueError):
@@ -291,3 +292,83 @@ def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stag
     kept = f"structure of stages 0..{k}" + (f", content of stages 0..{j}" if j >= 0 else "")
     status = f"kept the reference's {kept}; {_made(pipe, class_id, seeds)}" + (f" ({note})" if note else "")
     return to_pil(result.images), _state(pipe, result, seeds), status
+
+
+# --------------------------------------------------------------------------------------------------
+# Edit: resample what lies under a painted mask, or one cluster, keeping the rest of the image
+# --------------------------------------------------------------------------------------------------
+
+
+def edit_background(pipe: NVGPipeline, state: dict | None, index: int = 0) -> Image.Image | None:
+    """The current image, enlarged with square pixels, as the background to paint a mask on."""
+    if not state or "result" not in state:
+        return None
+    result = _result(pipe, state)
+    image = to_pil(result.select(_image_index(result, index)).images)[0]
+    return image.resize((EDIT_SIZE, EDIT_SIZE), Image.NEAREST)
+
+
+def _painted(editor: dict | None) -> np.ndarray:
+    """The union of the editor's painted layers (their opaque pixels), refused when nothing is painted."""
+    layers = (editor or {}).get("layers") or []
+    masks = [read_mask(layer) for layer in layers if layer is not None]
+    if not masks or not any(m.any() for m in masks):
+        raise UserError("paint over the part of the image to regenerate first")
+    return np.any([m if m.shape == masks[0].shape else np.asarray(Image.fromarray(m).resize(masks[0].shape[::-1]))
+                   for m in masks], axis=0)
+
+
+def edit_region(pipe: NVGPipeline, state: dict | None, mask: dict | None, from_stage: int, class_name: str | None,
+                num_variations: int, seed: float | None, content_guidance: float, structure_guidance: float,
+                flow_steps: int, top_p: float = 0.5, index: int = 0, cover: float = 1.0
+                ) -> tuple[list[Image.Image], dict, str]:
+    """Variations of the current image resampled under the painted mask from `from_stage` on (optionally
+    as another class there); outside it every stage's codes, and the pixels, are the image's own."""
+    result = _result(pipe, state)
+    index = _image_index(result, index)
+    from_stage = number(from_stage, "the edit stage", whole=True, low=0, high=pipe.num_stages - 1)
+    cover = number(cover, "cover")
+    source = result.select(index)
+    painted = _painted(mask)
+    try:
+        locks = Locks.from_mask(source, painted, from_stage, cover=cover)
+    except ValueError as error:
+        raise UserError(f"the mask cannot be used: {error}") from error
+    target = class_of(pipe, class_name) if class_name else None
+    seeds = seeds_for(seed, num_variations, "num_variations")
+    edited = pipe.regenerate(result, from_stage=from_stage, class_labels=target, num_variations=len(seeds),
+                             seeds=seeds, index=index, locks=locks,
+                             options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
+    freed = " ".join(f"{x:.0%}" for x in locks.freed_per_stage()[from_stage:])
+    status = (f"resampled under the mask from stage {from_stage} (share of the image free at stages "
+              f"{from_stage}..{pipe.num_stages - 1}: {freed}); {_made(pipe, int(edited.class_labels_BS[0, -1]), seeds)}")
+    return to_pil(edited.images), _state(pipe, edited, seeds), status
+
+
+def cluster_at(pipe: NVGPipeline, state: dict | None, stage: int, index: int, x: float, y: float, size: int) -> int:
+    """The stage-`stage` cluster under the point (x, y) of an image shown `size` pixels wide."""
+    result = _result(pipe, state)
+    grid = pipe.transformer.spec.grid_size
+    cell = min(int(y * grid / size), grid - 1) * grid + min(int(x * grid / size), grid - 1)
+    return int(result.select(_image_index(result, index)).labels_BSN[0, int(stage), cell])
+
+
+CLUSTER_ACTIONS = {"resample this cluster": False, "keep this cluster, resample the rest": True}
+
+
+def edit_cluster(pipe: NVGPipeline, state: dict | None, stage: int, cluster: int, action: str, num_variations: int,
+                 seed: float | None, content_guidance: float, structure_guidance: float, flow_steps: int,
+                 top_p: float = 0.5, index: int = 0) -> tuple[list[Image.Image], dict, str]:
+    """Resample one stage-`stage` cluster of the current image from that stage on, or everything but it."""
+    result = _result(pipe, state)
+    index = _image_index(result, index)
+    stage = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1)
+    cluster = number(cluster, "cluster", whole=True, low=0, high=2**stage - 1)
+    if action not in CLUSTER_ACTIONS:
+        raise UserError(f"the action must be one of {', '.join(CLUSTER_ACTIONS)}, got {str(action)[:40]!r}")
+    locks = Locks.from_clusters(result.select(index), stage, [cluster], invert=CLUSTER_ACTIONS[action])
+    seeds = seeds_for(seed, num_variations, "num_variations")
+    edited = pipe.regenerate(result, from_stage=stage, num_variations=len(seeds), seeds=seeds, index=index, locks=locks,
+                             options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
+    return (to_pil(edited.images), _state(pipe, edited, seeds),
+            f"{action} (stage {stage}, cluster {cluster}); {_made(pipe, int(edited.class_labels_BS[0, -1]), seeds)}")

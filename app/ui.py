@@ -26,6 +26,8 @@ from .models import ModelStore
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 MAX_FILE_SIZE = "20MB"  # uploads over this are refused by the server; nvg_core refuses images over MAX_PIXELS
 FILE_MAX_AGE_S = 1800  # results, uploads and GIFs are deleted this long after they were last handed out
+# The bundled model's images are 64 px: shown larger, the browser would blur them; square pixels instead.
+CSS = ".crisp img, .crisp canvas { image-rendering: pixelated; }"
 log = logging.getLogger("nvg_studio")
 
 
@@ -94,7 +96,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
     """The NVG Studio page over a store of models (or one loaded pipeline); models load once per process.
 
     decorate wraps every function that runs a model (app.py passes spaces.GPU on ZeroGPU Spaces).
-    Launch it with max_file_size=MAX_FILE_SIZE.
+    Launch it with max_file_size=MAX_FILE_SIZE and css=CSS.
     """
     store = models if isinstance(models, ModelStore) else ModelStore.of(models)
     info = store.info(store.default)
@@ -166,25 +168,45 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         status = gr.Markdown(label="Status")
         with gr.Row():
             # height="auto": with a fixed height, a lone image fills the row and is cropped
-            images = gr.Gallery(label="Images", columns=4, height="auto", object_fit="contain", buttons=["download"], scale=3)
+            images = gr.Gallery(label="Images", columns=4, height="auto", object_fit="contain", buttons=["download"], scale=3,
+                                elem_classes=["crisp"])
             progression = gr.Image(label="Coarse to fine (GIF)", type="filepath", height=420, buttons=["download"], scale=2)
         with gr.Row():
             stage = RawSlider(0, S - 1, value=1, step=1, label="Stage")
             index = RawNumber(value=0, precision=0, label="Image number (or click an image)")
         with gr.Row():
-            stage_map = gr.Image(label="Structure map", type="pil")
-            stage_bounds = gr.Image(label="Clusters over the image", type="pil")
-            stage_canvas = gr.Image(label="Canvas after this stage", type="pil")
+            stage_map = gr.Image(label="Structure map", type="pil", elem_classes=["crisp"])
+            stage_bounds = gr.Image(label="Clusters over the image (click one to pick it for Edit)", type="pil",
+                                    elem_classes=["crisp"])
+            stage_canvas = gr.Image(label="Canvas after this stage", type="pil", elem_classes=["crisp"])
         with gr.Accordion("Lock and regenerate", open=True):
             with gr.Row():
                 keep_content = gr.Checkbox(value=True, label="Keep content too (not only structure)")
                 num_variations = slider("num_variations", 4, "Variations")
                 swap_class = gr.Dropdown([""] + class_names, value="", label="Swap to class (empty: same)", filterable=True)
                 regen_btn = gr.Button("Keep stages up to the chosen one, regenerate the rest")
+        with gr.Accordion("Edit a region or a cluster", open=False):
+            with gr.Row():
+                edit_mask = RawImageEditor(type="filepath", canvas_size=(handlers.EDIT_SIZE, handlers.EDIT_SIZE),
+                                           brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed", default_size=24),
+                                           eraser=gr.Eraser(), sources=(), elem_id="edit-mask", elem_classes=["crisp"],
+                                           label="Paint over what to regenerate")
+                with gr.Column():
+                    edit_stage = RawSlider(0, S - 1, value=3, step=1, label="Resample from stage")
+                    edit_cover = slider("cover", 1.0, "Free a cluster once this share of it is painted "
+                                        "(1: nothing outside the mask changes; lower: bigger changes)", 0.05)
+                    edit_class = gr.Dropdown([""] + class_names, value="", label="Class under the mask (empty: same)",
+                                             filterable=True)
+                    edit_btn = gr.Button("Regenerate under the mask", variant="primary")
+            with gr.Row():
+                cluster = RawNumber(value=0, precision=0, label="Cluster of the viewed stage (click the clusters image)")
+                cluster_action = gr.Radio(list(handlers.CLUSTER_ACTIONS), value=next(iter(handlers.CLUSTER_ACTIONS)),
+                                          label="Cluster edit")
+                cluster_btn = gr.Button("Edit the cluster")
 
         poll = gr.Timer(1.0, active=False)  # runs while the session's model loads
         model_events = [model, class_name, swap_class, flow_steps, stage, reference_stage, reference_content,
-                        model_status, poll]
+                        edit_stage, edit_class, model_status, poll]
 
         def model_outputs(name: str) -> tuple:
             """What the page shows for a model (one value per model_events entry): ready (classes, stage
@@ -193,13 +215,14 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 pipe = store.get(name)
             except handlers.UserError as error:
                 if store.loading(name) or name == store.default:
-                    return (gr.update(), *[gr.update()] * 6, f"**{error}**", gr.Timer(active=store.loading(name)))
+                    return (gr.update(), *[gr.update()] * 8, f"**{error}**", gr.Timer(active=store.loading(name)))
                 _, *fallback, _, timer = model_outputs(store.default)
                 return (gr.update(value=store.default), *fallback, f"**{error}**", timer)
             names = pipe.class_names
             return (gr.update(), gr.update(choices=names, value=names[0]), gr.update(choices=[""] + names, value=""),
                     gr.update(value=pipe.default_flow_steps),
-                    *[gr.update(maximum=pipe.num_stages - 1)] * 3,  # the stage sliders
+                    *[gr.update(maximum=pipe.num_stages - 1)] * 4,  # the stage sliders
+                    gr.update(choices=[""] + names, value=""),
                     f"{pipe.name}: {len(names)} classes, {pipe.num_stages} stages, on {pipe.device}", gr.Timer(active=False))
 
         def pick(name: str) -> tuple:
@@ -233,4 +256,20 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         regen_btn.click(bind(handlers.regenerate),
                         [state, stage, keep_content, num_variations, swap_class, seed, *advanced, index, model],
                         [images, state, status], api_name="regenerate")
+        for trigger in (index.change, state.change):
+            trigger(bind(handlers.edit_background), [state, index, model], edit_mask, api_visibility="private")
+
+        def pick_cluster(state_: dict, stage_: int, index_: int, name: str, event: gr.SelectData) -> int:
+            try:
+                return handlers.cluster_at(store.get(name), state_, stage_, index_, *event.index[:2], handlers.PREVIEW_SIZE)
+            except Exception as error:
+                raise _error(error) from error
+
+        stage_bounds.select(pick_cluster, [state, stage, index, model], cluster, api_visibility="private")
+        edit_btn.click(bind(handlers.edit_region),
+                       [state, edit_mask, edit_stage, edit_class, num_variations, seed, *advanced, index, edit_cover, model],
+                       [images, state, status], api_name="edit_region")
+        cluster_btn.click(bind(handlers.edit_cluster),
+                          [state, stage, cluster, cluster_action, num_variations, seed, *advanced, index, model],
+                          [images, state, status], api_name="edit_cluster")
     return demo

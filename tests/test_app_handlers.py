@@ -2,6 +2,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("gradio")
@@ -70,7 +71,8 @@ def test_regenerate_keeps_early_stages_and_can_swap_class(tiny_pipeline):
 def test_build_demo_names_every_action_endpoint(tiny_pipeline):
     demo = build_demo(tiny_pipeline)
     names = {dep.api_name for dep in demo.fns.values() if getattr(dep, "api_name", None)}
-    assert {"generate", "regenerate", "sketch_preview", "sketch_generate", "extract_structure", "reference_generate"} <= names
+    assert {"generate", "regenerate", "sketch_preview", "sketch_generate", "extract_structure", "reference_generate",
+            "edit_region", "edit_cluster"} <= names
 
 
 def drawn(size=128):
@@ -211,3 +213,56 @@ def test_sliders_at_their_defaults_keep_the_models_schedules_and_move_only_the_l
     assert np.allclose(same["structure_guidance"], boosted)
     assert np.allclose(same["content_guidance"], np.linspace(1.0, 3.5, S))
     assert np.allclose(moved["structure_guidance"], [4.0, 4.5, 2.5, 3.5, 4.5])
+
+
+def painted_layer(path, size=handlers.EDIT_SIZE):
+    """An editor layer (transparent, the left half painted), saved as the editor sends it: a PNG file."""
+    layer = np.zeros((size, size, 4), np.uint8)
+    layer[:, : size // 2] = (255, 0, 255, 255)
+    Image.fromarray(layer).save(path)
+    return {"background": None, "layers": [str(path)], "composite": None}
+
+
+def test_edit_region_keeps_the_image_outside_the_mask(tiny_pipeline, tmp_path):
+    *_, (_, images, state, _) = run_generate(tiny_pipeline, num_images=2)
+    background = handlers.edit_background(tiny_pipeline, state, 1)
+    assert background.size == (handlers.EDIT_SIZE,) * 2
+    edited, new_state, status = handlers.edit_region(tiny_pipeline, state, painted_layer(tmp_path / "layer.png"), 1, "dog",
+                                                     2, 5, 3.5, 2.5, 2, index=1)
+    assert len(edited) == 2 and "resampled under the mask from stage 1" in status and "dog" in status
+    before = np.asarray(images[1]).astype(int)
+    for image in edited:  # the tiny model's 16 px images: columns 11.. are beyond the feather of the left half
+        assert (np.asarray(image)[:, 11:] == before[:, 11:]).all()
+    source, result = state["result"].select(1), new_state["result"]
+    right_N = torch.arange(16) % 4 >= 2
+    assert torch.equal(result.codes_BSN[:, :, right_N], source.codes_BSN[:, :, right_N].expand(2, -1, -1))
+
+
+def test_edit_region_refuses_an_empty_mask_and_bad_input(tiny_pipeline, tmp_path):
+    *_, (_, _, state, _) = run_generate(tiny_pipeline, num_images=1)
+    empty = {"background": None, "layers": [], "composite": None}
+    with pytest.raises(handlers.UserError, match="paint over the part"):
+        handlers.edit_region(tiny_pipeline, state, empty, 1, "", 1, 5, 3.5, 2.5, 2)
+    mask = painted_layer(tmp_path / "layer.png")
+    with pytest.raises(handlers.UserError, match="edit stage must be between 0 and 4"):
+        handlers.edit_region(tiny_pipeline, state, mask, 7, "", 1, 5, 3.5, 2.5, 2)
+    with pytest.raises(handlers.UserError, match="cover must be between"):
+        handlers.edit_region(tiny_pipeline, state, mask, 1, "", 1, 5, 3.5, 2.5, 2, cover=0)
+    with pytest.raises(handlers.UserError, match="generate an image first"):
+        handlers.edit_region(tiny_pipeline, {}, mask, 1, "", 1, 5, 3.5, 2.5, 2)
+
+
+def test_a_clicked_cluster_is_resampled_or_kept(tiny_pipeline):
+    *_, (_, _, state, _) = run_generate(tiny_pipeline, num_images=1)
+    source = state["result"]
+    cluster = handlers.cluster_at(tiny_pipeline, state, 2, 0, x=5, y=150, size=handlers.PREVIEW_SIZE)
+    assert cluster == int(source.labels_BSN[0, 2, 12])  # (5, 150) of 192 px is cell (row 3, column 0)
+    in_cluster_N = source.labels_BSN[0, 2] == cluster
+    for action, kept_N in (("resample this cluster", ~in_cluster_N), ("keep this cluster, resample the rest", in_cluster_N)):
+        _, new_state, status = handlers.edit_cluster(tiny_pipeline, state, 2, cluster, action, 1, 3, 3.5, 2.5, 2)
+        result = new_state["result"]
+        assert torch.equal(result.codes_BSN[0][:, kept_N], source.codes_BSN[0][:, kept_N]) and action in status
+    with pytest.raises(handlers.UserError, match="cluster must be between 0 and 3"):
+        handlers.edit_cluster(tiny_pipeline, state, 2, 4, "resample this cluster", 1, 3, 3.5, 2.5, 2)
+    with pytest.raises(handlers.UserError, match="the action must be one of"):
+        handlers.edit_cluster(tiny_pipeline, state, 2, 0, "explode", 1, 3, 3.5, 2.5, 2)
