@@ -19,7 +19,7 @@ from PIL import Image
 from nvg_core import sketch
 from nvg_core.images import read_image, to_pil
 from nvg_core.pipeline import NVGPipeline
-from nvg_core.sampling import NVGResult, SamplingOptions, result_from_stages, slow_then_fast_schedule
+from nvg_core.sampling import NVGResult, SamplingOptions, result_from_stages
 from nvg_core.structure import draw_boundaries, render_map
 
 PREVIEW_SIZE = 192
@@ -70,24 +70,23 @@ def seeds_for(seed: Any, count: Any, name: str = "num_images") -> list[int]:
     return [first + i for i in range(count)]
 
 
+def advanced_values(defaults: SamplingOptions) -> tuple[float, float, int, float]:
+    """The Advanced sliders' values for a model's written-out defaults (pipe.default_options), in the
+    handlers' order: content guidance, structure guidance, flow steps, top-p (each schedule at its last
+    stage). At these values sampling_options gives the defaults back."""
+    return defaults.content_guidance[-1], defaults.structure_guidance[-1], defaults.flow_steps, defaults.top_p[-1]
+
+
 def sampling_options(pipe: NVGPipeline, content_guidance: float, structure_guidance: float, flow_steps: int,
-                     top_p: float = 0.5) -> SamplingOptions:
-    """The model's sampling defaults with the sliders' last-stage values: each guidance schedule is shifted
-    so that its last stage takes the slider's value, the shift fading linearly to 0 at stage 0 (at the
-    slider's default the model's own schedule, early-stage boosts included); top-p falls slowly then fast
-    from 1 to the given value (the official shape)."""
-    S = pipe.num_stages
-    content_guidance, structure_guidance = number(content_guidance, "content_guidance"), number(structure_guidance, "structure_guidance")
-    top_p, flow_steps = number(top_p, "top_p"), number(flow_steps, "flow_steps", whole=True)
-    defaults = pipe.default_options.resolved(S)
-    ramp_S = np.linspace(0.0, 1.0, S)
-
-    def ending_at(name: str, last: float) -> list[float]:
-        return (np.asarray(defaults[name]) + (float(last) - defaults[name][-1]) * ramp_S).tolist()
-
-    return dataclasses.replace(pipe.default_options, content_guidance=ending_at("content_guidance", content_guidance),
-                               structure_guidance=ending_at("structure_guidance", structure_guidance),
-                               top_p=slow_then_fast_schedule(1.0, top_p, S), flow_steps=flow_steps)
+                     top_p: float | None = None) -> SamplingOptions:
+    """The model's sampling defaults with the sliders' values: each schedule moved so that its last stage
+    takes its slider's value (SamplingOptions.with_last_stage: at advanced_values the model's own schedules,
+    early-stage boosts included), and the given flow steps. top_p None keeps the model's top-p schedule."""
+    options = pipe.default_options.with_last_stage(
+        pipe.num_stages, content_guidance=number(content_guidance, "content_guidance"),
+        structure_guidance=number(structure_guidance, "structure_guidance"),
+        top_p=None if top_p is None else number(top_p, "top_p"))
+    return dataclasses.replace(options, flow_steps=number(flow_steps, "flow_steps", whole=True))
 
 
 def class_of(pipe: NVGPipeline, class_name: str | None) -> int:
@@ -117,7 +116,7 @@ def _made(pipe: NVGPipeline, class_id: int, seeds: list[int]) -> str:
 
 
 def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images: int, content_guidance: float,
-             structure_guidance: float, flow_steps: int, top_p: float = 0.5
+             structure_guidance: float, flow_steps: int, top_p: float | None = None
              ) -> Iterator[tuple[list, list[Image.Image], dict, str]]:
     """Stream a generation: after every stage, (stage strip, images so far, state, status text).
 
@@ -191,7 +190,7 @@ def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> by
 
 def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_content: bool, num_variations: int,
                class_name: str | None, seed: float | None, content_guidance: float, structure_guidance: float,
-               flow_steps: int, top_p: float = 0.5, index: int = 0) -> tuple[list[Image.Image], dict, str]:
+               flow_steps: int, top_p: float | None = None, index: int = 0) -> tuple[list[Image.Image], dict, str]:
     """Keep stages 0..keep_stage of the current image and resample the rest (optionally as another class)."""
     result = _result(pipe, state)
     keep_stage = number(keep_stage, "the kept stage", whole=True, low=0, high=pipe.num_stages - 2)
@@ -235,7 +234,7 @@ def sketch_preview(pipe: NVGPipeline, drawing, stage: int, *, mode: str = "palet
 
 
 def sketch_generate(pipe: NVGPipeline, drawing, stage: int, class_name: str, seed: float | None, num_images: int,
-                    content_guidance: float, structure_guidance: float, flow_steps: int, top_p: float = 0.5, *,
+                    content_guidance: float, structure_guidance: float, flow_steps: int, top_p: float | None = None, *,
                     mode: str = "palette"):
     """Images of a class whose structure up to `stage` is the projected sketch."""
     projection = sketch_structure(pipe, drawing, stage, mode)
@@ -273,7 +272,7 @@ def extract_structure(pipe: NVGPipeline, image_path: str | None) -> tuple[list, 
 
 def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stage: int, content_stage: int,
                        class_name: str, seed: float | None, num_images: int, content_guidance: float,
-                       structure_guidance: float, flow_steps: int, top_p: float = 0.5
+                       structure_guidance: float, flow_steps: int, top_p: float | None = None
                        ) -> tuple[list[Image.Image], dict, str]:
     """New images of a class that reuse the reference's structure up to `structure_stage` and, when
     `content_stage` >= 0, its content up to that stage (a class swap of the reference)."""

@@ -29,9 +29,9 @@ def _add_generate(sub) -> None:
     p.add_argument("--num-images", type=int, default=1, help="images to make (seeds seed, seed+1, ...)")
     p.add_argument("--flow-steps", type=int, default=None, help="structure flow steps per stage (default: the model's)")
     p.add_argument("--content-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
-                   help="content guidance, linear from the first to the last stage (default 1 3.5)")
+                   help="content guidance, linear from the first to the last stage (default: the model's schedule)")
     p.add_argument("--structure-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
-                   help="structure guidance, linear from the first to the last stage (default 1 2.5)")
+                   help="structure guidance, linear from the first to the last stage (default: the model's schedule)")
     p.add_argument("--sketch", type=Path, default=None,
                    help="a layout drawing whose regions become the structure up to --sketch-stage")
     p.add_argument("--sketch-stage", type=int, default=2, help="the stage the sketch applies to (1-4, default 2)")

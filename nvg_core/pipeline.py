@@ -45,9 +45,11 @@ HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a hub repo id, e.g. someone/nvg-emoji
 CALLBACK_TENSOR_INPUTS = ["labels_BN", "ids_BK", "canvas_BNC", "next_labels_BN", "images"]  # StageOutput fields
 
 
-def sampling_defaults(index: dict) -> SamplingOptions:
-    """The sampling defaults a model_index.json stores ("default_options": SamplingOptions fields)."""
-    return SamplingOptions(**index.get("default_options", {}))
+def sampling_defaults(index: dict, num_stages: int) -> SamplingOptions:
+    """The sampling defaults a model_index.json stores ("default_options": SamplingOptions fields), written
+    out for a model of num_stages stages (a folder saved before they were all stored may leave some out:
+    those are the authors' settings)."""
+    return SamplingOptions(**index.get("default_options", {})).explicit(num_stages)
 
 
 def default_device() -> torch.device:
@@ -71,8 +73,9 @@ class NVGPipelineOutput(BaseOutput):
 class NVGPipeline(DiffusionPipeline):
     """Generation, structure extraction and regeneration with one NVG model.
 
-    class_names, default_options (the model's tuned SamplingOptions) and name are registered config,
-    stored in model_index.json. The pipeline is moved to `device` when one is given.
+    class_names, default_options (the model's tuned SamplingOptions; the authors' settings when not given)
+    and name are registered config, stored in model_index.json. The pipeline is moved to `device` when one
+    is given.
     """
 
     _callback_tensor_inputs = CALLBACK_TENSOR_INPUTS
@@ -101,12 +104,14 @@ class NVGPipeline(DiffusionPipeline):
 
     @property
     def default_options(self) -> SamplingOptions:
-        """The model folder's sampling defaults (registered config, so save_pretrained keeps them)."""
-        return sampling_defaults(self.config)
+        """The model folder's sampling defaults, every per-stage control a list (registered config, so
+        save_pretrained keeps them). The library, `nvg`, the app, evaluation and benchmarks start from these."""
+        return sampling_defaults(self.config, self.num_stages)
 
     @default_options.setter
     def default_options(self, options: SamplingOptions) -> None:
-        self.register_to_config(default_options=dataclasses.asdict(options))
+        """Store `options` written out (SamplingOptions.explicit), so the folder says every default."""
+        self.register_to_config(default_options=dataclasses.asdict(options.explicit(self.num_stages)))
 
     @property
     def default_flow_steps(self) -> int:

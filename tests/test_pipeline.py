@@ -8,7 +8,7 @@ from PIL import Image
 
 from nvg_core import official
 from nvg_core.pipeline import NVGPipeline, sampling_defaults
-from nvg_core.sampling import SamplingOptions
+from nvg_core.sampling import SamplingOptions, official_options
 from nvg_core.structure import validate
 from nvg_core.transformer import TRANSFORMER_CONFIGS
 
@@ -127,4 +127,12 @@ def test_the_model_folder_keeps_its_sampling_defaults(tmp_path):
     assert loaded.default_options == pipe.default_options
     assert torch.equal(loaded.generate(["cat"], seeds=[3]).labels_BSN, pipe.generate(["cat"], seeds=[3]).labels_BSN)
     index = json.loads((tmp_path / "model" / "model_index.json").read_text())
-    assert sampling_defaults(index) == pipe.default_options
+    assert sampling_defaults(index, pipe.num_stages) == pipe.default_options
+    assert index["default_options"]["structure_guidance"] == [4.0, 4.0, 1.5, 2.0, 2.5]
+    assert index["default_options"]["top_p"] == official_options(5).top_p  # written out, not None
+
+
+def test_folders_that_leave_a_default_out_get_the_authors_setting():
+    from dataclasses import replace
+    index = {"default_options": {"top_p": None, "flow_steps": 2}}  # as folders were saved before
+    assert sampling_defaults(index, 5) == replace(official_options(5), flow_steps=2)
