@@ -7,23 +7,21 @@ call them directly. The session state is a dict holding the last NVGResult and t
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
-import random
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
+from nvg_core import seeds as seeding
 from nvg_core import sketch
 from nvg_core.images import read_image, to_pil
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import NVGResult, SamplingOptions, result_from_stages
-from nvg_core.structure import draw_boundaries, render_map
+from nvg_core.structure import render_map
 
 PREVIEW_SIZE = 192
-MAX_SEED = 2**63 - 1
 # The range of every numeric input, read by the page's sliders too: API clients may send anything.
 LIMITS = {"num_images": (1, 8), "num_variations": (1, 8), "content_guidance": (1.0, 6.0),
           "structure_guidance": (1.0, 5.0), "top_p": (0.05, 1.0), "flow_steps": (1, 50), "sketch_stage": (1, 4)}
@@ -55,19 +53,16 @@ def number(value: Any, name: str, whole: bool = False, low: float | None = None,
     return parsed
 
 
-def resolve_seed(seed: Any) -> int:
-    """The seed to use: the given one (0..MAX_SEED), or a fresh random one when it is empty or -1."""
-    if seed is None or (isinstance(seed, str) and not seed.strip()) or (not isinstance(seed, bool) and seed in (-1, "-1")):
-        return random.randrange(2**31)
-    return number(seed, "seed", whole=True, low=0, high=MAX_SEED)
-
-
 def seeds_for(seed: Any, count: Any, name: str = "num_images") -> list[int]:
-    """`count` consecutive seeds from `seed` (a random start for -1 or empty)."""
-    count, first = number(count, name, whole=True), resolve_seed(seed)
-    if first + count - 1 > MAX_SEED:
-        raise UserError(f"seeds {first}..{first + count - 1} go past the largest seed {MAX_SEED}")
-    return [first + i for i in range(count)]
+    """`count` consecutive seeds from `seed` as the page or an API client sent them (nvg_core.seeds.seeds_for;
+    -1 or empty: a random start)."""
+    count = number(count, name, whole=True)
+    blank = seed is None or (isinstance(seed, str) and not seed.strip())
+    first = None if blank else number(seed, "seed", whole=True, low=-math.inf, high=math.inf)
+    try:
+        return seeding.seeds_for(first, count)
+    except ValueError as error:
+        raise UserError(str(error)) from error
 
 
 def advanced_values(defaults: SamplingOptions) -> tuple[float, float, int, float]:
@@ -163,11 +158,7 @@ def show_stage(pipe: NVGPipeline, state: dict | None, stage: int, index: int = 0
         return None, None, None
     result = _result(pipe, state)
     stage, index = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1), _image_index(result, index)
-    source = result.select(index)
-    labels_N = source.labels_BSN[0, stage]
-    canvas = pipe.stage_canvases(result, index, stages=[stage])[0]
-    final = np.asarray(_tile(to_pil(source.images)[0]))
-    return _tile(render_map(labels_N, stage)), Image.fromarray(draw_boundaries(final, labels_N)), _tile(canvas)
+    return pipe.stage_view(result, index, stage, size=PREVIEW_SIZE)
 
 
 def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> bytes | None:
@@ -178,14 +169,7 @@ def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> by
     if not state or "result" not in state:
         return None
     result = _result(pipe, state)
-    index = _image_index(result, index)
-    labels_SN = result.select(index).labels_BSN[0]
-    frames = [Image.fromarray(np.concatenate([np.asarray(_tile(render_map(labels_SN[s], s))), np.asarray(_tile(canvas))], 1))
-              for s, canvas in enumerate(pipe.stage_canvases(result, index))]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], loop=0,
-                   duration=[600] * (len(frames) - 1) + [2000])
-    return buffer.getvalue()
+    return pipe.progression_gif(result, _image_index(result, index), size=PREVIEW_SIZE)
 
 
 def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_content: bool, num_variations: int,

@@ -250,3 +250,11 @@ def test_the_page_starts_at_the_bundled_models_defaults():
     assert advanced_on_the_page(build_demo(ModelStore(default_sources()))) == (3.5, 2.5, 2, 0.5)
     assert handlers.advanced_values(peek(None).defaults) == (3.5, 2.5, 2, 0.5)
 
+
+def test_viewer_and_gif_are_the_pipelines_pictures_at_preview_size(tiny_pipeline):
+    state = run_generate(tiny_pipeline)[-1][2]
+    result = state["result"]
+    shown = handlers.show_stage(tiny_pipeline, state, 3, index=1)
+    expected = tiny_pipeline.stage_view(result, 1, 3, size=handlers.PREVIEW_SIZE)
+    assert [p.tobytes() for p in shown] == [p.tobytes() for p in expected]
+    assert handlers.progression_gif(tiny_pipeline, state, 1) == tiny_pipeline.progression_gif(result, 1, size=handlers.PREVIEW_SIZE)
