@@ -7,25 +7,23 @@ call them directly. The session state is a dict holding the last NVGResult and t
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
-import random
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
+from nvg_core import seeds as seeding
 from nvg_core import sketch
 from nvg_core.images import read_image, read_mask, to_pil
 from nvg_core.locks import Locks
 from nvg_core.pipeline import NVGPipeline
-from nvg_core.sampling import NVGResult, SamplingOptions, result_from_stages, slow_then_fast_schedule
-from nvg_core.structure import draw_boundaries, render_map
+from nvg_core.sampling import NVGResult, SamplingOptions, result_from_stages
+from nvg_core.structure import render_map
 
 PREVIEW_SIZE = 192
 EDIT_SIZE = 256  # the edit canvas: the image enlarged with square pixels, big enough to paint on
-MAX_SEED = 2**63 - 1
 # The range of every numeric input, read by the page's sliders too: API clients may send anything.
 LIMITS = {"num_images": (1, 8), "num_variations": (1, 8), "content_guidance": (1.0, 6.0),
           "structure_guidance": (1.0, 5.0), "top_p": (0.05, 1.0), "flow_steps": (1, 50), "sketch_stage": (1, 4), "cover": (0.25, 1.0)}
@@ -57,39 +55,35 @@ def number(value: Any, name: str, whole: bool = False, low: float | None = None,
     return parsed
 
 
-def resolve_seed(seed: Any) -> int:
-    """The seed to use: the given one (0..MAX_SEED), or a fresh random one when it is empty or -1."""
-    if seed is None or (isinstance(seed, str) and not seed.strip()) or (not isinstance(seed, bool) and seed in (-1, "-1")):
-        return random.randrange(2**31)
-    return number(seed, "seed", whole=True, low=0, high=MAX_SEED)
-
-
 def seeds_for(seed: Any, count: Any, name: str = "num_images") -> list[int]:
-    """`count` consecutive seeds from `seed` (a random start for -1 or empty)."""
-    count, first = number(count, name, whole=True), resolve_seed(seed)
-    if first + count - 1 > MAX_SEED:
-        raise UserError(f"seeds {first}..{first + count - 1} go past the largest seed {MAX_SEED}")
-    return [first + i for i in range(count)]
+    """`count` consecutive seeds from `seed` as the page or an API client sent them (nvg_core.seeds.seeds_for;
+    -1 or empty: a random start)."""
+    count = number(count, name, whole=True)
+    blank = seed is None or (isinstance(seed, str) and not seed.strip())
+    first = None if blank else number(seed, "seed", whole=True, low=-math.inf, high=math.inf)
+    try:
+        return seeding.seeds_for(first, count)
+    except ValueError as error:
+        raise UserError(str(error)) from error
+
+
+def advanced_values(defaults: SamplingOptions) -> tuple[float, float, int, float]:
+    """The Advanced sliders' values for a model's written-out defaults (pipe.default_options), in the
+    handlers' order: content guidance, structure guidance, flow steps, top-p (each schedule at its last
+    stage). At these values sampling_options gives the defaults back."""
+    return defaults.content_guidance[-1], defaults.structure_guidance[-1], defaults.flow_steps, defaults.top_p[-1]
 
 
 def sampling_options(pipe: NVGPipeline, content_guidance: float, structure_guidance: float, flow_steps: int,
-                     top_p: float = 0.5) -> SamplingOptions:
-    """The model's sampling defaults with the sliders' last-stage values: each guidance schedule is shifted
-    so that its last stage takes the slider's value, the shift fading linearly to 0 at stage 0 (at the
-    slider's default the model's own schedule, early-stage boosts included); top-p falls slowly then fast
-    from 1 to the given value (the official shape)."""
-    S = pipe.num_stages
-    content_guidance, structure_guidance = number(content_guidance, "content_guidance"), number(structure_guidance, "structure_guidance")
-    top_p, flow_steps = number(top_p, "top_p"), number(flow_steps, "flow_steps", whole=True)
-    defaults = pipe.default_options.resolved(S)
-    ramp_S = np.linspace(0.0, 1.0, S)
-
-    def ending_at(name: str, last: float) -> list[float]:
-        return (np.asarray(defaults[name]) + (float(last) - defaults[name][-1]) * ramp_S).tolist()
-
-    return dataclasses.replace(pipe.default_options, content_guidance=ending_at("content_guidance", content_guidance),
-                               structure_guidance=ending_at("structure_guidance", structure_guidance),
-                               top_p=slow_then_fast_schedule(1.0, top_p, S), flow_steps=flow_steps)
+                     top_p: float | None = None) -> SamplingOptions:
+    """The model's sampling defaults with the sliders' values: each schedule moved so that its last stage
+    takes its slider's value (SamplingOptions.with_last_stage: at advanced_values the model's own schedules,
+    early-stage boosts included), and the given flow steps. top_p None keeps the model's top-p schedule."""
+    options = pipe.default_options.with_last_stage(
+        pipe.num_stages, content_guidance=number(content_guidance, "content_guidance"),
+        structure_guidance=number(structure_guidance, "structure_guidance"),
+        top_p=None if top_p is None else number(top_p, "top_p"))
+    return dataclasses.replace(options, flow_steps=number(flow_steps, "flow_steps", whole=True))
 
 
 def class_of(pipe: NVGPipeline, class_name: str | None) -> int:
@@ -119,7 +113,7 @@ def _made(pipe: NVGPipeline, class_id: int, seeds: list[int]) -> str:
 
 
 def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images: int, content_guidance: float,
-             structure_guidance: float, flow_steps: int, top_p: float = 0.5
+             structure_guidance: float, flow_steps: int, top_p: float | None = None
              ) -> Iterator[tuple[list, list[Image.Image], dict, str]]:
     """Stream a generation: after every stage, (stage strip, images so far, state, status text).
 
@@ -166,11 +160,7 @@ def show_stage(pipe: NVGPipeline, state: dict | None, stage: int, index: int = 0
         return None, None, None
     result = _result(pipe, state)
     stage, index = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1), _image_index(result, index)
-    source = result.select(index)
-    labels_N = source.labels_BSN[0, stage]
-    canvas = pipe.stage_canvases(result, index, stages=[stage])[0]
-    final = np.asarray(_tile(to_pil(source.images)[0]))
-    return _tile(render_map(labels_N, stage)), Image.fromarray(draw_boundaries(final, labels_N)), _tile(canvas)
+    return pipe.stage_view(result, index, stage, size=PREVIEW_SIZE)
 
 
 def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> bytes | None:
@@ -181,19 +171,12 @@ def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> by
     if not state or "result" not in state:
         return None
     result = _result(pipe, state)
-    index = _image_index(result, index)
-    labels_SN = result.select(index).labels_BSN[0]
-    frames = [Image.fromarray(np.concatenate([np.asarray(_tile(render_map(labels_SN[s], s))), np.asarray(_tile(canvas))], 1))
-              for s, canvas in enumerate(pipe.stage_canvases(result, index))]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], loop=0,
-                   duration=[600] * (len(frames) - 1) + [2000])
-    return buffer.getvalue()
+    return pipe.progression_gif(result, _image_index(result, index), size=PREVIEW_SIZE)
 
 
 def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_content: bool, num_variations: int,
                class_name: str | None, seed: float | None, content_guidance: float, structure_guidance: float,
-               flow_steps: int, top_p: float = 0.5, index: int = 0) -> tuple[list[Image.Image], dict, str]:
+               flow_steps: int, top_p: float | None = None, index: int = 0) -> tuple[list[Image.Image], dict, str]:
     """Keep stages 0..keep_stage of the current image and resample the rest (optionally as another class)."""
     result = _result(pipe, state)
     keep_stage = number(keep_stage, "the kept stage", whole=True, low=0, high=pipe.num_stages - 2)
@@ -237,7 +220,7 @@ def sketch_preview(pipe: NVGPipeline, drawing, stage: int, *, mode: str = "palet
 
 
 def sketch_generate(pipe: NVGPipeline, drawing, stage: int, class_name: str, seed: float | None, num_images: int,
-                    content_guidance: float, structure_guidance: float, flow_steps: int, top_p: float = 0.5, *,
+                    content_guidance: float, structure_guidance: float, flow_steps: int, top_p: float | None = None, *,
                     mode: str = "palette"):
     """Images of a class whose structure up to `stage` is the projected sketch."""
     projection = sketch_structure(pipe, drawing, stage, mode)
@@ -275,7 +258,7 @@ def extract_structure(pipe: NVGPipeline, image_path: str | None) -> tuple[list, 
 
 def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stage: int, content_stage: int,
                        class_name: str, seed: float | None, num_images: int, content_guidance: float,
-                       structure_guidance: float, flow_steps: int, top_p: float = 0.5
+                       structure_guidance: float, flow_steps: int, top_p: float | None = None
                        ) -> tuple[list[Image.Image], dict, str]:
     """New images of a class that reuse the reference's structure up to `structure_stage` and, when
     `content_stage` >= 0, its content up to that stage (a class swap of the reference)."""
@@ -320,7 +303,7 @@ def _painted(editor: dict | None) -> np.ndarray:
 
 def edit_region(pipe: NVGPipeline, state: dict | None, mask: dict | None, from_stage: int, class_name: str | None,
                 num_variations: int, seed: float | None, content_guidance: float, structure_guidance: float,
-                flow_steps: int, top_p: float = 0.5, index: int = 0, cover: float = 1.0
+                flow_steps: int, top_p: float | None = None, index: int = 0, cover: float = 1.0
                 ) -> tuple[list[Image.Image], dict, str]:
     """Variations of the current image resampled under the painted mask from `from_stage` on (optionally
     as another class there); outside it every stage's codes, and the pixels, are the image's own."""
@@ -358,7 +341,7 @@ CLUSTER_ACTIONS = {"resample this cluster": False, "keep this cluster, resample 
 
 def edit_cluster(pipe: NVGPipeline, state: dict | None, stage: int, cluster: int, action: str, num_variations: int,
                  seed: float | None, content_guidance: float, structure_guidance: float, flow_steps: int,
-                 top_p: float = 0.5, index: int = 0) -> tuple[list[Image.Image], dict, str]:
+                 top_p: float | None = None, index: int = 0) -> tuple[list[Image.Image], dict, str]:
     """Resample one stage-`stage` cluster of the current image from that stage on, or everything but it."""
     result = _result(pipe, state)
     index = _image_index(result, index)

@@ -15,6 +15,7 @@ from typing import Callable
 
 from nvg_core.official import OFFICIAL_CLASS_NAMES, OFFICIAL_HUB_ID, load_pipeline
 from nvg_core.pipeline import BUNDLED_MODEL, MODEL_INDEX, NVGPipeline, sampling_defaults
+from nvg_core.sampling import SamplingOptions, official_options
 from nvg_core.structure import num_stages
 
 from .handlers import UserError
@@ -42,19 +43,22 @@ class ModelInfo:
 
     class_names: list[str]
     num_stages: int
-    default_flow_steps: int = 10
+    defaults: SamplingOptions  # its sampling defaults, written out (what pipe.default_options will be)
 
 
 def peek(source: str | None) -> ModelInfo | None:
-    """A model's classes and stage count without loading its weights (None when unknown until it loads)."""
+    """A model's classes, stage count and sampling defaults without loading its weights (None when unknown
+    until it loads). The authors' checkpoints are converted with the authors' settings (official_options)."""
     folder = Path(source) if source else BUNDLED_MODEL
     transformer_config = folder / "transformer" / "config.json"
     if (folder / MODEL_INDEX).is_file() and transformer_config.is_file():
         grid = json.loads(transformer_config.read_text())["grid_size"]
         index = json.loads((folder / MODEL_INDEX).read_text())
-        return ModelInfo(index["class_names"], num_stages(grid * grid), sampling_defaults(index).flow_steps)
+        S = num_stages(grid * grid)
+        return ModelInfo(index["class_names"], S, sampling_defaults(index, S))
     if source and OFFICIAL_HUB_ID.fullmatch(source):
-        return ModelInfo(list(OFFICIAL_CLASS_NAMES), num_stages(16 * 16))
+        S = num_stages(16 * 16)
+        return ModelInfo(list(OFFICIAL_CLASS_NAMES), S, official_options(S))
     return None
 
 
@@ -88,10 +92,11 @@ class ModelStore:
         return self.names[0]
 
     def info(self, name: str) -> ModelInfo | None:
-        """The classes and stage count of a model, loaded or not (None when unknown until it loads)."""
+        """The classes, stage count and sampling defaults of a model, loaded or not (None when unknown until
+        it loads)."""
         if name in self._pipes:
             pipe = self._pipes[name]
-            return ModelInfo(pipe.class_names, pipe.num_stages, pipe.default_flow_steps)
+            return ModelInfo(pipe.class_names, pipe.num_stages, pipe.default_options)
         return peek(self.sources.get(name))
 
     def start(self, name: str) -> None:

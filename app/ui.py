@@ -17,6 +17,7 @@ import numpy as np
 
 from nvg_core.images import MAX_PIXELS
 from nvg_core.pipeline import NVGPipeline
+from nvg_core.sampling import official_options
 from nvg_core.sketch import PALETTE
 
 from . import handlers
@@ -100,9 +101,11 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
     """
     store = models if isinstance(models, ModelStore) else ModelStore.of(models)
     info = store.info(store.default)
-    # A model whose classes are unknown until it loads: no classes yet and the 16x16 grid's 9 stages; the
-    # page fills in both once it is ready.
+    # A model whose classes are unknown until it loads: no classes yet, the 16x16 grid's 9 stages and the
+    # authors' sampling settings; the page fills in its own once it is ready.
     class_names, S = (info.class_names, info.num_stages) if info else ([], 9)
+    content_default, structure_default, flow_steps_default, top_p_default = handlers.advanced_values(
+        info.defaults if info else official_options(S))
 
     def bind(fn: Callable) -> Callable:
         return _bind(store, fn, decorate, files)
@@ -124,10 +127,10 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             num_images = slider("num_images", 1, "Images")
         with gr.Accordion("Advanced", open=False):
             with gr.Row():
-                content_guidance = slider("content_guidance", 3.5, "Content guidance at the last stage (earlier stages follow the model's schedule)", 0.25)
-                structure_guidance = slider("structure_guidance", 2.5, "Structure guidance at the last stage (earlier stages follow the model's schedule)", 0.25)
-                top_p = slider("top_p", 0.5, "Top-p at the last stage (from 1, slow then fast)", 0.05)
-                flow_steps = slider("flow_steps", info.default_flow_steps if info else 10, "Structure flow steps")
+                content_guidance = slider("content_guidance", content_default, "Content guidance at the last stage (earlier stages follow the model's schedule)", 0.25)
+                structure_guidance = slider("structure_guidance", structure_default, "Structure guidance at the last stage (earlier stages follow the model's schedule)", 0.25)
+                top_p = slider("top_p", top_p_default, "Top-p at the last stage (earlier stages follow the model's schedule)", 0.05)
+                flow_steps = slider("flow_steps", flow_steps_default, "Structure flow steps")
         advanced = [content_guidance, structure_guidance, flow_steps, top_p]
         with gr.Tabs():
             with gr.Tab("Generate"):
@@ -205,22 +208,24 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 cluster_btn = gr.Button("Edit the cluster")
 
         poll = gr.Timer(1.0, active=False)  # runs while the session's model loads
-        model_events = [model, class_name, swap_class, flow_steps, stage, reference_stage, reference_content,
+        model_events = [model, class_name, swap_class, *advanced, stage, reference_stage, reference_content,
                         edit_stage, edit_class, model_status, poll]
 
         def model_outputs(name: str) -> tuple:
-            """What the page shows for a model (one value per model_events entry): ready (classes, stage
-            ranges), still loading (the poll timer runs), or failed (the default model's page, with the error)."""
+            """What the page shows for a model (one value per model_events entry): ready (classes, its sampling
+            defaults on the Advanced sliders, stage ranges), still loading (the poll timer runs), or failed (the
+            default model's page, with the error)."""
             try:
                 pipe = store.get(name)
             except handlers.UserError as error:
                 if store.loading(name) or name == store.default:
-                    return (gr.update(), *[gr.update()] * 8, f"**{error}**", gr.Timer(active=store.loading(name)))
+                    return (gr.update(), *[gr.update()] * (len(model_events) - 3), f"**{error}**",
+                            gr.Timer(active=store.loading(name)))
                 _, *fallback, _, timer = model_outputs(store.default)
                 return (gr.update(value=store.default), *fallback, f"**{error}**", timer)
             names = pipe.class_names
             return (gr.update(), gr.update(choices=names, value=names[0]), gr.update(choices=[""] + names, value=""),
-                    gr.update(value=pipe.default_flow_steps),
+                    *[gr.update(value=v) for v in handlers.advanced_values(pipe.default_options)],
                     *[gr.update(maximum=pipe.num_stages - 1)] * 4,  # the stage sliders
                     gr.update(choices=[""] + names, value=""),
                     f"{pipe.name}: {len(names)} classes, {pipe.num_stages} stages, on {pipe.device}", gr.Timer(active=False))

@@ -78,8 +78,7 @@ def main() -> None:
     # downloading client adds about 0.1 s per file (one new HTTPS-capable connection each).
     client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
     cls = pipe.class_names[0]
-    # The page's defaults: content and structure guidance, the model's flow steps, top-p.
-    advanced = (3.5, 2.5, pipe.default_flow_steps, 0.5)
+    advanced = handlers.advanced_values(pipe.default_options)  # the page's defaults for this model
     sketch_file = handle_file(str(EXAMPLES / "sketch_sky_and_sun.png"))
     sketch = {"background": sketch_file, "layers": [], "composite": sketch_file}
     reference = handle_file(str(EXAMPLES / "reference_fruit.png"))

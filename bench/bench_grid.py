@@ -11,12 +11,12 @@ needs trained models and is not measured here.
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 
 from nvg_core.objective import nvg_loss
 from nvg_core.pipeline import NVGPipeline
-from nvg_core.sampling import SamplingOptions
 from nvg_core.tokenizer import TOKENIZER_CONFIGS, NVGTokenizer
 from nvg_core.transformer import TRANSFORMER_CONFIGS, NVGTransformer
 
@@ -48,7 +48,7 @@ def training_rate(tokenizer: NVGTokenizer, model: NVGTransformer, batch_size: in
 def sampling_seconds(tokenizer: NVGTokenizer, model: NVGTransformer, flow_steps: int) -> float:
     """Seconds per image for a batch of 4 (after a warm-up batch)."""
     pipe = NVGPipeline(tokenizer, model, [str(i) for i in range(model.config.num_classes)], device="cpu")
-    options = SamplingOptions(flow_steps=flow_steps)
+    options = replace(pipe.default_options, flow_steps=flow_steps)  # the authors' settings otherwise
     pipe.generate([0, 1, 2, 3], seeds=[0, 1, 2, 3], options=options)
     start = time.perf_counter()
     pipe.generate([0, 1, 2, 3], seeds=[4, 5, 6, 7], options=options)

@@ -27,7 +27,12 @@ import httpx
 from gradio_client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
-ADVANCED = (3.5, 2.5, 2, 0.5)  # the page's defaults for the bundled model: guidance, flow steps, top-p
+sys.path.insert(0, str(ROOT))
+
+from app.handlers import advanced_values  # noqa: E402
+from app.models import peek  # noqa: E402
+
+ADVANCED = advanced_values(peek(None).defaults)  # the page's defaults for the bundled model
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ With 128 images one image is 0.008 of accuracy; gaps under about 0.05 are noise.
 import argparse
 import itertools
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from nvg_core.data.emoji import load_emoji_dataset, split_by_emoji
 from nvg_core.evaluate import _spread, first_split_agreement, generate_images, load_evaluator, split_loss_by_class
 from nvg_core.metrics import embed_images
 from nvg_core.pipeline import BUNDLED_MODEL, NVGPipeline
-from nvg_core.sampling import SamplingOptions
+from nvg_core.sampling import official_options
 from nvg_core.transformer import NVGTransformer
 
 
@@ -52,12 +53,12 @@ def main() -> None:
         print(f"{folder}: split loss true/null " + ", ".join(
             f"stage {s} {v['true_class']:.4f}/{v['null_class']:.4f}" for s, v in loss.items()), flush=True)
         for g, c in itertools.product(args.early_guidance, args.early_content_guidance):
-            authors = SamplingOptions().resolved(pipe.num_stages)  # the authors' ramps, boosted below
-            guidance, content = authors["structure_guidance"], authors["content_guidance"]
+            authors = official_options(pipe.num_stages)  # the authors' ramps, boosted below
+            guidance, content = list(authors.structure_guidance), list(authors.content_guidance)
             k = args.boost_stages
             guidance[:k] = [g] * k
             content[:k] = content[:k] if c is None else [c] * k
-            options = SamplingOptions(flow_steps=args.flow_steps, structure_guidance=guidance, content_guidance=content)
+            options = replace(authors, flow_steps=args.flow_steps, structure_guidance=guidance, content_guidance=content)
             start = time.perf_counter()
             agree = first_split_agreement(pipe, np.arange(64) % 32, np.arange(64), options)
             accuracy = float("nan")

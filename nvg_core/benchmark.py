@@ -14,7 +14,7 @@ from dataclasses import replace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .sampling import SamplingOptions, iter_stages
+from .sampling import SamplingOptions, iter_stages, official_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,14 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="emoji", help="with random weights: 'emoji' (bundled sizes) or "
                         "'official-d16' / 'official-d20' / 'official-d24'")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--flow-steps", type=int, default=None, help="default: the model's (10 with random weights)")
+    parser.add_argument("--flow-steps", type=int, default=None, help="default: the model's (the authors' 25 with random weights)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per setting (after one warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
 
 def _models(args):
-    """Transformer, tokenizer, device and sampling defaults (the folder's, or the library's for random weights)."""
+    """Transformer, tokenizer, device and sampling defaults (the folder's, or the authors' for random weights)."""
     from .official import load_pipeline
     from .pipeline import default_device
     if args.model:
@@ -38,7 +38,7 @@ def _models(args):
     from .configs import random_models
     device = torch.device(args.device) if args.device else default_device()
     transformer, tokenizer = random_models(args.config)
-    return transformer.to(device).eval(), tokenizer.to(device).eval(), device, SamplingOptions()
+    return transformer.to(device).eval(), tokenizer.to(device).eval(), device, official_options(transformer.spec.num_stages)
 
 
 def _sync(device: torch.device) -> None:

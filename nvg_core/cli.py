@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import sys
 from pathlib import Path
 
@@ -22,16 +23,18 @@ def _add_generate(sub) -> None:
     from .sketch import MODES
     p = sub.add_parser("generate", help="generate images of a class",
                        description="Generate images of one class, coarse to fine, and save the final image "
-                                   "(and optionally a strip with every stage's structure map and canvas).")
+                                   "(and optionally a strip with every stage's structure map and canvas, and a "
+                                   "coarse-to-fine GIF).")
     _model_argument(p)
     p.add_argument("--class", dest="class_name", required=True, help="a class name (e.g. fruit) or id")
-    p.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same image)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed (the same seed gives the same image; -1: a random one, printed)")
     p.add_argument("--num-images", type=int, default=1, help="images to make (seeds seed, seed+1, ...)")
     p.add_argument("--flow-steps", type=int, default=None, help="structure flow steps per stage (default: the model's)")
     p.add_argument("--content-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
-                   help="content guidance, linear from the first to the last stage (default 1 3.5)")
+                   help="content guidance, linear from the first to the last stage (default: the model's schedule)")
     p.add_argument("--structure-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
-                   help="structure guidance, linear from the first to the last stage (default 1 2.5)")
+                   help="structure guidance, linear from the first to the last stage (default: the model's schedule)")
     p.add_argument("--sketch", type=Path, default=None,
                    help="a layout drawing whose regions become the structure up to --sketch-stage")
     p.add_argument("--sketch-stage", type=int, default=2, help="the stage the sketch applies to (1-4, default 2)")
@@ -39,6 +42,9 @@ def _add_generate(sub) -> None:
                    help="palette: regions filled with the app's palette colours; outline: closed strokes of any colour")
     p.add_argument("--out", required=True, type=Path, help="output PNG (with several images: NAME_0.png, ...)")
     p.add_argument("--stages-out", type=Path, default=None, help="also save a PNG strip of every stage")
+    p.add_argument("--gif", type=Path, default=None,
+                   help="also save an animated GIF of the first image made coarse to fine (each stage's structure "
+                        "map beside its canvas)")
     p.set_defaults(run=_run_generate)
 
 
@@ -145,6 +151,7 @@ def _load(args):
 def _run_generate(args) -> None:
     from .images import to_pil
     from .sampling import linear_schedule
+    from .seeds import seeds_for
     pipe = _load(args)
     class_id = pipe.class_id(args.class_name)
     S = pipe.num_stages
@@ -152,7 +159,7 @@ def _run_generate(args) -> None:
                  "content_guidance": args.content_guidance and linear_schedule(*args.content_guidance, S),
                  "structure_guidance": args.structure_guidance and linear_schedule(*args.structure_guidance, S)}
     options = dataclasses.replace(pipe.default_options, **{k: v for k, v in overrides.items() if v is not None})
-    seeds = [args.seed + i for i in range(args.num_images)]
+    seeds = seeds_for(args.seed, args.num_images)
     locks = None
     if args.sketch:
         from .locks import Locks
@@ -170,6 +177,9 @@ def _run_generate(args) -> None:
     if args.stages_out:
         _save_image(pipe.stage_strip(result, index=0), args.stages_out)
         print(f"saved {args.stages_out}")
+    if args.gif:
+        _save_bytes(pipe.progression_gif(result, index=0), args.gif)
+        print(f"saved {args.gif}")
 
 
 def _run_extract(args) -> None:
@@ -207,10 +217,17 @@ def _run_convert(args) -> None:
 
 
 def _save_image(image, path: Path) -> None:
-    """Write an image atomically: a temp file in the same folder, then a rename."""
+    """Write an image atomically, in the format its suffix names (PNG without one)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=(path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
+    _save_bytes(buffer.getvalue(), path)
+
+
+def _save_bytes(data: bytes, path: Path) -> None:
+    """Write a file atomically: a temp file in the same folder, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format=(path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
+    tmp.write_bytes(data)
     tmp.replace(path)
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .pipeline import NVGPipeline
-from .sampling import SamplingOptions
+from .sampling import official_options
 from .tokenizer import NVGTokenizer, TokenizerConfig
 from .transformer import OFFICIAL_SCALE_FACTORS, NVGTransformer, TransformerConfig
 
@@ -252,7 +252,7 @@ def convert_official(ae_path: str | os.PathLike, generator_path: str | os.PathLi
     tokenizer.load_state_dict(ae_state)
     transformer.load_state_dict(generator_state)
     class_names = OFFICIAL_CLASS_NAMES if config.num_classes == 1000 else [f"class_{i}" for i in range(config.num_classes)]
-    pipe = NVGPipeline(tokenizer, transformer, class_names, default_options=SamplingOptions(flow_steps=25),
+    pipe = NVGPipeline(tokenizer, transformer, class_names, default_options=official_options(transformer.spec.num_stages),
                        name=f"nvg-official-d{config.depth} ({OFFICIAL_LICENCE})")
     tmp = out.with_name(f".{out.name}.partial")
     pipe.save_pretrained(tmp)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -48,9 +49,11 @@ HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a hub repo id, e.g. someone/nvg-emoji
 CALLBACK_TENSOR_INPUTS = ["labels_BN", "ids_BK", "canvas_BNC", "next_labels_BN", "images"]  # StageOutput fields
 
 
-def sampling_defaults(index: dict) -> SamplingOptions:
-    """The sampling defaults a model_index.json stores ("default_options": SamplingOptions fields)."""
-    return SamplingOptions(**index.get("default_options", {}))
+def sampling_defaults(index: dict, num_stages: int) -> SamplingOptions:
+    """The sampling defaults a model_index.json stores ("default_options": SamplingOptions fields), written
+    out for a model of num_stages stages (a folder saved before they were all stored may leave some out:
+    those are the authors' settings)."""
+    return SamplingOptions(**index.get("default_options", {})).explicit(num_stages)
 
 
 def default_device() -> torch.device:
@@ -74,8 +77,9 @@ class NVGPipelineOutput(BaseOutput):
 class NVGPipeline(DiffusionPipeline):
     """Generation, structure extraction and regeneration with one NVG model.
 
-    class_names, default_options (the model's tuned SamplingOptions) and name are registered config,
-    stored in model_index.json. The pipeline is moved to `device` when one is given.
+    class_names, default_options (the model's tuned SamplingOptions; the authors' settings when not given)
+    and name are registered config, stored in model_index.json. The pipeline is moved to `device` when one
+    is given.
     """
 
     _callback_tensor_inputs = CALLBACK_TENSOR_INPUTS
@@ -104,12 +108,14 @@ class NVGPipeline(DiffusionPipeline):
 
     @property
     def default_options(self) -> SamplingOptions:
-        """The model folder's sampling defaults (registered config, so save_pretrained keeps them)."""
-        return sampling_defaults(self.config)
+        """The model folder's sampling defaults, every per-stage control a list (registered config, so
+        save_pretrained keeps them). The library, `nvg`, the app, evaluation and benchmarks start from these."""
+        return sampling_defaults(self.config, self.num_stages)
 
     @default_options.setter
     def default_options(self, options: SamplingOptions) -> None:
-        self.register_to_config(default_options=dataclasses.asdict(options))
+        """Store `options` written out (SamplingOptions.explicit), so the folder says every default."""
+        self.register_to_config(default_options=dataclasses.asdict(options.explicit(self.num_stages)))
 
     @property
     def default_flow_steps(self) -> int:
@@ -319,13 +325,42 @@ class NVGPipeline(DiffusionPipeline):
         canvases_SNC = self.tokenizer.canvas_after_each_stage(source.codes_BSN)[0]
         return to_pil(self.decode(canvases_SNC if stages is None else canvases_SNC[list(stages)]))
 
+    def _stage_tiles(self, result: NVGResult, index: int, size: int
+                     ) -> tuple[torch.Tensor, list[np.ndarray], list[np.ndarray]]:
+        """One image's structure maps (S, N), and per stage its coloured map and its decoded canvas as
+        size x size uint8 arrays (canvases scaled nearest-neighbour)."""
+        labels_SN = result.select(index).labels_BSN[0]
+        canvases = [np.asarray(im.resize((size, size), Image.NEAREST)) for im in self.stage_canvases(result, index)]
+        return labels_SN, [render_map(labels_SN[s], s, size) for s in range(len(canvases))], canvases
+
     def stage_strip(self, result: NVGResult, index: int = 0, size: int = 128) -> Image.Image:
         """Two rows: each stage's structure map, and its decoded canvas with the cluster boundaries."""
-        labels_SN = result.select(index).labels_BSN[0]
-        tiles = [np.asarray(im.resize((size, size), Image.NEAREST)) for im in self.stage_canvases(result, index)]
-        maps = [render_map(labels_SN[s], s, size) for s in range(len(tiles))]
-        overlays = [draw_boundaries(t, labels_SN[s]) for s, t in enumerate(tiles)]
+        labels_SN, maps, canvases = self._stage_tiles(result, index, size)
+        overlays = [draw_boundaries(c, labels_SN[s]) for s, c in enumerate(canvases)]
         return Image.fromarray(np.concatenate([np.concatenate(maps, 1), np.concatenate(overlays, 1)], 0))
+
+    def progression_gif(self, result: NVGResult, index: int = 0, size: int = 128, frame_ms: int = 600,
+                        last_frame_ms: int = 2000) -> bytes:
+        """An animated GIF (its bytes) of one image made coarse to fine: a frame per stage, its structure
+        map beside its canvas (size x size each); the last frame, the finished image, is held longest."""
+        _, maps, canvases = self._stage_tiles(result, index, size)
+        frames = [Image.fromarray(np.concatenate(pair, 1)) for pair in zip(maps, canvases)]
+        buffer = io.BytesIO()
+        frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                       duration=[frame_ms] * (len(frames) - 1) + [last_frame_ms])
+        return buffer.getvalue()
+
+    def stage_view(self, result: NVGResult, index: int, stage: int, size: int = 128
+                   ) -> tuple[Image.Image, Image.Image, Image.Image]:
+        """One stage of one image, size x size each: its coloured structure map, its cluster boundaries
+        drawn over the finished image, and the decoded canvas after that stage."""
+        if not 0 <= stage < self.num_stages:
+            raise ValueError(f"stage must be in [0, {self.num_stages - 1}], got {stage}")
+        source = result.select(index)
+        labels_N = source.labels_BSN[0, stage]
+        final = np.asarray(to_pil(source.images)[0].resize((size, size), Image.NEAREST))
+        canvas = self.stage_canvases(result, index, stages=[stage])[0].resize((size, size), Image.NEAREST)
+        return Image.fromarray(render_map(labels_N, stage, size)), Image.fromarray(draw_boundaries(final, labels_N)), canvas
 
 
 # diffusers resolves model_index.json's "_class_name" in its own namespace (custom classes otherwise need

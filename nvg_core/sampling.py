@@ -18,7 +18,7 @@ ties explicitly and gives the same maps on every device.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -60,20 +60,28 @@ def per_stage(value: float | Sequence[float], num_stages: int, name: str) -> lis
     return values
 
 
+# The authors' sampling settings: SamplingOptions' defaults, written out for a model by official_options.
+# Each schedule: (its shape, its value at the first stage, at the last stage).
+OFFICIAL_SCHEDULES = {"content_guidance": (linear_schedule, 1.0, 3.5),
+                      "structure_guidance": (linear_schedule, 1.0, 2.5),
+                      "top_p": (slow_then_fast_schedule, 1.0, 0.5)}
+OFFICIAL_FLOW_STEPS = 25
+
+
 @dataclass
 class SamplingOptions:
     """Controls of one sampling run. Per-stage fields take a constant or one value per stage.
 
-    Defaults follow the authors' settings (guidance 1 -> 3.5 and 1 -> 2.5, top-p 1 -> 0.5 slow then fast)
-    except flow_steps, which is lower than the paper's 25 to keep CPU sampling interactive.
+    The defaults are the authors' settings (OFFICIAL_SCHEDULES for the schedules left at None); a model
+    folder stores its own, every one written out (NVGPipeline.default_options), and runs start from those.
     """
 
-    content_guidance: float | Sequence[float] | None = None  # None: linear 1 -> 3.5
-    structure_guidance: float | Sequence[float] | None = None  # None: linear 1 -> 2.5
-    top_p: float | Sequence[float] | None = None  # None: slow-then-fast 1 -> 0.5
+    content_guidance: float | Sequence[float] | None = None  # None: the authors' schedule (linear 1 -> 3.5)
+    structure_guidance: float | Sequence[float] | None = None  # None: the authors' schedule (linear 1 -> 2.5)
+    top_p: float | Sequence[float] | None = None  # None: the authors' schedule (1 -> 0.5, slow then fast)
     top_k: int | Sequence[int] = 0  # 0: off; 1: argmax
     temperature: float | Sequence[float] = 1.0
-    flow_steps: int = 10
+    flow_steps: int = OFFICIAL_FLOW_STEPS
     gumbel_split: bool = False  # sample the split (Gumbel top-k) instead of taking the top half
     # How tied split keys are resolved: "official" = torch.topk as the authors (reproduces their maps, on one
     # device type); "stable" = unclamped score, then position (the same maps on every device).
@@ -85,16 +93,11 @@ class SamplingOptions:
             raise ValueError(f"flow_steps must be at least 1, got {self.flow_steps}")
         if self.split_rule not in SPLIT_RULES:
             raise ValueError(f"split_rule must be one of {SPLIT_RULES}, got {self.split_rule!r}")
-        out = {
-            "content_guidance": linear_schedule(1.0, 3.5, num_stages) if self.content_guidance is None
-            else per_stage(self.content_guidance, num_stages, "content_guidance"),
-            "structure_guidance": linear_schedule(1.0, 2.5, num_stages) if self.structure_guidance is None
-            else per_stage(self.structure_guidance, num_stages, "structure_guidance"),
-            "top_p": slow_then_fast_schedule(1.0, 0.5, num_stages) if self.top_p is None
-            else per_stage(self.top_p, num_stages, "top_p"),
-            "top_k": per_stage(self.top_k, num_stages, "top_k"),
-            "temperature": per_stage(self.temperature, num_stages, "temperature"),
-        }
+        out = {name: shape(first, last, num_stages) if getattr(self, name) is None
+               else per_stage(getattr(self, name), num_stages, name)
+               for name, (shape, first, last) in OFFICIAL_SCHEDULES.items()}
+        out["top_k"] = per_stage(self.top_k, num_stages, "top_k")
+        out["temperature"] = per_stage(self.temperature, num_stages, "temperature")
         for p in out["top_p"]:
             if not 0 < p <= 1:
                 raise ValueError(f"top_p values must be in (0, 1], got {p}")
@@ -102,6 +105,43 @@ class SamplingOptions:
             if t <= 0:
                 raise ValueError(f"temperature must be positive, got {t}")
         return out
+
+    def explicit(self, num_stages: int) -> SamplingOptions:
+        """A checked copy with every per-stage control written out as num_stages values (top_k as ints).
+
+        This is what a model folder stores, so that no default is filled in at run time.
+        """
+        plan = self.resolved(num_stages)
+        return replace(self, **{**plan, "top_k": [int(k) for k in plan["top_k"]]})
+
+    def with_last_stage(self, num_stages: int, content_guidance: float | None = None,
+                        structure_guidance: float | None = None, top_p: float | None = None) -> SamplingOptions:
+        """An explicit copy whose given schedules are moved so that their last stage takes the given value.
+
+        The move fades to nothing at stage 0 along the schedule's shape in OFFICIAL_SCHEDULES (linear for
+        guidance, slow then fast for top-p), so stage 0 and a model's early-stage choices stay as they are,
+        and the authors' schedule ending at v becomes the authors' shape ending at v (up to rounding).
+        Top-p is capped at 1. A value left at None keeps its schedule. The app's "last stage" sliders
+        set these.
+        """
+        options = self.explicit(num_stages)
+        moved = {}
+        for name, last in (("content_guidance", content_guidance), ("structure_guidance", structure_guidance),
+                           ("top_p", top_p)):
+            if last is not None:
+                values, ramp = getattr(options, name), OFFICIAL_SCHEDULES[name][0](0.0, 1.0, num_stages)
+                moved[name] = [v + (float(last) - values[-1]) * r for v, r in zip(values, ramp)]
+        if "top_p" in moved:
+            moved["top_p"] = [min(1.0, p) for p in moved["top_p"]]
+        return replace(options, **moved).explicit(num_stages)
+
+
+def official_options(num_stages: int) -> SamplingOptions:
+    """The authors' sampling settings for a model of num_stages stages, written out: 25 structure flow
+    steps, content guidance linear 1 -> 3.5, structure guidance linear 1 -> 2.5, top-p 1 -> 0.5 slow then
+    fast, no top-k, temperature 1, no Gumbel splits, the official split rule. Converted official
+    checkpoints store these."""
+    return SamplingOptions().explicit(num_stages)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -266,3 +266,50 @@ def test_a_clicked_cluster_is_resampled_or_kept(tiny_pipeline):
         handlers.edit_cluster(tiny_pipeline, state, 2, 4, "resample this cluster", 1, 3, 3.5, 2.5, 2)
     with pytest.raises(handlers.UserError, match="the action must be one of"):
         handlers.edit_cluster(tiny_pipeline, state, 2, 0, "explode", 1, 3, 3.5, 2.5, 2)
+
+
+ADVANCED_LABELS = ("Content guidance at the last stage", "Structure guidance at the last stage", "Structure flow steps",
+                   "Top-p at the last stage")  # in the handlers' order
+
+
+def advanced_on_the_page(demo, picked: str | None = None) -> tuple:
+    """The Advanced sliders' values: as the page is built, or as it sets them when the model `picked` is chosen."""
+    event = next(d for d in demo.fns.values() if d.fn is not None and d.fn.__name__ == "model_outputs")
+    sliders = [next(o for o in event.outputs if str(getattr(o, "label", "")).startswith(label)) for label in ADVANCED_LABELS]
+    if picked is None:
+        return tuple(s.value for s in sliders)
+    updates = {id(o): u for o, u in zip(event.outputs, event.fn(picked))}
+    return tuple(updates[id(s)]["value"] for s in sliders)
+
+
+def test_advanced_sliders_start_at_the_models_last_stage_defaults_and_follow_the_picked_model():
+    from conftest import make_tiny_pipeline
+
+    from app.models import ModelStore
+    from nvg_core.sampling import SamplingOptions
+    first, second = make_tiny_pipeline(), make_tiny_pipeline()
+    second.default_options = SamplingOptions(content_guidance=[1.0, 2.0, 3.0, 4.0, 4.25], top_k=2, flow_steps=4,
+                                             structure_guidance=[4.0, 4.0, 1.5, 1.6, 1.75], top_p=[1.0, 0.9, 0.8, 0.75, 0.7])
+    store = ModelStore({"second": "b", "first": "a"}, loader={"a": first, "b": second}.get)  # "second" is the default
+    assert store.get("first", wait=60) is first and store.get("second", wait=60) is second
+    demo = build_demo(store)
+    assert advanced_on_the_page(demo) == (4.25, 1.75, 4, 0.7) == handlers.advanced_values(second.default_options)
+    assert advanced_on_the_page(demo, "first") == (3.5, 2.5, 3, 0.5) == handlers.advanced_values(first.default_options)
+    assert advanced_on_the_page(demo, "second") == (4.25, 1.75, 4, 0.7)
+    for pipe in (first, second):  # the sliders at their starting values sample with the model's own defaults
+        assert handlers.sampling_options(pipe, *handlers.advanced_values(pipe.default_options)) == pipe.default_options
+
+
+def test_the_page_starts_at_the_bundled_models_defaults():
+    from app.models import ModelStore, default_sources, peek
+    assert advanced_on_the_page(build_demo(ModelStore(default_sources()))) == (3.5, 2.5, 2, 0.5)
+    assert handlers.advanced_values(peek(None).defaults) == (3.5, 2.5, 2, 0.5)
+
+
+def test_viewer_and_gif_are_the_pipelines_pictures_at_preview_size(tiny_pipeline):
+    state = run_generate(tiny_pipeline)[-1][2]
+    result = state["result"]
+    shown = handlers.show_stage(tiny_pipeline, state, 3, index=1)
+    expected = tiny_pipeline.stage_view(result, 1, 3, size=handlers.PREVIEW_SIZE)
+    assert [p.tobytes() for p in shown] == [p.tobytes() for p in expected]
+    assert handlers.progression_gif(tiny_pipeline, state, 1) == tiny_pipeline.progression_gif(result, 1, size=handlers.PREVIEW_SIZE)

@@ -9,6 +9,7 @@ pytest.importorskip("gradio")
 from app.handlers import UserError  # noqa: E402
 from app.models import BUNDLED_LABEL, ModelStore, default_sources, peek  # noqa: E402
 from nvg_core.official import OFFICIAL_CLASS_NAMES  # noqa: E402
+from nvg_core.sampling import official_options  # noqa: E402
 
 
 def test_a_request_while_the_model_loads_is_told_to_wait_then_served(tiny_pipeline):
@@ -62,6 +63,8 @@ def test_picker_lists_the_bundled_and_official_models_and_knows_them_before_load
     assert list(sources)[0] == BUNDLED_LABEL and {"yikaiwang/nvg", "yikaiwang/nvg:d20"} <= set(sources.values())
     assert list(default_sources("my/model"))[0] == "my/model"
     bundled, official = peek(None), peek("yikaiwang/nvg")
-    assert len(bundled.class_names) == 32 and bundled.num_stages == 9 and bundled.default_flow_steps == 2
+    assert len(bundled.class_names) == 32 and bundled.num_stages == 9 and bundled.defaults.flow_steps == 2
+    assert bundled.defaults.structure_guidance[:2] == [4.0, 4.0] and bundled.defaults.top_p[-1] == 0.5  # its own, written out
     assert official.class_names == OFFICIAL_CLASS_NAMES and official.num_stages == 9
+    assert official.defaults == official_options(9)  # what convert_official stores
     assert peek("/no/such/folder") is None

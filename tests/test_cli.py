@@ -30,6 +30,18 @@ def test_generate_writes_the_image_and_the_stage_strip(model_dir, tmp_path):
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(again)))
 
 
+def test_generate_writes_the_coarse_to_fine_gif_and_takes_a_random_seed(model_dir, tiny_pipeline, tmp_path, capsys):
+    gif = tmp_path / "steps.gif"
+    assert main(["generate", "--model", str(model_dir), "--class", "cat", "--seed", "-1", "--out", str(tmp_path / "r.png"),
+                 "--gif", str(gif)]) == 0
+    seed = int(capsys.readouterr().out.split("seed ")[1].split(")")[0])
+    assert 0 <= seed < 2**31
+    result = tiny_pipeline.generate(["cat"], seeds=[seed])
+    assert gif.read_bytes() == tiny_pipeline.progression_gif(result)  # the same image, made again from its seed
+    with Image.open(gif) as frames:
+        assert frames.n_frames == tiny_pipeline.num_stages and frames.size == (256, 128)
+
+
 def test_generate_several_images_numbers_the_files(model_dir, tmp_path):
     assert main(["generate", "--model", str(model_dir), "--class", "1", "--num-images", "2", "--out", str(tmp_path / "v.png")]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v_0.png", "v_1.png"]

@@ -2,7 +2,9 @@
 weights give the images pinned before the folder moved to the diffusers layout; no import cycle in nvg_core."""
 
 import ast
+import dataclasses
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,8 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from nvg_core.images import to_uint8
-from nvg_core.pipeline import BUNDLED_MODEL, NVGPipeline, NVGPipelineOutput
+from nvg_core.pipeline import BUNDLED_MODEL, MODEL_INDEX, NVGPipeline, NVGPipelineOutput
+from nvg_core.sampling import SamplingOptions, slow_then_fast_schedule
 from nvg_core.tokenizer import NVGTokenizer
 from nvg_core.transformer import NVGTransformer
 
@@ -48,6 +51,18 @@ def test_bundled_folder_has_the_diffusers_layout_and_loads_with_diffusion_pipeli
     assert type(pipe) is NVGPipeline and pipe.name == "emoji32" and pipe.num_stages == 9
     assert pipe.default_options.flow_steps == 2 and pipe.default_options.structure_guidance[:2] == [4.0, 4.0]
     assert pipe.transformer.dtype == torch.float32  # stored in float16, loaded in fp32 (NVGPipeline: always)
+
+
+def test_bundled_folder_writes_out_every_sampling_default():
+    stored = json.loads((BUNDLED_MODEL / MODEL_INDEX).read_text())["default_options"]
+    assert set(stored) == {f.name for f in dataclasses.fields(SamplingOptions)}
+    for name in ("content_guidance", "structure_guidance", "top_p", "top_k", "temperature"):
+        assert isinstance(stored[name], list) and len(stored[name]) == 9, name
+    assert stored["top_p"] == slow_then_fast_schedule(1.0, 0.5, 9)  # what the runtime filled in for None before
+    assert stored["top_p"][1] == 0.978797174667785 and stored["top_k"] == [0] * 9 and stored["temperature"] == [1.0] * 9
+    assert stored["content_guidance"] == [3.0, 3.0, 1.625, 1.9375, 2.25, 2.5625, 2.875, 3.1875, 3.5]
+    assert (stored["flow_steps"], stored["split_rule"], stored["gumbel_split"]) == (2, "official", False)
+    assert NVGPipeline.from_pretrained(device="cpu").default_options == SamplingOptions(**stored)
 
 
 def test_pipeline_save_and_from_pretrained_round_trip_with_a_dtype(tiny_pipeline, tmp_path):

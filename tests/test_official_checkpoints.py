@@ -17,7 +17,7 @@ from nvg_core import official
 from nvg_core.cli import main
 from nvg_core.images import to_pixels, to_uint8
 from nvg_core.pipeline import NVGPipeline
-from nvg_core.sampling import SamplingOptions
+from nvg_core.sampling import SamplingOptions, official_options
 from nvg_core.tokenizer import TOKENIZER_CONFIGS, NVGTokenizer
 from nvg_core.transformer import TRANSFORMER_CONFIGS, NVGTransformer
 from official_tiny import (TINY_AE, official_ae_keys, official_generator_keys, save_lightning, tiny_generator_config,
@@ -193,6 +193,8 @@ def test_a_converted_folder_is_a_diffusers_pipeline_folder(converted, tiny_files
     assert {p.name for p in folder.iterdir()} == {"model_index.json", "tokenizer", "transformer"}
     pipe = DiffusionPipeline.from_pretrained(folder)
     assert type(pipe) is NVGPipeline and pipe.class_names == converted.class_names
-    assert pipe.default_options == SamplingOptions(flow_steps=25)
+    assert pipe.default_options == official_options(pipe.num_stages)
+    stored = json.loads((folder / "model_index.json").read_text())["default_options"]
+    assert stored["top_p"] == official_options(pipe.num_stages).top_p and stored["flow_steps"] == 25
     a, b = pipe.generate([1, 3], seeds=[0, 1]), converted.generate([1, 3], seeds=[0, 1])
     assert torch.equal(a.images, b.images) and a.labels_BSN[:, 1:].tolist() == PINNED_LABELS_BSN

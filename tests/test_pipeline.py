@@ -9,7 +9,7 @@ from PIL import Image
 from nvg_core import official
 from nvg_core.locks import Locks
 from nvg_core.pipeline import NVGPipeline, sampling_defaults
-from nvg_core.sampling import SamplingOptions
+from nvg_core.sampling import SamplingOptions, official_options
 from nvg_core.structure import validate
 from nvg_core.transformer import TRANSFORMER_CONFIGS
 
@@ -128,4 +128,43 @@ def test_the_model_folder_keeps_its_sampling_defaults(tmp_path):
     assert loaded.default_options == pipe.default_options
     assert torch.equal(loaded.generate(["cat"], seeds=[3]).labels_BSN, pipe.generate(["cat"], seeds=[3]).labels_BSN)
     index = json.loads((tmp_path / "model" / "model_index.json").read_text())
-    assert sampling_defaults(index) == pipe.default_options
+    assert sampling_defaults(index, pipe.num_stages) == pipe.default_options
+    assert index["default_options"]["structure_guidance"] == [4.0, 4.0, 1.5, 2.0, 2.5]
+    assert index["default_options"]["top_p"] == official_options(5).top_p  # written out, not None
+
+
+def test_folders_that_leave_a_default_out_get_the_authors_setting():
+    from dataclasses import replace
+    index = {"default_options": {"top_p": None, "flow_steps": 2}}  # as folders were saved before
+    assert sampling_defaults(index, 5) == replace(official_options(5), flow_steps=2)
+
+
+def test_stage_view_shows_a_stages_map_its_boundaries_over_the_image_and_its_canvas(tiny_pipeline):
+    from nvg_core.images import to_pil
+    from nvg_core.structure import draw_boundaries, render_map
+    result = tiny_pipeline.generate(["cat", "dog"], seeds=[1, 2])
+    structure_map, overlay, canvas = tiny_pipeline.stage_view(result, 1, 2, size=32)
+    labels_N = result.labels_BSN[1, 2]
+    assert np.array_equal(np.asarray(structure_map), render_map(labels_N, 2, 32))
+    final = np.asarray(to_pil(result.images)[1].resize((32, 32), Image.NEAREST))
+    assert np.array_equal(np.asarray(overlay), draw_boundaries(final, labels_N))
+    after = tiny_pipeline.stage_canvases(result, 1, stages=[2])[0].resize((32, 32), Image.NEAREST)
+    assert np.array_equal(np.asarray(canvas), np.asarray(after))
+    with pytest.raises(ValueError, match="stage must be in"):
+        tiny_pipeline.stage_view(result, 0, tiny_pipeline.num_stages)
+
+
+def test_progression_gif_has_a_map_and_canvas_frame_per_stage_and_holds_the_last(tiny_pipeline):
+    import io
+
+    from nvg_core.structure import render_map
+    result = tiny_pipeline.generate(["cat", "dog"], seeds=[1, 2])
+    with Image.open(io.BytesIO(tiny_pipeline.progression_gif(result, index=1, size=32))) as gif:
+        assert gif.format == "GIF" and gif.n_frames == tiny_pipeline.num_stages and gif.size == (64, 32)
+        durations = []
+        for frame in range(gif.n_frames):
+            gif.seek(frame)
+            durations.append(gif.info["duration"])
+            if frame == 3:
+                assert np.array_equal(np.asarray(gif.convert("RGB"))[:, :32], render_map(result.labels_BSN[1, 3], 3, 32))
+    assert durations == [600] * (tiny_pipeline.num_stages - 1) + [2000]

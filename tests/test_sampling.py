@@ -4,7 +4,7 @@ import torch
 
 from nvg_core.locks import Locks
 from nvg_core.sampling import (NVGResult, SamplingOptions, flow_times, generate, gumbel, iter_stages, linear_schedule,
-                               sample_tokens, slow_then_fast_schedule, split_clusters)
+                               official_options, sample_tokens, slow_then_fast_schedule, split_clusters)
 from nvg_core.structure import build_tree, validate
 
 
@@ -40,6 +40,32 @@ def test_options_reject_bad_values():
     with pytest.raises(ValueError, match="split_rule"):
         SamplingOptions(split_rule="topk").resolved(9)
     assert SamplingOptions().split_rule == "official"
+
+
+def test_the_authors_settings_written_out_are_the_defaults_of_sampling_options():
+    authors = official_options(5)
+    assert SamplingOptions().explicit(5) == authors
+    assert authors.content_guidance == [1.0, 1.625, 2.25, 2.875, 3.5]
+    assert authors.structure_guidance == [1.0, 1.375, 1.75, 2.125, 2.5]
+    assert np.allclose(authors.top_p, [1.0, 0.93096, 0.83333, 0.69526, 0.5], atol=1e-5) and authors.top_p[-1] == 0.5
+    assert authors.top_k == [0] * 5 and authors.temperature == [1.0] * 5
+    assert (authors.flow_steps, authors.gumbel_split, authors.split_rule) == (25, False, "official")
+    mine = SamplingOptions(content_guidance=2.0, top_k=3, flow_steps=4).explicit(5)
+    assert mine.content_guidance == [2.0] * 5 and mine.top_k == [3] * 5 and mine.top_p == authors.top_p
+    with pytest.raises(ValueError, match="one value per stage"):
+        SamplingOptions(content_guidance=[1.0, 2.0]).explicit(5)
+
+
+def test_with_last_stage_moves_each_schedule_along_its_official_shape():
+    moved = official_options(5).with_last_stage(5, content_guidance=2.0, structure_guidance=4.5, top_p=0.3)
+    assert np.allclose(moved.content_guidance, [1.0, 1.25, 1.5, 1.75, 2.0])
+    assert np.allclose(moved.structure_guidance, [1.0, 1.875, 2.75, 3.625, 4.5])
+    assert np.allclose(moved.top_p, slow_then_fast_schedule(1.0, 0.3, 5)) and moved.flow_steps == 25
+    boosted = SamplingOptions(structure_guidance=[4.0, 4.0, 1.5, 2.0, 2.5], flow_steps=3)
+    assert np.allclose(boosted.with_last_stage(5, structure_guidance=4.5).structure_guidance, [4.0, 4.5, 2.5, 3.5, 4.5])
+    assert boosted.with_last_stage(5, structure_guidance=2.5) == boosted.explicit(5)  # at the last value: itself
+    capped = SamplingOptions(top_p=[1.0, 1.0, 1.0, 1.0, 0.5]).with_last_stage(5, top_p=1.0)
+    assert capped.top_p == [1.0] * 5
 
 
 def test_sample_tokens_top_k_one_is_argmax_and_top_p_keeps_the_nucleus():
