@@ -84,37 +84,3 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
         browser.close()
     assert (shots / "sketch_generated.png").stat().st_size > 0
 
-
-def test_paint_a_mask_and_regenerate_under_it_in_the_browser(page_url, tmp_path):
-    shots = Path(os.environ.get("NVG_SCREENSHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(page_url, wait_until="load")
-        page.get_by_text("tiny: 4 classes").wait_for(timeout=30_000)
-        page.screenshot(path=str(shots / "first_view_1400x900.png"))  # what a person sees before scrolling
-        page.get_by_role("button", name="Generate", exact=True).click()
-        page.get_by_text("done:").wait_for(timeout=60_000)
-        page.get_by_text("Edit a region or a cluster").click()
-        canvas = page.locator("#edit-mask canvas").first
-        canvas.wait_for(timeout=20_000)
-        canvas.scroll_into_view_if_needed()
-        page.wait_for_timeout(1000)  # the background (the generated image) arrives after the state changes
-        page.locator("#edit-mask button[aria-label='Brush']").click()
-        page.keyboard.press("Escape")  # close the brush options, keep the brush
-        box = canvas.bounding_box()
-        for row in range(6):  # paint a band over the left part of the image
-            y = box["y"] + box["height"] * (0.2 + 0.1 * row)
-            page.mouse.move(box["x"] + box["width"] * 0.1, y)
-            page.mouse.down()
-            page.wait_for_timeout(50)
-            page.mouse.move(box["x"] + box["width"] * 0.4, y, steps=12)
-            page.mouse.up()
-        page.wait_for_timeout(1000)  # the editor sends its layers after the stroke ends
-        page.screenshot(path=str(shots / "edit_painted.png"), full_page=True)
-        page.get_by_role("button", name="Regenerate under the mask").click()
-        page.get_by_text("resampled under the mask").wait_for(timeout=60_000)
-        page.screenshot(path=str(shots / "edit_regenerated.png"), full_page=True)
-        browser.close()
-    assert (shots / "edit_regenerated.png").stat().st_size > 0
