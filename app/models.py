@@ -62,6 +62,10 @@ def peek(source: str | None) -> ModelInfo | None:
     return None
 
 
+class ModelLoading(UserError):
+    """The model asked for is still loading (a UserError, so the page shows it as it is)."""
+
+
 class ModelStore:
     """Pipelines by picker label, each loaded at most once per process and shared by every session."""
 
@@ -124,7 +128,7 @@ class ModelStore:
         return thread is not None and thread.is_alive()
 
     def get(self, name: str | None, wait: float = 0.0) -> NVGPipeline:
-        """The loaded pipeline, or a UserError saying it is still loading or could not be loaded.
+        """The loaded pipeline, or ModelLoading (still loading) or a UserError (could not be loaded).
 
         The first request for a model starts loading it; wait is how many seconds to wait for a load in
         progress (0: answer at once). A failed load stays failed until start() is called again.
@@ -139,4 +143,4 @@ class ModelStore:
             return self._pipes[name]
         if name in self._errors:
             raise UserError(f"the model {name!r} could not be loaded: {self._errors[name]}")
-        raise UserError(f"the model {name!r} is still loading; try again in a moment")
+        raise ModelLoading(f"the model {name!r} is still loading; try again in a moment")

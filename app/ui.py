@@ -22,7 +22,7 @@ from nvg_core.sketch import PALETTE
 
 from . import handlers
 from .components import ImageFiles, RawImage, RawImageEditor, RawNumber, RawSlider
-from .models import ModelStore
+from .models import ModelLoading, ModelStore
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 MAX_FILE_SIZE = "20MB"  # uploads over this are refused by the server; nvg_core refuses images over MAX_PIXELS
@@ -215,12 +215,15 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             """What the page shows for a model (one value per model_events entry): ready (classes, its sampling
             defaults on the Advanced sliders, stage ranges), still loading (the poll timer runs), or failed (the
             default model's page, with the error)."""
+            # One call decides: asking store.loading() afterwards could see a load that failed in between,
+            # which would show "still loading" with the poll stopped.
             try:
                 pipe = store.get(name)
+            except ModelLoading as error:
+                return (gr.update(), *[gr.update()] * (len(model_events) - 3), f"**{error}**", gr.Timer(active=True))
             except handlers.UserError as error:
-                if store.loading(name) or name == store.default:
-                    return (gr.update(), *[gr.update()] * (len(model_events) - 3), f"**{error}**",
-                            gr.Timer(active=store.loading(name)))
+                if name == store.default:
+                    return (gr.update(), *[gr.update()] * (len(model_events) - 3), f"**{error}**", gr.Timer(active=False))
                 _, *fallback, _, timer = model_outputs(store.default)
                 return (gr.update(value=store.default), *fallback, f"**{error}**", timer)
             names = pipe.class_names

@@ -58,8 +58,10 @@ def test_the_server_leaves_no_temp_files_when_stopped(tmp_path, stop, spaces_tem
     env.pop("GRADIO_TEMP_DIR", None)
     if spaces_temp:
         env["GRADIO_TEMP_DIR"] = str(tmp_path / "spaces" / "tmp")
+    # A shell's background job inherits SIGINT ignored; a person's Ctrl-C reaches a server that is not.
     server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=Path(__file__).resolve().parents[1],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for _ in range(240):
             try:

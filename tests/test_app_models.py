@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("gradio")
 
 from app.handlers import UserError  # noqa: E402
-from app.models import BUNDLED_LABEL, ModelStore, default_sources, peek  # noqa: E402
+from app.models import BUNDLED_LABEL, ModelLoading, ModelStore, default_sources, peek  # noqa: E402
 from nvg_core.official import OFFICIAL_CLASS_NAMES  # noqa: E402
 from nvg_core.sampling import official_options  # noqa: E402
 
@@ -22,7 +22,7 @@ def test_a_request_while_the_model_loads_is_told_to_wait_then_served(tiny_pipeli
 
     store = ModelStore({"slow": "somewhere"}, loader=slow_loader)
     store.start("slow")
-    with pytest.raises(UserError, match="'slow' is still loading"):
+    with pytest.raises(ModelLoading, match="'slow' is still loading"):  # the page keeps polling on this type
         store.get("slow")
     release.set()
     assert store.get("slow", wait=10) is tiny_pipeline
@@ -40,8 +40,9 @@ def test_a_failed_load_is_reported_until_started_again(tiny_pipeline):
 
     store = ModelStore({"flaky": "x"}, loader=flaky_loader)
     for _ in range(2):
-        with pytest.raises(UserError, match="'flaky' could not be loaded: OSError: disk on fire"):
+        with pytest.raises(UserError, match="'flaky' could not be loaded: OSError: disk on fire") as failed:
             store.get("flaky", wait=10)
+        assert not isinstance(failed.value, ModelLoading)  # the page stops polling and shows the error
     store.start("flaky")
     assert store.get("flaky", wait=10) is tiny_pipeline and len(attempts) == 2
 
