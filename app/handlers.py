@@ -115,22 +115,24 @@ def _made(pipe: NVGPipeline, class_id: int, seeds: list[int]) -> str:
 def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images: int, content_guidance: float,
              structure_guidance: float, flow_steps: int, top_p: float | None = None
              ) -> Iterator[tuple[list, list[Image.Image], dict, str]]:
-    """Stream a generation: after every stage, (stage strip, images so far, state, status text).
+    """Stream a generation: after every stage, (stage strip, images, state, status text).
 
-    The strip holds each finished stage's structure map and decoded canvas of the first image.
+    The strip holds each finished stage's structure map (one pixel per latent cell) and decoded canvas of
+    the first image, at their own sizes (the page scales them up with square pixels): only that canvas is
+    decoded per stage, and the images come once, at the end (an empty list until then, which clears the
+    last result's), so a stage costs the page little more than the model's own work.
     """
     class_id = class_of(pipe, class_name)
     seeds = seeds_for(seed, num_images)
     options = sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p)
-    strip, stages = [], []
-    for stage in pipe.iter_stages([class_id] * len(seeds), seeds=seeds, options=options, preview=True):
+    strip, stages, grid = [], [], pipe.transformer.spec.grid_size
+    for stage in pipe.iter_stages([class_id] * len(seeds), seeds=seeds, options=options, preview=False):
         stages.append(stage)
-        images = to_pil(stage.images)
-        strip += [(_tile(render_map(stage.labels_BN[0], stage.stage)), f"stage {stage.stage} structure"),
-                  (_tile(images[0]), f"stage {stage.stage} canvas")]
-        yield list(strip), images, {}, f"stage {stage.stage + 1} of {pipe.num_stages} done (seed {seeds[0]})"
+        strip += [(Image.fromarray(render_map(stage.labels_BN[0], stage.stage, grid)), f"stage {stage.stage} structure"),
+                  (to_pil(pipe.decode(stage.canvas_BNC[:1]))[0], f"stage {stage.stage} canvas")]
+        yield list(strip), [], {}, f"stage {stage.stage + 1} of {pipe.num_stages} done (seed {seeds[0]})"
     classes_BS = pipe.class_ids(torch.full((len(seeds), pipe.num_stages), class_id))
-    result = result_from_stages(stages, classes_BS, stages[-1].images)
+    result = result_from_stages(stages, classes_BS, pipe.decode(stages[-1].canvas_BNC))
     yield strip, to_pil(result.images), _state(pipe, result, seeds), f"done: {_made(pipe, class_id, seeds)}"
 
 

@@ -136,7 +136,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             with gr.Tab("Generate"):
                 generate_btn = gr.Button("Generate", variant="primary")
                 gr.Markdown("Each stage's structure map and canvas appear as they are made; click one to view it below.")
-                strip = gr.Gallery(label="Stages", columns=2 * S, height=200, allow_preview=False)
+                strip = gr.Gallery(label="Stages", columns=2 * S, height=200, allow_preview=False, elem_id="stage-strip",
+                                   elem_classes=["crisp"])
             with gr.Tab("Sketch"):
                 gr.Markdown("Paint regions with the palette colours (white is a region too), or draw closed outlines "
                             "(choose which below); the drawing becomes "
@@ -168,12 +169,13 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                             label="Example references (held-out Noto emoji, Apache-2.0)")
             with gr.Tab("About"):
                 gr.Markdown(about or "NVG Studio: structure-controllable generation with Next Visual Granularity.")
-        status = gr.Markdown(label="Status")
+        status = gr.Markdown(label="Status", elem_id="status")
         with gr.Row():
             # height="auto": with a fixed height, a lone image fills the row and is cropped
             images = gr.Gallery(label="Images", columns=4, height="auto", object_fit="contain", buttons=["download"], scale=3,
-                                elem_classes=["crisp"])
-            progression = gr.Image(label="Coarse to fine (GIF)", type="filepath", height=420, buttons=["download"], scale=2)
+                                elem_classes=["crisp"], elem_id="images")
+            progression = gr.Image(label="Coarse to fine (GIF)", type="filepath", height=420, buttons=["download"], scale=2,
+                                   elem_id="progression")
         with gr.Row():
             stage = RawSlider(0, S - 1, value=1, step=1, label="Stage")
             index = RawNumber(value=0, precision=0, label="Image number (or click an image)")
@@ -245,7 +247,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         model.input(pick, [model], model_events, api_visibility="private")
 
         common = [class_name, seed, num_images, *advanced]
-        generate_btn.click(bind(handlers.generate), [*common, model], [strip, images, state, status], api_name="generate")
+        generate_btn.click(bind(handlers.generate), [*common, model], [strip, images, state, status], api_name="generate",
+                           show_progress_on=[strip])  # one progress bar; an overlay on every output slows the page
         strip.select(_stage_of_strip_item, None, stage, api_visibility="private")
         images.select(_selected_item, None, index, api_visibility="private")  # view that image's stages
         preview_btn.click(bind(handlers.sketch_preview), [sketch, sketch_stage, model, sketch_mode], [projected, status],
