@@ -338,22 +338,32 @@ def cluster_at(pipe: NVGPipeline, state: dict | None, stage: int, index: int, x:
     return int(result.select(_image_index(result, index)).labels_BSN[0, int(stage), cell])
 
 
-CLUSTER_ACTIONS = {"resample this cluster": False, "keep this cluster, resample the rest": True}
+CLUSTER_ACTIONS = {"resample this cluster": "resample", "keep this cluster, resample the rest": "keep",
+                   "copy this cluster's content from the donor image": "copy"}
 
 
 def edit_cluster(pipe: NVGPipeline, state: dict | None, stage: int, cluster: int, action: str, num_variations: int,
                  seed: float | None, content_guidance: float, structure_guidance: float, flow_steps: int,
-                 top_p: float | None = None, index: int = 0) -> tuple[list[Image.Image], dict, str]:
-    """Resample one stage-`stage` cluster of the current image from that stage on, or everything but it."""
+                 top_p: float | None = None, index: int = 0, *, donor: int = 1) -> tuple[list[Image.Image], dict, str]:
+    """Resample one stage-`stage` cluster of the current image from that stage on, or everything but it, or
+    give it the code that image number `donor` has there (Locks.from_donor) and resample its later stages."""
     result = _result(pipe, state)
     index = _image_index(result, index)
     stage = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1)
     cluster = number(cluster, "cluster", whole=True, low=0, high=2**stage - 1)
     if action not in CLUSTER_ACTIONS:
         raise UserError(f"the action must be one of {', '.join(CLUSTER_ACTIONS)}, got {str(action)[:40]!r}")
-    locks = Locks.from_clusters(result.select(index), stage, [cluster], invert=CLUSTER_ACTIONS[action])
+    source = result.select(index)
+    if CLUSTER_ACTIONS[action] == "copy":
+        donor = _image_index(result, donor)
+        if donor == index:
+            raise UserError("the donor must be another image of this result (set the donor image number)")
+        locks = Locks.from_donor(source, result.select(donor), stage, cluster)
+    else:
+        locks = Locks.from_clusters(source, stage, [cluster], invert=CLUSTER_ACTIONS[action] == "keep")
     seeds = seeds_for(seed, num_variations, "num_variations")
     edited = pipe.regenerate(result, from_stage=stage, num_variations=len(seeds), seeds=seeds, index=index, locks=locks,
                              options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     return (to_pil(edited.images), _state(pipe, edited, seeds),
-            f"{action} (stage {stage}, cluster {cluster}); {_made(pipe, int(edited.class_labels_BS[0, -1]), seeds)}")
+            f"{action} (stage {stage}, cluster {cluster}{f', donor image {donor}' if CLUSTER_ACTIONS[action] == 'copy' else ''}); "
+            f"{_made(pipe, int(edited.class_labels_BS[0, -1]), seeds)}")

@@ -207,6 +207,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 cluster = RawNumber(value=0, precision=0, label="Cluster of the viewed stage (click the clusters image)")
                 cluster_action = gr.Radio(list(handlers.CLUSTER_ACTIONS), value=next(iter(handlers.CLUSTER_ACTIONS)),
                                           label="Cluster edit")
+                donor = RawNumber(value=1, precision=0, label="Donor image number (to copy from)")
                 cluster_btn = gr.Button("Edit the cluster")
 
         poll = gr.Timer(1.0, active=False)  # runs while the session's model loads
@@ -281,6 +282,6 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                        [state, edit_mask, edit_stage, edit_class, num_variations, seed, *advanced, index, edit_cover, model],
                        [images, state, status], api_name="edit_region")
         cluster_btn.click(bind(handlers.edit_cluster),
-                          [state, stage, cluster, cluster_action, num_variations, seed, *advanced, index, model],
+                          [state, stage, cluster, cluster_action, num_variations, seed, *advanced, index, model, donor],
                           [images, state, status], api_name="edit_cluster")
     return demo

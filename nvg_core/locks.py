@@ -5,6 +5,7 @@
     Locks.from_structure(projection.labels)                    # a sketch: maps of stages 0..k
     Locks.from_mask(result, mask_HW, from_stage=4)             # resample only under a painted mask
     Locks.from_clusters(result, stage=3, clusters=[5])         # resample one cluster (invert: all but it)
+    Locks.from_donor(result, donor, stage=3, cluster=5)        # that cluster takes the donor's code there
     pipe.generate(classes, seeds=seeds, locks=locks)
 
 One rule covers them all. The map of stage t + 1 is the source's at a position when t + 1 < len(labels_BSN)
@@ -113,6 +114,29 @@ class Locks:
         free_BN = torch.isin(labels_BSN[:, stage], torch.as_tensor(list(clusters), dtype=torch.long)) ^ invert
         free_BSN = free_BN[:, None].expand_as(labels_BSN) & (torch.arange(labels_BSN.shape[1]) >= stage)[:, None]
         return cls(labels_BSN, tuple(i.cpu() for i in source.ids), free_BSN)
+
+    @classmethod
+    def from_donor(cls, source: Tokens, donor: Tokens, stage: int, cluster: int, resample_after: bool = True) -> Locks:
+        """Everything of `source` (one image), except that its stage-`stage` cluster takes the code of the
+        donor image's stage-`stage` cluster covering most of the same cells: that region's content at this
+        granularity comes from the other image. With resample_after its later stages are resampled (they
+        were made for the old code); else they stay the source's."""
+        labels_BSN, donor_BSN = source.labels_BSN.cpu(), donor.labels_BSN.cpu()
+        B, S, N = labels_BSN.shape
+        if B != 1 or donor_BSN.shape[0] != 1:
+            raise ValueError("a code is copied between two single images: select them first (result.select(index))")
+        if donor_BSN.shape[1:] != (S, N) or len(donor.ids) != S:
+            raise ValueError("the donor must be a whole result of the same model")
+        if not 0 <= stage < S or not 0 <= cluster < 2**stage:
+            raise ValueError(f"stage {stage}, cluster {cluster} does not exist: stages 0..{S - 1}, clusters 0..2^stage-1")
+        cells_N = labels_BSN[0, stage] == cluster
+        donor_cluster = int(torch.bincount(donor_BSN[0, stage][cells_N], minlength=2**stage).argmax())
+        ids = [i.cpu().clone() for i in source.ids]
+        ids[stage][0, cluster] = donor.ids[stage][0, donor_cluster].cpu()
+        free_BSN = None
+        if resample_after and stage + 1 < S:
+            free_BSN = cells_N[None, None].expand(B, S, N) & (torch.arange(S) > stage)[None, :, None]
+        return cls(labels_BSN, tuple(ids), free_BSN)
 
     @classmethod
     def from_mask(cls, source: Tokens, mask_HW: np.ndarray, from_stage: int, cover: float = 1.0) -> Locks:

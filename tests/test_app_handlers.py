@@ -268,6 +268,21 @@ def test_a_clicked_cluster_is_resampled_or_kept(tiny_pipeline):
         handlers.edit_cluster(tiny_pipeline, state, 2, 0, "explode", 1, 3, 3.5, 2.5, 2)
 
 
+def test_a_clicked_cluster_takes_the_donor_images_code(tiny_pipeline):
+    *_, (_, _, state, _) = run_generate(tiny_pipeline, num_images=2)
+    source, donor = state["result"].select(0), state["result"].select(1)
+    copy = "copy this cluster's content from the donor image"
+    _, new_state, status = handlers.edit_cluster(tiny_pipeline, state, 2, 1, copy, 1, 3, 3.5, 2.5, 2, index=0, donor=1)
+    edited, in_cluster_N = new_state["result"], source.labels_BSN[0, 2] == 1
+    donor_cluster = int(torch.bincount(donor.labels_BSN[0, 2][in_cluster_N], minlength=4).argmax())
+    assert int(edited.ids[2][0, 1]) == int(donor.ids[2][0, donor_cluster]) and "donor image 1" in status
+    assert torch.equal(edited.codes_BSN[0][:, ~in_cluster_N], source.codes_BSN[0][:, ~in_cluster_N])
+    with pytest.raises(handlers.UserError, match="the donor must be another image"):
+        handlers.edit_cluster(tiny_pipeline, state, 2, 1, copy, 1, 3, 3.5, 2.5, 2, index=1, donor=1)
+    with pytest.raises(handlers.UserError, match="image 5 does not exist"):
+        handlers.edit_cluster(tiny_pipeline, state, 2, 1, copy, 1, 3, 3.5, 2.5, 2, donor=5)
+
+
 ADVANCED_LABELS = ("Content guidance at the last stage", "Structure guidance at the last stage", "Structure flow steps",
                    "Top-p at the last stage")  # in the handlers' order
 

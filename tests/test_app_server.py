@@ -78,7 +78,7 @@ def test_endpoint_parameter_lists_are_pinned(url):
         "/edit_region": ["mask", "from_stage", "class_name", "num_variations", "seed", "content_guidance",
                          "structure_guidance", "flow_steps", "top_p", "index", "cover", "model"],
         "/edit_cluster": ["stage", "cluster", "action", "num_variations", "seed", "content_guidance",
-                          "structure_guidance", "flow_steps", "top_p", "index", "model"],
+                          "structure_guidance", "flow_steps", "top_p", "index", "model", "donor"],
     }
     api = Client(url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {name: [p["parameter_name"] for p in api[name]["parameters"]] for name in expected} == expected

@@ -111,3 +111,23 @@ def test_bad_locks_get_clear_errors(source):
         Locks.from_result(source, 1, content_up_to=2)
     with pytest.raises(ValueError, match=r"must be \(B, stages, N\)"):
         Locks(np.zeros((2, 2, 2, 2), int))
+
+
+@pytest.mark.parametrize("resample_after", [True, False])
+def test_a_cluster_takes_the_donors_code_and_everything_else_stays(tiny_pipeline, source, resample_after):
+    donor = tiny_pipeline.generate(["apple"], seeds=[4])
+    cells_N = source.labels_BSN[0, 2] == 3
+    donor_cluster = int(torch.bincount(donor.labels_BSN[0, 2][cells_N], minlength=4).argmax())
+    assert int(source.ids[2][0, 3]) != int(donor.ids[2][0, donor_cluster])  # the copy changes something
+    locks = Locks.from_donor(source, donor, stage=2, cluster=3, resample_after=resample_after)
+    out = tiny_pipeline.generate(["apple"], seeds=[9], locks=locks)
+    assert int(out.ids[2][0, 3]) == int(donor.ids[2][0, donor_cluster])
+    expected_SN = source.codes_BSN[0].clone()
+    expected_SN[2, cells_N] = int(donor.ids[2][0, donor_cluster])
+    kept_SN = torch.ones_like(expected_SN, dtype=torch.bool)
+    if resample_after:
+        kept_SN[3:, cells_N] = False  # the cluster's later stages are resampled, nothing else
+    assert torch.equal(out.codes_BSN[0][kept_SN], expected_SN[kept_SN])
+    assert torch.equal(out.labels_BSN[0][:, ~cells_N], source.labels_BSN[0][:, ~cells_N])
+    with pytest.raises(ValueError, match="does not exist"):
+        Locks.from_donor(source, donor, stage=2, cluster=4)
