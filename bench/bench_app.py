@@ -3,10 +3,11 @@
 Usage: python bench/bench_app.py [--model DIR_OR_ID] [--repeats 2]
 
 Each action is timed from request to final result through the HTTP API (the stage viewer and the GIF,
-which the page fetches after every new result, are timed separately); where Debian's chromium is
-installed, one more row times a click on Generate in the real page until the image and its GIF show
-(the browser shares the CPU with the server there). Run it on a quiet machine: other CPU jobs inflate
-every figure.
+which the page fetches after every new result, are timed separately), beside the library's own time for
+the same image (every row also prints its ratio to that); where Debian's chromium is installed, three more
+rows time a click on Generate in the real page until the first stage preview, the finished image and its
+GIF show (the browser shares the CPU with the server there). Run it on a quiet machine: other CPU jobs
+inflate every figure.
 """
 
 import argparse
@@ -14,7 +15,6 @@ import shutil
 import socket
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,19 +26,14 @@ sys.path.insert(0, str(ROOT))
 from app import handlers  # noqa: E402
 from app.models import ModelStore, default_sources  # noqa: E402
 from app.ui import MAX_FILE_SIZE, build_demo  # noqa: E402
+from nvg_core.benchmark import seconds_of  # noqa: E402
 
 EXAMPLES = ROOT / "assets" / "examples"
 
 
 def timed(repeats: int, action) -> float:
     """Median seconds of `repeats` calls (after one warm-up call)."""
-    action()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+    return seconds_of(action, repeats, statistics.median)
 
 
 # Records, in the page, when the first stage preview, the finished image and its GIF appear. A mutation

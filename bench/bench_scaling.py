@@ -10,22 +10,12 @@ run (best of --repeats). Run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import replace
 
 import torch
 
+from nvg_core.benchmark import seconds_of
 from nvg_core.pipeline import NVGPipeline
-
-
-def best_of(repeats: int, action) -> float:
-    action()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        seconds.append(time.perf_counter() - start)
-    return min(seconds)
 
 
 def main() -> None:
@@ -44,16 +34,16 @@ def main() -> None:
     print("steps " + "".join(f"{b:>9d}" for b in args.batch_sizes))
     for steps in args.flow_steps:
         options = replace(defaults, flow_steps=steps)
-        row = [best_of(args.repeats, lambda: pipe.generate([0] * b, seeds=list(range(b)), options=options)) / b
+        row = [seconds_of(lambda: pipe.generate([0] * b, seeds=list(range(b)), options=options), args.repeats) / b
                for b in args.batch_sizes]
         print(f"{steps:5d} " + "".join(f"{s:9.3f}" for s in row) + ("   <- the model's default" if steps == defaults.flow_steps else ""))
 
     source = pipe.generate([0], seeds=[0])
-    full = best_of(args.repeats, lambda: pipe.generate([0], seeds=[1]))
+    full = seconds_of(lambda: pipe.generate([0], seeds=[1]), args.repeats)
     print(f"\nlock stages 0..k-1 and regenerate from stage k, 1 variation (a full generation: {full:.3f} s)")
     print("    k  seconds  share of full  share of stages left")
     for k in range(1, pipe.num_stages):
-        seconds = best_of(args.repeats, lambda: pipe.regenerate(source, from_stage=k, num_variations=1, seeds=[1]))
+        seconds = seconds_of(lambda: pipe.regenerate(source, from_stage=k, num_variations=1, seeds=[1]), args.repeats)
         print(f"{k:5d}  {seconds:7.3f}  {seconds / full:13.2f}  {(pipe.num_stages - k) / pipe.num_stages:20.2f}")
 
 

@@ -10,6 +10,7 @@ import argparse
 import resource
 import time
 from dataclasses import replace
+from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -39,6 +40,17 @@ def _models(args):
     device = torch.device(args.device) if args.device else default_device()
     transformer, tokenizer = random_models(args.config)
     return transformer.to(device).eval(), tokenizer.to(device).eval(), device, official_options(transformer.spec.num_stages)
+
+
+def seconds_of(action: Callable[[], object], repeats: int, reduce: Callable = min) -> float:
+    """`reduce` (min, or statistics.median) of the wall seconds of `repeats` calls, after one warm-up call."""
+    action()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        seconds.append(time.perf_counter() - start)
+    return reduce(seconds)
 
 
 def _sync(device: torch.device) -> None:

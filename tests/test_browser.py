@@ -46,14 +46,25 @@ def page_url(tiny_pipeline):
     demo.close()
 
 
-def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tmp_path):
+def screenshots_folder(tmp_path: Path) -> Path:
     shots = Path(os.environ.get("NVG_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def open_page(p, url: str, width: int, height: int):
+    """(browser, page): the app in headless Chromium at width x height, once its model is ready."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url, wait_until="load")
+    page.get_by_text("tiny: 4 classes").wait_for(timeout=30_000)  # the model line once the model is ready
+    return browser, page
+
+
+def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tmp_path):
+    shots = screenshots_folder(tmp_path)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 1800})
-        page.goto(page_url, wait_until="load")
-        page.get_by_text("tiny: 4 classes").wait_for(timeout=30_000)  # the model line once the model is ready
+        browser, page = open_page(p, page_url, 1280, 1800)
         page.get_by_label("Model", exact=True).click()
         page.get_by_role("option", name=next(iter(OFFICIAL_SOURCES))).click()
         page.get_by_text("could not be loaded").wait_for(timeout=60_000)
@@ -90,7 +101,6 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
     assert (shots / "sketch_generated.png").stat().st_size > 0
 
 
-
 def shown(page, clip: dict) -> np.ndarray:
     """(H, W, 3) int: what the page shows in the `clip` rectangle."""
     return np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")).astype(int)
@@ -103,13 +113,9 @@ def test_paint_a_mask_and_regenerate_under_it_in_the_browser(page_url, tmp_path)
     the brush ignores a stroke that starts off the image: strokes must start inside the image's box
     (handlers.EDIT_SIZE pixels times the zoom shown in the editor's toolbar, centred in the canvas).
     """
-    shots = Path(os.environ.get("NVG_SCREENSHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots_folder(tmp_path)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(page_url, wait_until="load")
-        page.get_by_text("tiny: 4 classes").wait_for(timeout=30_000)
+        browser, page = open_page(p, page_url, 1400, 900)
         page.screenshot(path=str(shots / "first_view_1400x900.png"))  # what a person sees before scrolling
         page.get_by_role("button", name="Generate", exact=True).click()
         page.get_by_text("done:").wait_for(timeout=60_000)
