@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--flow-steps", type=int, default=None, help="default: the authors' 25")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the blocks first (NVGTransformer.compile_blocks; "
+                        "the compile time is reported apart)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,6 +67,18 @@ def main() -> None:
     S = transformer.spec.num_stages
     options = official_options(S)
     options = replace(options, flow_steps=args.flow_steps or options.flow_steps)
+    if args.compile:
+        transformer.compile_blocks()
+        start = time.perf_counter()
+        with torch.inference_mode():  # compile the shapes of both batch sizes (unguided 1, guided 2)
+            for batch in (1, 2):
+                canvas_BNC, labels_BN = torch.zeros(batch, transformer.spec.num_positions, transformer.spec.latent_channels,
+                                                    device=device), torch.zeros(batch, transformer.spec.num_positions, dtype=torch.long, device=device)
+                transformer.forward_content(canvas_BNC, labels_BN, 1, torch.ones(batch, dtype=torch.long, device=device))
+                transformer.forward_structure(canvas_BNC, torch.zeros(batch, transformer.spec.num_positions, transformer.spec.num_bits,
+                                              device=device), labels_BN, 1, torch.ones(batch, device=device),
+                                              torch.ones(batch, dtype=torch.long, device=device))
+        print(f"compiling the blocks: {time.perf_counter() - start:.1f} s (not counted below)")
     timed = TimedModel(transformer, device)
     start = time.perf_counter()
     for stage in iter_stages(timed, tokenizer, torch.tensor([1]), torch.Generator().manual_seed(0), options):
@@ -74,7 +88,7 @@ def main() -> None:
     _sync(device)
     total = time.perf_counter() - start
     print(f"{args.config}, random weights, batch 1, fp32 on {device} ({torch.get_num_threads()} CPU threads), "
-          f"{options.flow_steps} flow steps, content guidance {options.content_guidance[0]:.1f}->{options.content_guidance[-1]:.1f}, "
+          f"{options.flow_steps} flow steps{', compiled blocks' if args.compile else ''}, content guidance {options.content_guidance[0]:.1f}->{options.content_guidance[-1]:.1f}, "
           f"structure guidance {options.structure_guidance[0]:.1f}->{options.structure_guidance[-1]:.1f}")
     print("stage  content s (passes)  structure s (passes)")
     for s in range(S):

@@ -168,3 +168,14 @@ def test_progression_gif_has_a_map_and_canvas_frame_per_stage_and_holds_the_last
             if frame == 3:
                 assert np.array_equal(np.asarray(gif.convert("RGB"))[:, :32], render_map(result.labels_BSN[1, 3], 3, 32))
     assert durations == [600] * (tiny_pipeline.num_stages - 1) + [2000]
+
+
+def test_compiled_blocks_make_the_same_images():
+    from conftest import make_tiny_pipeline
+    eager, compiled = make_tiny_pipeline(seed=5), make_tiny_pipeline(seed=5)
+    compiled.transformer.compile_blocks()
+    blocks = [*compiled.transformer.content_blocks, *compiled.transformer.structure_blocks]
+    assert all(block._compiled_call_impl is not None for block in blocks)  # nn.Module.compile's wrapper
+    a, b = (pipe.generate(["cat", "dog"], seeds=[1, 2]) for pipe in (eager, compiled))
+    assert all(torch.equal(x, y) for x, y in zip(a.ids, b.ids)) and torch.equal(a.labels_BSN, b.labels_BSN)
+    assert torch.allclose(a.images, b.images, atol=1e-5)
