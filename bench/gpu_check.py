@@ -8,8 +8,8 @@ Random weights of the authors' architecture (no download), their sampling settin
 warm-up batch), peak GPU memory, and for bf16 how far its outputs are from fp32 on the same seeds (share of
 identical structure maps and codes per stage, mean absolute pixel difference). Random weights make the
 difference an upper-bound check of the arithmetic, not a quality figure. fp32 keeps TF32 off (true fp32);
-SDPA picks its own kernel (flash attention for bf16). --compile also times torch.compile of both branches
-(default off: keep it off unless this script shows it helps).
+SDPA picks its own kernel (flash attention for bf16). --compile also times compiled blocks
+(NVGTransformer.compile_blocks; keep it off on GPUs unless this script shows it helps).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="official-d16")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile of both branches")
+    parser.add_argument("--compile", action="store_true", help="also time compiled blocks (NVGTransformer.compile_blocks)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this check needs a GPU")
@@ -71,8 +71,7 @@ def main() -> None:
     reference = {}
     for name, dtype, compiled in variants:
         if compiled:
-            transformer.forward_content = torch.compile(transformer.forward_content)
-            transformer.forward_structure = torch.compile(transformer.forward_structure)
+            transformer.compile_blocks()
         for batch in args.batch_sizes:
             result, seconds, peak = timed(transformer, tokenizer, batch, dtype)
             line = f"{name:32s} batch {batch:3d}: {batch / seconds:7.3f} images/s ({seconds:7.2f} s a batch), peak {peak:6.2f} GiB"
