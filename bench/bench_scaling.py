@@ -1,7 +1,7 @@
 """How the bundled model's cost grows with the work: time per image against batch size and flow steps, and
 the time of a lock-and-regenerate from stage k against a full generation.
 
-Usage: python bench/bench_scaling.py [--model DIR] [--batch-sizes 1 2 4 8 16] [--flow-steps 1 2 4 8] [--repeats 2]
+Usage: python bench/bench_scaling.py [--model DIR] [--batch-sizes 1 2 4 8 16] [--flow-steps 1 2 4 8] [--repeats 2] [--compile]
 
 Every setting starts from the model's sampling defaults (guidance included) and is timed after one warm-up
 run (best of --repeats). Run it on a quiet machine.
@@ -24,10 +24,15 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--flow-steps", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="compile the blocks first (NVGTransformer.compile_blocks); "
+                        "each setting's warm-up run compiles its shapes, untimed")
     args = parser.parse_args()
     pipe = NVGPipeline.from_pretrained(args.model)
+    if args.compile:
+        pipe.transformer.compile_blocks()
     defaults = pipe.default_options
-    print(f"model {pipe.name} on {pipe.device}, {torch.get_num_threads()} threads, fp32, its default guidance; "
+    print(f"model {pipe.name} on {pipe.device}, {torch.get_num_threads()} threads, fp32, its default guidance"
+          f"{', compiled blocks' if args.compile else ''}; "
           f"best of {args.repeats} after a warm-up")
 
     print("\nseconds per image (rows: flow steps; columns: batch size)")
