@@ -36,9 +36,8 @@ def timed(repeats: int, action) -> float:
     return seconds_of(action, repeats, statistics.median)
 
 
-# Records, in the page, when the first stage preview, the finished image and its GIF appear. A mutation
-# observer costs the page next to nothing; Playwright's own waits poll every animation frame, which on two
-# cores takes CPU from the server and slows what they measure.
+# Records, in the page, the moment the first stage preview, the finished image and its GIF appear (a
+# mutation observer), so one click gives all three times and the test side only polls once a second.
 WATCH = """() => {
   window.seen = {};
   const start = performance.now();
