@@ -353,17 +353,17 @@ def edit_cluster(pipe: NVGPipeline, state: dict | None, stage: int, cluster: int
     cluster = number(cluster, "cluster", whole=True, low=0, high=2**stage - 1)
     if action not in CLUSTER_ACTIONS:
         raise UserError(f"the action must be one of {', '.join(CLUSTER_ACTIONS)}, got {str(action)[:40]!r}")
-    source = result.select(index)
-    if CLUSTER_ACTIONS[action] == "copy":
+    source, kind = result.select(index), CLUSTER_ACTIONS[action]
+    if kind == "copy":
         donor = _image_index(result, donor)
         if donor == index:
             raise UserError("the donor must be another image of this result (set the donor image number)")
         locks = Locks.from_donor(source, result.select(donor), stage, cluster)
     else:
-        locks = Locks.from_clusters(source, stage, [cluster], invert=CLUSTER_ACTIONS[action] == "keep")
+        locks = Locks.from_clusters(source, stage, [cluster], invert=kind == "keep")
     seeds = seeds_for(seed, num_variations, "num_variations")
     edited = pipe.regenerate(result, from_stage=stage, num_variations=len(seeds), seeds=seeds, index=index, locks=locks,
                              options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     return (to_pil(edited.images), _state(pipe, edited, seeds),
-            f"{action} (stage {stage}, cluster {cluster}{f', donor image {donor}' if CLUSTER_ACTIONS[action] == 'copy' else ''}); "
+            f"{action} (stage {stage}, cluster {cluster}{f', donor image {donor}' if kind == 'copy' else ''}); "
             f"{_made(pipe, int(edited.class_labels_BS[0, -1]), seeds)}")

@@ -18,9 +18,9 @@ from dataclasses import replace
 
 import torch
 
-from nvg_core.benchmark import _sync
+from nvg_core.benchmark import run_once, sync
 from nvg_core.configs import random_models
-from nvg_core.sampling import iter_stages, official_options
+from nvg_core.sampling import official_options
 
 
 class TimedModel:
@@ -35,10 +35,10 @@ class TimedModel:
         return getattr(self.model, name)
 
     def _timed(self, kind: str, stage: int, fn, *args):
-        _sync(self.device)
+        sync(self.device)
         start = time.perf_counter()
         out = fn(*args)
-        _sync(self.device)
+        sync(self.device)
         self.seconds[kind, int(stage)] += time.perf_counter() - start
         self.calls[kind, int(stage)] += 1
         return out
@@ -69,24 +69,12 @@ def main() -> None:
     options = replace(options, flow_steps=args.flow_steps or options.flow_steps)
     if args.compile:
         transformer.compile_blocks()
-        start = time.perf_counter()
-        with torch.inference_mode():  # compile the shapes of both batch sizes (unguided 1, guided 2)
-            for batch in (1, 2):
-                canvas_BNC, labels_BN = torch.zeros(batch, transformer.spec.num_positions, transformer.spec.latent_channels,
-                                                    device=device), torch.zeros(batch, transformer.spec.num_positions, dtype=torch.long, device=device)
-                transformer.forward_content(canvas_BNC, labels_BN, 1, torch.ones(batch, dtype=torch.long, device=device))
-                transformer.forward_structure(canvas_BNC, torch.zeros(batch, transformer.spec.num_positions, transformer.spec.num_bits,
-                                              device=device), labels_BN, 1, torch.ones(batch, device=device),
-                                              torch.ones(batch, dtype=torch.long, device=device))
+        start = time.perf_counter()  # one run at 1 flow step compiles the shapes of both batch sizes (guided or not)
+        run_once(transformer, tokenizer, 1, replace(options, flow_steps=1), device)
         print(f"compiling the blocks: {time.perf_counter() - start:.1f} s (not counted below)")
     timed = TimedModel(transformer, device)
-    start = time.perf_counter()
-    for stage in iter_stages(timed, tokenizer, torch.tensor([1]), torch.Generator().manual_seed(0), options):
-        canvas_BNC = stage.canvas_BNC
-    with torch.inference_mode():
-        tokenizer.decode_latent(canvas_BNC)
-    _sync(device)
-    total = time.perf_counter() - start
+    stage_seconds, decode_seconds = run_once(timed, tokenizer, 1, options, device)
+    total = sum(stage_seconds) + decode_seconds
     print(f"{args.config}, random weights, batch 1, fp32 on {device} ({torch.get_num_threads()} CPU threads), "
           f"{options.flow_steps} flow steps{', compiled blocks' if args.compile else ''}, content guidance {options.content_guidance[0]:.1f}->{options.content_guidance[-1]:.1f}, "
           f"structure guidance {options.structure_guidance[0]:.1f}->{options.structure_guidance[-1]:.1f}")

@@ -53,7 +53,8 @@ def seconds_of(action: Callable[[], object], repeats: int, reduce: Callable = mi
     return reduce(seconds)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so wall-clock times cover it."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     elif device.type == "mps":
@@ -67,19 +68,19 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run_once(transformer, tokenizer, batch: int, options: SamplingOptions, device) -> tuple[list[float], float]:
+def run_once(transformer, tokenizer, batch: int, options: SamplingOptions, device) -> tuple[list[float], float]:
     """Seconds per stage and for decoding, for one batch."""
     classes = torch.arange(batch) % transformer.config.num_classes
     stage_times, start = [], time.perf_counter()
     for stage in iter_stages(transformer, tokenizer, classes, torch.Generator().manual_seed(0), options):
-        _sync(device)
+        sync(device)
         now = time.perf_counter()
         stage_times.append(now - start)
         start = now
         canvas = stage.canvas_BNC
     with torch.inference_mode():
         tokenizer.decode_latent(canvas)
-    _sync(device)
+    sync(device)
     return stage_times, time.perf_counter() - start
 
 
@@ -95,10 +96,10 @@ def run(args) -> None:
         options = defaults if guidance else replace(defaults, content_guidance=1.0, structure_guidance=1.0)
         for batch in args.batch_sizes:
             with FlopCounterMode(display=False) as counter:
-                _run_once(transformer, tokenizer, batch, options, device)  # warm-up and FLOP count
+                run_once(transformer, tokenizer, batch, options, device)  # warm-up and FLOP count
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            runs = [_run_once(transformer, tokenizer, batch, options, device) for _ in range(args.repeats)]
+            runs = [run_once(transformer, tokenizer, batch, options, device) for _ in range(args.repeats)]
             stage_s = [min(r[0][i] for r in runs) for i in range(len(runs[0][0]))]
             decode_s = min(r[1] for r in runs)
             total_s = sum(stage_s) + decode_s
