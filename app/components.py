@@ -85,14 +85,23 @@ class ImageFiles:
             os.replace(staging, path)
         return str(path)
 
-    def replace(self, value: Any) -> Any:
-        """`value` with every PIL image and GIF bytes in it (lists and tuples included) replaced by a file path."""
+    def replace(self, value: Any, sent: dict[int, tuple[Image.Image, str]] | None = None) -> Any:
+        """`value` with every PIL image and GIF bytes in it (lists and tuples included) replaced by a file path.
+
+        sent: the images one stream has already turned into files, by id (kept alive in it, so an id is not
+        reused): a stream that yields its growing stage strip again after every stage encodes each tile once.
+        """
         if isinstance(value, Image.Image):
+            if sent is not None and id(value) in sent:
+                return sent[id(value)][1]
             buffer = io.BytesIO()
             value.save(buffer, format="PNG")
-            return self.path(buffer.getvalue(), ".png")
+            path = self.path(buffer.getvalue(), ".png")
+            if sent is not None:
+                sent[id(value)] = (value, path)
+            return path
         if isinstance(value, bytes) and value[:6] in (b"GIF87a", b"GIF89a"):
             return self.path(value, ".gif")
         if isinstance(value, (list, tuple)):
-            return type(value)(self.replace(item) for item in value)
+            return type(value)(self.replace(item, sent) for item in value)
         return value
