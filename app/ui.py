@@ -249,8 +249,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         model.input(pick, [model], model_events, api_visibility="private")
 
         common = [class_name, seed, num_images, *advanced]
-        # No progress overlay: the status line counts the stages and the strip fills stage by stage, and the
-        # overlay's animation cost the page 0.2-0.4 s of a 2.5 s generation (bench/bench_app.py, session 8).
+        # No progress overlay: the status line counts the stages and the strip fills stage by stage, while the
+        # overlay's animation frames keep the browser busy for the whole generation (README, bench_app.py).
         generate_btn.click(bind(handlers.generate), [*common, model], [strip, images, state, status], api_name="generate",
                            show_progress="hidden")
         strip.select(_stage_of_strip_item, None, stage, api_visibility="private")
