@@ -212,40 +212,46 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 cluster_btn = gr.Button("Edit the cluster")
 
         poll = gr.Timer(1.0, active=False)  # runs while the session's model loads
+        pending = gr.State(None)  # the model the poll waits for (not the picker's value, which a reply may reset)
         model_events = [model, class_name, swap_class, *advanced, stage, reference_stage, reference_content,
-                        edit_stage, edit_class, model_status, poll]
+                        edit_stage, edit_class, model_status, poll, pending]
+        unchanged = [gr.update()] * (len(model_events) - 4)  # everything between the picker and the status
 
         def model_outputs(name: str) -> tuple:
-            """What the page shows for a model (one value per model_events entry): ready (classes, its sampling
-            defaults on the Advanced sliders, stage ranges), still loading (the poll timer runs), or failed (the
-            default model's page, with the error)."""
+            """What the page shows for a model (one value per model_events entry): ready (the picker on it, its
+            classes, its sampling defaults on the Advanced sliders, stage ranges), still loading (the poll
+            timer runs and waits for it), or failed (the default model's page, with the error). Every reply
+            sets the picker, the poll and what it waits for together, so two replies that cross (a picker
+            can send its input twice) cannot leave the poll waiting on a model the picker no longer shows."""
             # One call decides: asking store.loading() afterwards could see a load that failed in between,
             # which would show "still loading" with the poll stopped.
             try:
                 pipe = store.get(name)
             except ModelLoading as error:
-                return (gr.update(), *[gr.update()] * (len(model_events) - 3), f"**{error}**", gr.Timer(active=True))
+                return (gr.update(value=name), *unchanged, f"**{error}**", gr.Timer(active=True), name)
             except handlers.UserError as error:
                 if name == store.default:
-                    return (gr.update(), *[gr.update()] * (len(model_events) - 3), f"**{error}**", gr.Timer(active=False))
-                _, *fallback, _, timer = model_outputs(store.default)
-                return (gr.update(value=store.default), *fallback, f"**{error}**", timer)
+                    return (gr.update(), *unchanged, f"**{error}**", gr.Timer(active=False), None)
+                picker, *fallback, _, timer, waiting = model_outputs(store.default)
+                return (picker, *fallback, f"**{error}**", timer, waiting)
             names = pipe.class_names
-            return (gr.update(), gr.update(choices=names, value=names[0]), gr.update(choices=[""] + names, value=""),
+            return (gr.update(value=name), gr.update(choices=names, value=names[0]), gr.update(choices=[""] + names, value=""),
                     *[gr.update(value=v) for v in handlers.advanced_values(pipe.default_options)],
                     *[gr.update(maximum=pipe.num_stages - 1)] * 4,  # the stage sliders
                     gr.update(choices=[""] + names, value=""),
-                    f"{pipe.name}: {len(names)} classes, {pipe.num_stages} stages, on {pipe.device}", gr.Timer(active=False))
+                    f"{pipe.name}: {len(names)} classes, {pipe.num_stages} stages, on {pipe.device}", gr.Timer(active=False), None)
 
         def pick(name: str) -> tuple:
             store.start(name)  # retries a failed load
             return model_outputs(name)
 
-        def check(name: str) -> tuple:
+        def check(name: str | None) -> tuple:
+            if name is None:  # nothing to wait for
+                return (*[gr.update()] * (len(model_events) - 2), gr.Timer(active=False), None)
             return tuple(gr.update() for _ in model_events) if store.loading(name) else model_outputs(name)
 
         demo.load(model_outputs, [model], model_events, api_visibility="private")
-        poll.tick(check, [model], model_events, api_visibility="private")
+        poll.tick(check, [pending], model_events, api_visibility="private")
         model.input(pick, [model], model_events, api_visibility="private")
 
         common = [class_name, seed, num_images, *advanced]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-pytest.importorskip("gradio")
+gr = pytest.importorskip("gradio")
 
 from app import handlers  # noqa: E402
 from app.ui import build_demo  # noqa: E402
@@ -328,3 +328,41 @@ def test_viewer_and_gif_are_the_pipelines_pictures_at_preview_size(tiny_pipeline
     expected = tiny_pipeline.stage_view(result, 1, 3, size=handlers.PREVIEW_SIZE)
     assert [p.tobytes() for p in shown] == [p.tobytes() for p in expected]
     assert handlers.progression_gif(tiny_pipeline, state, 1) == tiny_pipeline.progression_gif(result, 1, size=handlers.PREVIEW_SIZE)
+
+
+def test_the_model_poll_waits_on_the_loading_model_so_crossing_picker_replies_end_on_its_error(tiny_pipeline):
+    """A picker can send its input twice: one reply may already say the model failed (and reset the picker to the
+    default) while the other says it is still loading (and starts the poll). Whatever order the page applies
+    them in, the poll must end on the failed model's error, not on the default model the picker shows."""
+    import threading
+
+    from app.models import ModelStore
+    release = threading.Event()
+
+    def loader(source):
+        if source == "tiny":
+            return tiny_pipeline
+        release.wait(60)
+        raise OSError("no such model here")
+
+    store = ModelStore({"tiny": "tiny", "broken": "broken"}, loader=loader)
+    assert store.get("tiny", wait=60) is tiny_pipeline
+    demo = build_demo(store)
+    events = {d.fn.__name__: d for d in demo.fns.values() if d.fn is not None}
+    pick, check = events["pick"], events["check"]
+    outputs = [type(o).__name__ for o in pick.outputs]
+    picker, status, timer, pending = 0, len(outputs) - 3, len(outputs) - 2, len(outputs) - 1
+    assert [outputs[i] for i in (picker, status, timer, pending)] == ["Dropdown", "Markdown", "Timer", "State"]
+    assert [type(i).__name__ for i in check.inputs] == ["State"]  # the poll reads what it waits for, not the picker
+
+    loading = pick.fn("broken")
+    assert loading[picker]["value"] == "broken" and "still loading" in loading[status]
+    assert loading[timer].active and loading[pending] == "broken"
+    assert check.fn("broken") == tuple(gr.update() for _ in outputs)  # still loading: nothing changes
+    release.set()
+    store._threads["broken"].join(60)
+    failed = check.fn("broken")  # the poll once the load has failed
+    assert "could not be loaded: OSError: no such model here" in failed[status]
+    assert failed[picker]["value"] == "tiny" and not failed[timer].active and failed[pending] is None
+    idle = check.fn(None)  # a tick with nothing to wait for stops the poll
+    assert not idle[timer].active and idle[pending] is None
