@@ -215,7 +215,10 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         pending = gr.State(None)  # the model the poll waits for (not the picker's value, which a reply may reset)
         model_events = [model, class_name, swap_class, *advanced, stage, reference_stage, reference_content,
                         edit_stage, edit_class, model_status, poll, pending]
-        unchanged = [gr.update()] * (len(model_events) - 4)  # everything between the picker and the status
+
+        def unchanged(count: int) -> list:
+            """Fresh no-op updates (Gradio pops keys from update dicts, so none is shared between replies)."""
+            return [gr.update() for _ in range(count)]
 
         def model_outputs(name: str) -> tuple:
             """What the page shows for a model (one value per model_events entry): ready (the picker on it, its
@@ -228,10 +231,10 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             try:
                 pipe = store.get(name)
             except ModelLoading as error:
-                return (gr.update(value=name), *unchanged, f"**{error}**", gr.Timer(active=True), name)
+                return (gr.update(value=name), *unchanged(len(model_events) - 4), f"**{error}**", gr.Timer(active=True), name)
             except handlers.UserError as error:
                 if name == store.default:
-                    return (gr.update(), *unchanged, f"**{error}**", gr.Timer(active=False), None)
+                    return (*unchanged(len(model_events) - 3), f"**{error}**", gr.Timer(active=False), None)
                 picker, *fallback, _, timer, waiting = model_outputs(store.default)
                 return (picker, *fallback, f"**{error}**", timer, waiting)
             names = pipe.class_names
@@ -247,8 +250,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
 
         def check(name: str | None) -> tuple:
             if name is None:  # nothing to wait for
-                return (*[gr.update()] * (len(model_events) - 2), gr.Timer(active=False), None)
-            return tuple(gr.update() for _ in model_events) if store.loading(name) else model_outputs(name)
+                return (*unchanged(len(model_events) - 2), gr.Timer(active=False), None)
+            return tuple(unchanged(len(model_events))) if store.loading(name) else model_outputs(name)
 
         demo.load(model_outputs, [model], model_events, api_visibility="private")
         poll.tick(check, [pending], model_events, api_visibility="private")
