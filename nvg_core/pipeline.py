@@ -7,6 +7,12 @@
     result = pipe.generate(["fruit"], seeds=[1], locks=Locks.from_structure(maps[:4]))  # reuse stages 0..3
     variations = pipe.regenerate(result, from_stage=4, num_variations=4, class_labels=["flower"])
     edited = pipe.regenerate(result, from_stage=3, mask=mask_HW, num_variations=4)     # only under the mask
+    recipe.save_png(pipe(["fruit"], seeds=[2]).images[0], "fruit.png")                # the image and its recipe
+    again = pipe.reproduce(recipe.read_recipe("fruit.png"))                           # the same pixels again
+
+Every result carries a recipe per image (nvg_core.recipe): what made it, so that pipe.reproduce makes it
+again bit for bit on the same device type. Images from pipe(...) hold it in image.info; recipe.save_png
+writes it into the PNG (PIL's own image.save does not write text chunks).
 
 A model folder is a diffusers pipeline folder: model_index.json (the registered modules, the class names,
 the sampling defaults and the name) and one subfolder per network, tokenizer/ and transformer/, each with
@@ -34,11 +40,13 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, is_accelerate_available
 from PIL import Image
 
+from . import recipe as recipes
 from .images import (blend_outside, from_uint8, load_image, resize_center_crop, to_pil, to_pixels, to_rgb,
                      to_uint8)
 from .locks import Locks
-from .sampling import (Generators, NVGResult, SamplingOptions, StageOutput, class_schedule, generate,
-                       iter_stages)
+from .recipe import Recipe
+from .sampling import (Generators, NVGResult, SamplingOptions, StageOutput, class_schedule, iter_stages,
+                       result_from_stages)
 from .structure import draw_boundaries, render_map
 from .tokenizer import NVGTokenizer
 from .transformer import NVGTransformer
@@ -143,6 +151,19 @@ class NVGPipeline(DiffusionPipeline):
         pipe = super().from_pretrained(str(source), **kwargs)
         return pipe.to(device or default_device())
 
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, pretrained_model_name_or_path: str | os.PathLike | None = None,
+                    device: str | torch.device | None = None, **kwargs) -> NVGPipeline:
+        """The model that made a recipe's image, ready for pipe.reproduce(recipe).
+
+        A recipe names its model by name and weights hash, not by a path: this loads the given folder or hub
+        id as from_pretrained does (default: the bundled model, or $NVG_MODEL) and refuses it with a
+        ValueError naming both models unless its weights are the recipe's.
+        """
+        pipe = cls.from_pretrained(pretrained_model_name_or_path, device=device, **kwargs)
+        recipes.check_model(recipe, pipe)
+        return pipe
+
     # ---------------------------------------------------------------------------------------------
     # Classes and seeds
     # ---------------------------------------------------------------------------------------------
@@ -205,11 +226,68 @@ class NVGPipeline(DiffusionPipeline):
     def generate(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
                  options: SamplingOptions | None = None, locks: Locks | None = None,
                  structure_noise: torch.Tensor | None = None,
-                 on_stage: Callable[[StageOutput], None] | None = None) -> NVGResult:
+                 on_stage: Callable[[StageOutput], None] | None = None, action: str = "generate") -> NVGResult:
         """Generate images; `locks` keeps maps and codes of a source (nvg_core.locks.Locks), `structure_noise`
-        (B, N, D) replaces the drawn start noise of the structure flows; on_stage sees every StageOutput."""
-        return generate(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options),
-                        locks, structure_noise, on_stage)
+        (B, N, D) replaces the drawn start noise of the structure flows; on_stage sees every StageOutput.
+
+        Each image gets a recipe that says `action` made it. It can be made again when its seeds are known:
+        `seeds`, or fresh generators (seeded and not drawn from yet; one per image or one for the run).
+        """
+        seeds_B, shared_seed = recipes.run_seeds(seeds, generator)  # before the run draws from the generators
+        stages = []
+        for stage in self.iter_stages(class_labels, seeds, generator, options, locks, False, structure_noise):
+            stages.append(stage)
+            if on_stage is not None:
+                on_stage(stage)
+        return self.collect(stages, class_labels, seeds_B, options, locks, action, shared_seed=shared_seed,
+                            structure_noise=structure_noise)
+
+    def collect(self, stages: Sequence[StageOutput], class_labels, seeds: Sequence[int] | None,
+                options: SamplingOptions | None = None, locks: Locks | None = None, action: str = "generate", *,
+                shared_seed: int | None = None, structure_noise: torch.Tensor | None = None,
+                source: NVGResult | None = None, blend: bool = False) -> NVGResult:
+        """The result of a finished run of iter_stages (called with the same arguments): the last canvas
+        decoded, and a recipe per image saying `action` made it (seeds None and no shared_seed: it cannot be
+        made again).
+
+        source: the one-image result the run was made from; its recipe is kept as provenance. With blend,
+        and locks that free cells, the images are the source's pixels beyond a 2-pixel feather outside the
+        cells freed at the last stage (images.blend_outside), and the recipes store both to do it again.
+        """
+        classes_BS = class_schedule(self.class_ids(class_labels), self.num_stages, len(self.class_names))
+        result = result_from_stages(stages, classes_BS, self.decode(stages[-1].canvas_BNC))
+        run = recipes.make_run(classes_BS, seeds, options or self.default_options, locks, shared_seed, structure_noise)
+        blended = None
+        if blend and source is not None and source.images is not None and locks is not None and locks.free_BSN is not None:
+            free_N, kept_HW3 = locks.free_BSN[0, -1], to_uint8(source.images)[0]
+            result.images = self._blend(result.images, kept_HW3, free_N)
+            blended = recipes.blend_data(free_N, kept_HW3)
+        provenance = None if source is None or not source.recipes else source.recipes[0]
+        result.recipes = recipes.run_recipes(self, run, action, blended, provenance)
+        return result
+
+    def reproduce(self, recipe: Recipe) -> NVGResult:
+        """The image a recipe describes, made again: its whole run is run again (sampling is not batch-invariant
+        bit for bit) and its image taken, and a masked edit's blend is re-applied. Exact on the device type
+        that made it. A 1-image result whose recipe is `recipe`, to lock, edit or save again.
+
+        ValueError when the loaded model's weights are not the recipe's (both named), when the seeds are
+        unknown, or when the recipe's run is not valid (the field named).
+        """
+        recipes.check_model(recipe, self)
+        out = self.generate(**recipes.run_arguments(recipe)).select(recipe.index)
+        if recipe.blend is not None:
+            free_N, kept_HW3 = recipes.blend_inputs(recipe.blend, self.transformer.spec.grid_size**2,
+                                                    self.tokenizer.spec.resolution)
+            out.images = self._blend(out.images, kept_HW3, free_N)
+        out.recipes = [recipe]
+        return out
+
+    def _blend(self, images: torch.Tensor, kept_HW3: np.ndarray, free_N: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """images.blend_outside for every image: `kept` beyond a feather outside the freed cells."""
+        freed_HW = self.cells_to_pixels(free_N)
+        blended = np.stack([blend_outside(image, kept_HW3, freed_HW) for image in to_uint8(images)])
+        return from_uint8(blended).to(images.device)
 
     def __call__(self, class_labels, generator: Generators = None, output_type: str = "pil", return_dict: bool = True,
                  callback_on_step_end: Callable[[NVGPipeline, int, int, dict[str, Any]], dict] | None = None,
@@ -222,6 +300,7 @@ class NVGPipeline(DiffusionPipeline):
         callback_on_step_end(pipe, step_index, timestep, callback_kwargs) is called with step_index = timestep
         = the stage and the requested StageOutput fields (CALLBACK_TENSOR_INPUTS; "images" decodes the canvas).
         What it returns is not fed back (the stage iterator owns the state): steer a run with locks.
+        "pil" images carry their recipes in image.info: recipe.save_png(image, path) writes them.
         """
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
@@ -239,12 +318,14 @@ class NVGPipeline(DiffusionPipeline):
 
             result = self.generate(class_labels, generator=generator, on_stage=on_stage, **kwargs)
         images = {"pil": to_pil, "np": to_uint8, "pt": lambda pixels: pixels}[output_type](result.images)
+        if output_type == "pil":
+            recipes.attach(images, result.recipes)
         return NVGPipelineOutput(images, result) if return_dict else (images, result)
 
     def regenerate(self, result: NVGResult, from_stage: int, keep_content: bool = True, class_labels=None,
                    num_variations: int = 1, seeds: Sequence[int] | None = None, index: int = 0,
                    options: SamplingOptions | None = None, mask: np.ndarray | None = None,
-                   locks: Locks | None = None, blend: bool = True) -> NVGResult:
+                   locks: Locks | None = None, blend: bool = True, action: str | None = None) -> NVGResult:
         """Variations of image `index` of `result` that keep part of it (seeds default to fresh random ones).
 
         Without a mask: keep stages 0..from_stage-1 (keep_content=False: only their maps) and resample the
@@ -254,32 +335,33 @@ class NVGPipeline(DiffusionPipeline):
         global without a mask, local with one. With freed clusters and blend (the default), the images are
         the source's beyond a 2-pixel feather outside the freed cells (images.blend_outside): the decoder
         otherwise moves pixels just outside them (bench/bench_edit.py measures it).
+        The recipes say `action` made the images (default: said from the arguments) and keep the source's
+        recipe, and for a blend the freed cells and the source's pixels.
         """
         if not 0 <= from_stage < self.num_stages or (mask is None and locks is None and from_stage == 0):
             raise ValueError(f"from_stage must be in [1, {self.num_stages - 1}] (0 with a mask), got {from_stage}")
         if num_variations < 1:
             raise ValueError(f"num_variations must be at least 1, got {num_variations}")
         source = result.select(index)
+        new = None if class_labels is None else int(self.class_ids(class_labels).view(-1)[0])
+        action = action or _regenerate_action(from_stage, keep_content, mask is not None, locks is not None,
+                                              None if new is None else self.class_names[new])
         if locks is None:
             locks = Locks.from_result(source, from_stage - 1, None if keep_content else -1) if mask is None \
                 else Locks.from_mask(source, mask, from_stage)
         old_S = source.class_labels_BS[0].cpu()
-        new = old_S[-1] if class_labels is None else self.class_ids(class_labels).view(-1)[0]
-        classes_S = torch.full_like(old_S, int(new))
+        classes_S = torch.full_like(old_S, int(old_S[-1]) if new is None else new)
         if keep_content or mask is not None:
             classes_S[:from_stage] = old_S[:from_stage]
         seeds = list(seeds) if seeds is not None else torch.randint(0, 2**31, (num_variations,)).tolist()  # fresh
-        out = self.generate(classes_S.expand(num_variations, -1), seeds=seeds, options=options, locks=locks)
-        if blend and locks.free_BSN is not None and source.images is not None:
-            freed_HW = self.cells_to_pixels(locks.free_BSN[0, -1])
-            kept = to_uint8(source.images)[0]
-            out.images = from_uint8(np.stack([blend_outside(image, kept, freed_HW) for image in to_uint8(out.images)])
-                                    ).to(out.images.device)
-        return out
+        classes_BS = classes_S.expand(num_variations, -1)
+        stages = list(self.iter_stages(classes_BS, seeds=seeds, options=options, locks=locks, preview=False))
+        return self.collect(stages, classes_BS, seeds, options, locks, action, source=source, blend=blend)
 
     def from_image(self, image, class_label: str | int) -> NVGResult:
         """An image as a result to lock, edit or regenerate: its tokenized maps and codes (class_label for
-        every stage) and, as its images, the image itself at the model's resolution (what blending keeps)."""
+        every stage) and, as its images, the image itself at the model's resolution (what blending keeps).
+        It has no recipe: edits of it store its pixels (the blend's source) instead."""
         tokens = self.encode(image)
         classes_BS = self.class_ids([class_label])[:, None].expand(-1, self.num_stages)
         pixels = from_uint8(np.asarray(resize_center_crop(to_rgb(load_image(image)), self.tokenizer.spec.resolution))[None])
@@ -361,6 +443,17 @@ class NVGPipeline(DiffusionPipeline):
         final = np.asarray(to_pil(source.images)[0].resize((size, size), Image.NEAREST))
         canvas = self.stage_canvases(result, index, stages=[stage])[0].resize((size, size), Image.NEAREST)
         return Image.fromarray(render_map(labels_N, stage, size)), Image.fromarray(draw_boundaries(final, labels_N)), canvas
+
+
+def _regenerate_action(from_stage: int, keep_content: bool, masked: bool, given_locks: bool, new_class: str | None) -> str:
+    """What a regeneration did, in words for a recipe."""
+    if masked:
+        what = f"edit under a mask from stage {from_stage}"
+    elif given_locks:
+        what = f"edit from stage {from_stage} with given locks"
+    else:
+        what = f"regenerate from stage {from_stage} ({'structure and content' if keep_content else 'structure'} kept)"
+    return what if new_class is None else f"{what} as {new_class}"
 
 
 # diffusers resolves model_index.json's "_class_name" in its own namespace (custom classes otherwise need

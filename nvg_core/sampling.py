@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from .locks import Locks
 from .structure import bit_codes
+
+if TYPE_CHECKING:
+    from .recipe import Recipe  # recipe imports this module
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 SPLIT_RULES = ("official", "stable")  # see top_half
@@ -318,6 +321,7 @@ class NVGResult:
     ids: list[torch.Tensor] = field(default_factory=list)  # per stage: (B, 2^stage) codes
     canvas_BNC: torch.Tensor | None = None  # final latent
     images: torch.Tensor | None = None  # pixels in [-1, 1]
+    recipes: list[Recipe] | None = None  # per image, what made it (nvg_core.recipe); None for a foreign image
 
     def __len__(self) -> int:
         return len(self.labels_BSN)
@@ -328,11 +332,13 @@ class NVGResult:
         return torch.stack([ids.gather(1, labels) for ids, labels in zip(self.ids, self.labels_BSN.unbind(1))], dim=1)
 
     def select(self, index: int | Sequence[int]) -> NVGResult:
-        """The images at `index` (an int or a list of ints) as a new result."""
+        """The images at `index` (an int or a list of ints) as a new result; each keeps its recipe (that of
+        its run and its place in it)."""
         idx = [index] if isinstance(index, int) else list(index)
         return NVGResult(self.class_labels_BS[idx], self.labels_BSN[idx], [ids[idx] for ids in self.ids],
                          None if self.canvas_BNC is None else self.canvas_BNC[idx],
-                         None if self.images is None else self.images[idx])
+                         None if self.images is None else self.images[idx],
+                         None if self.recipes is None else [self.recipes[i] for i in idx])
 
 
 def class_schedule(class_labels: torch.Tensor, num_stages: int, num_classes: int) -> torch.Tensor:
