@@ -9,7 +9,6 @@ pass the upload's file path or the raw number through; app.handlers validates an
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 from pathlib import Path
@@ -18,6 +17,10 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
+
+from nvg_core.recipe import png_bytes
+
+from .handlers import KEEP, Download
 
 
 def _path(file: FileData | bytes | None) -> str | bytes | None:
@@ -61,42 +64,48 @@ class RawSlider(gr.Slider):
 
 
 class ImageFiles:
-    """Files for the images (PIL) and GIFs (bytes) an event returns, named by their content, written once
-    (atomically) and never rewritten.
+    """Files for the images (PIL, PNG with any recipe they carry) and downloads (handlers.Download) an event
+    returns, written once (atomically) and never rewritten.
 
-    Gradio saves a returned PIL image by rewriting its content-addressed file in place on every return, so
-    a download of a file shared by two responses (the plain stage-0 tile) can be cut short. A file here is
-    complete from the moment it has a name; Gradio serves it from its cache folder without copying it, and
-    its age-based cleanup (delete_cache) removes it.
+    A file is named by its content: Gradio saves a returned PIL image by rewriting its content-addressed file
+    in place on every return, so a download of a file shared by two responses can be cut short; a file here
+    is complete from the moment it has a name. A Download keeps its readable name inside a folder named by
+    its content (the browser saves it under that name). Gradio serves these files from its cache folder
+    without copying them, and its age-based cleanup (delete_cache) removes them.
     """
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
 
-    def path(self, data: bytes, suffix: str) -> str:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
+    def path(self, data: bytes, suffix: str, name: str | None = None) -> str:
+        digest = hashlib.sha256(data).hexdigest()[:32]
+        path = self.folder / digest / name if name else self.folder / f"{digest}{suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.utime(path)  # handed out again: young again for the cleanup
         except FileNotFoundError:
-            descriptor, staging = tempfile.mkstemp(dir=self.folder, prefix=".staging_")
+            descriptor, staging = tempfile.mkstemp(dir=path.parent, prefix=".staging_")
             with os.fdopen(descriptor, "wb") as file:
                 file.write(data)
             os.replace(staging, path)
         return str(path)
 
-    def replace(self, value: Any, sent: dict[int, tuple[Image.Image, str]] | None = None) -> Any:
-        """`value` with every PIL image and GIF bytes in it (lists and tuples included) replaced by a file path.
+    def replace(self, value: Any, sent: dict[int, tuple[Any, str]] | None = None) -> Any:
+        """`value` with every PIL image, Download and GIF bytes in it (lists and tuples included) replaced by
+        a file path, and every handlers.KEEP by gr.skip() (the component keeps what it shows).
 
         sent: the images one stream has already turned into files, by id (kept alive in it, so an id is not
         reused): a stream that yields its growing stage strip again after every stage encodes each tile once.
         """
-        if isinstance(value, Image.Image):
+        if value is KEEP:
+            return gr.skip()
+        if isinstance(value, (Image.Image, Download)):
             if sent is not None and id(value) in sent:
                 return sent[id(value)][1]
-            buffer = io.BytesIO()
-            value.save(buffer, format="PNG")
-            path = self.path(buffer.getvalue(), ".png")
+            data = value.data if isinstance(value, Download) else value
+            payload = data if isinstance(data, bytes) else png_bytes(data)
+            path = self.path(payload, ".gif" if isinstance(data, bytes) else ".png",
+                             value.name if isinstance(value, Download) else None)
             if sent is not None:
                 sent[id(value)] = (value, path)
             return path

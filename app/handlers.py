@@ -1,7 +1,8 @@
 """Pure handler functions of the web app: plain inputs in, images / text / session state out.
 
 Every action is one call into nvg_core; the UI (app/ui.py) only wires these to components, so tests can
-call them directly. The session state is a dict holding the last NVGResult and the seeds used.
+call them directly. The session state is a History (app/history.py): every result is an entry, and the
+actions work on the current one. Images are numbered from 1, as the page shows them.
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nvg_core import recipe as recipes
 from nvg_core import seeds as seeding
 from nvg_core import sketch
-from nvg_core.images import read_image, read_mask, to_pil
+from nvg_core.images import read_image, read_mask, to_pil, to_uint8
 from nvg_core.locks import Locks
 from nvg_core.pipeline import NVGPipeline
-from nvg_core.sampling import NVGResult, SamplingOptions, result_from_stages
+from nvg_core.sampling import NVGResult, SamplingOptions
 from nvg_core.structure import render_map
 
+from .history import Entry, History
+
 PREVIEW_SIZE = 192
+DOWNLOAD_SCALE = 4  # the 64-px model's images are also offered this many times larger (nearest neighbour)
+KEEP = object()  # an output the handler leaves as it is (the previous images stay until new ones arrive)
 EDIT_SIZE = 256  # the edit canvas: the image enlarged with square pixels, big enough to paint on
 # The range of every numeric input, read by the page's sliders too: API clients may send anything.
 LIMITS = {"num_images": (1, 8), "num_variations": (1, 8), "content_guidance": (1.0, 6.0),
@@ -102,97 +108,203 @@ def _tile(image: Image.Image | np.ndarray) -> Image.Image:
     return image.resize((PREVIEW_SIZE, PREVIEW_SIZE), Image.NEAREST)
 
 
-def _state(pipe: NVGPipeline, result: NVGResult, seeds: list[int]) -> dict:
-    """A session's state: the last result, the seeds that made it, and the model it came from."""
-    return {"result": result, "seeds": seeds, "model": pipe.name}
+@dataclasses.dataclass(frozen=True)
+class Download:
+    """A file the page offers under a name people can read: an image (PNG, its recipe inside) or GIF bytes."""
+
+    name: str
+    data: Image.Image | bytes
 
 
-def _made(pipe: NVGPipeline, class_id: int, seeds: list[int]) -> str:
+def _file_stem(pipe: NVGPipeline, result: NVGResult, i: int, seeds: list[int]) -> str:
+    """'smiley-seed42': the class of the last stage and the image's seed."""
+    name = pipe.class_names[int(result.class_labels_BS[i, -1])]
+    return f"{name}-seed{seeds[i]}"
+
+
+def _images(pipe: NVGPipeline, result: NVGResult, seeds: list[int]) -> list[tuple[Download, str]]:
+    """A result's images for the gallery: each a PNG carrying its recipe, named and captioned by class and seed."""
+    images = recipes.attach(to_pil(result.images), result.recipes)
+    return [(Download(f"{_file_stem(pipe, result, i, seeds)}.png", image), f"{i + 1}: seed {seeds[i]}")
+            for i, image in enumerate(images)]
+
+
+def _record(history: History | None, pipe: NVGPipeline, result: NVGResult, seeds: list[int], label: str) -> History:
+    """The history with a new current entry for `result`."""
+    return (history or History()).add(Entry(result, list(seeds), pipe.name, label))
+
+
+def _made(pipe: NVGPipeline, result: NVGResult, seeds: list[int]) -> str:
     """The status text's tail: which class and which seeds made the images."""
-    return f"{pipe.class_names[class_id]}, seeds {seeds[0]}..{seeds[-1]}"
+    name = pipe.class_names[int(result.class_labels_BS[0, -1])]
+    return f"{name}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
-def generate(pipe: NVGPipeline, class_name: str, seed: float | None, num_images: int, content_guidance: float,
-             structure_guidance: float, flow_steps: int, top_p: float | None = None
-             ) -> Iterator[tuple[list, list[Image.Image], dict, str]]:
-    """Stream a generation: after every stage, (stage strip, images, state, status text).
+def _stage_tile(pipe: NVGPipeline, labels_N: torch.Tensor, canvas: Image.Image, stage: int) -> Image.Image:
+    """One stage of the strip: its structure map over its canvas, at the canvas's size (square pixels)."""
+    size = canvas.width
+    return Image.fromarray(np.concatenate([render_map(labels_N, stage, size), np.asarray(canvas.convert("RGB"))], 0))
 
-    The strip holds each finished stage's structure map (one pixel per latent cell) and decoded canvas of
-    the first image, at their own sizes (the page scales them up with square pixels): only that canvas is
-    decoded per stage, and the images come once, at the end (an empty list until then, which clears the
-    last result's), so a stage costs the page little more than the model's own work.
+
+def generate(pipe: NVGPipeline, history: History | None, class_name: str, seed: float | None, num_images: int,
+             content_guidance: float, structure_guidance: float, flow_steps: int, top_p: float | None = None
+             ) -> Iterator[tuple[list, Any, Any, str]]:
+    """Stream a generation: after every stage, (stage strip, images, history, status text).
+
+    The strip holds one tile per finished stage of the first image (its structure map over its decoded
+    canvas); only that canvas is decoded per stage. Until the end the images and the history are KEEP (the
+    previous result stays on the page); the last update brings the images and the new history entry.
     """
     class_id = class_of(pipe, class_name)
     seeds = seeds_for(seed, num_images)
     options = sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p)
-    strip, stages, grid = [], [], pipe.transformer.spec.grid_size
+    strip, stages = [], []
     for stage in pipe.iter_stages([class_id] * len(seeds), seeds=seeds, options=options, preview=False):
         stages.append(stage)
-        strip += [(Image.fromarray(render_map(stage.labels_BN[0], stage.stage, grid)), f"stage {stage.stage} structure"),
-                  (to_pil(pipe.decode(stage.canvas_BNC[:1]))[0], f"stage {stage.stage} canvas")]
-        yield list(strip), [], {}, f"stage {stage.stage + 1} of {pipe.num_stages} done (seed {seeds[0]})"
-    classes_BS = pipe.class_ids(torch.full((len(seeds), pipe.num_stages), class_id))
-    result = result_from_stages(stages, classes_BS, pipe.decode(stages[-1].canvas_BNC))
-    yield strip, to_pil(result.images), _state(pipe, result, seeds), f"done: {_made(pipe, class_id, seeds)}"
+        canvas = to_pil(pipe.decode(stage.canvas_BNC[:1]))[0]
+        strip.append((_stage_tile(pipe, stage.labels_BN[0], canvas, stage.stage), f"stage {stage.stage}"))
+        yield list(strip), KEEP, KEEP, f"made stages 0..{stage.stage} of 0..{pipe.num_stages - 1} (seed {seeds[0]})"
+    result = pipe.collect(stages, [class_id] * len(seeds), seeds=seeds, options=options)
+    label = f"generate {pipe.class_names[class_id]}"
+    yield strip, _images(pipe, result, seeds), _record(history, pipe, result, seeds, label), \
+        f"done: {_made(pipe, result, seeds)}"
 
 
-def _image_index(result: NVGResult, index: Any) -> int:
-    index = number(index, "image number", whole=True, low=-math.inf, high=math.inf)
-    if not 0 <= index < len(result):
-        raise UserError(f"image {index} does not exist; this result has {len(result)} (numbered from 0)")
-    return index
+def _image_index(result: NVGResult, number_: Any) -> int:
+    """The 0-based index of image number `number_` (numbered from 1, as the page shows them)."""
+    number_ = number(number_, "image number", whole=True, low=-math.inf, high=math.inf)
+    if not 1 <= number_ <= len(result):
+        raise UserError(f"image {number_} does not exist; this result has {len(result)} (numbered from 1)")
+    return number_ - 1
 
 
-def _result(pipe: NVGPipeline, state: dict | None) -> NVGResult:
-    if not state or "result" not in state:
+def _current(pipe: NVGPipeline, history: History | None) -> Entry:
+    if not isinstance(history, History) or history.current is None:
         raise UserError("generate an image first")
-    if state.get("model", pipe.name) != pipe.name:
-        raise UserError(f"the current images were made by the model {state['model']!r}, not {pipe.name!r}: "
+    entry = history.current
+    if entry.model != pipe.name:
+        raise UserError(f"the current images were made by the model {entry.model!r}, not {pipe.name!r}: "
                         "generate new ones with this model first")
-    return state["result"]
+    return entry
 
 
-def show_stage(pipe: NVGPipeline, state: dict | None, stage: int, index: int = 0
+def _result(pipe: NVGPipeline, history: History | None) -> NVGResult:
+    return _current(pipe, history).result
+
+
+def _viewed(pipe: NVGPipeline, history: History | None, index: Any) -> tuple[Entry, int] | None:
+    """(current entry, 0-based index of the viewed image) for the views, None when there is nothing to show.
+
+    A number past the current result (a new result with fewer images) shows its first image."""
+    if not isinstance(history, History) or history.current is None or history.current.model != pipe.name:
+        return None
+    entry = history.current
+    try:
+        return entry, _image_index(entry.result, index)
+    except UserError:
+        return entry, 0
+
+
+def show_stage(pipe: NVGPipeline, history: History | None, stage: int, index: int = 1
                ) -> tuple[Image.Image, Image.Image, Image.Image]:
-    """One stage of the current result: coloured structure map, boundaries over the final image, canvas.
+    """One stage of the viewed image: coloured structure map, boundaries over the final image, canvas.
 
     Nothing to show (blank outputs) until there is a result.
     """
-    if not state or "result" not in state:
+    viewed = _viewed(pipe, history, index)
+    if viewed is None:
         return None, None, None
-    result = _result(pipe, state)
-    stage, index = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1), _image_index(result, index)
-    return pipe.stage_view(result, index, stage, size=PREVIEW_SIZE)
+    stage = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1)
+    return pipe.stage_view(viewed[0].result, viewed[1], stage, size=PREVIEW_SIZE)
 
 
-def progression_gif(pipe: NVGPipeline, state: dict | None, index: int = 0) -> bytes | None:
-    """A GIF (its bytes) of one image made coarse to fine: per stage, its structure map beside its canvas.
+def stage_strip(pipe: NVGPipeline, history: History | None, index: int = 1) -> list:
+    """Every stage of the viewed image as the strip shows it: its structure map over its canvas."""
+    viewed = _viewed(pipe, history, index)
+    if viewed is None:
+        return []
+    entry, i = viewed
+    labels_SN = entry.result.select(i).labels_BSN[0]
+    return [(_stage_tile(pipe, labels_SN[s], canvas, s), f"stage {s}")
+            for s, canvas in enumerate(pipe.stage_canvases(entry.result, i))]
+
+
+def progression_gif(pipe: NVGPipeline, history: History | None, index: int = 1) -> Download | None:
+    """A GIF of the viewed image made coarse to fine: per stage, its structure map beside its canvas.
 
     None until there is a result. The last frame (the finished image) is held longest.
     """
-    if not state or "result" not in state:
+    viewed = _viewed(pipe, history, index)
+    if viewed is None:
         return None
-    result = _result(pipe, state)
-    return pipe.progression_gif(result, _image_index(result, index), size=PREVIEW_SIZE)
+    entry, i = viewed
+    return Download(f"{_file_stem(pipe, entry.result, i, entry.seeds)}-stages.gif",
+                    pipe.progression_gif(entry.result, i, size=PREVIEW_SIZE))
 
 
-def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_content: bool, num_variations: int,
+def downloads(pipe: NVGPipeline, history: History | None, index: int = 1) -> list[Download]:
+    """The viewed image's files: the PNG (its recipe inside), the same enlarged DOWNLOAD_SCALE times (nearest
+    neighbour, recipe inside) when the model's images are small, and the coarse-to-fine GIF."""
+    viewed = _viewed(pipe, history, index)
+    if viewed is None:
+        return []
+    entry, i = viewed
+    (png, _), stem = _images(pipe, entry.result.select(i), entry.seeds[i:i + 1])[0], \
+        _file_stem(pipe, entry.result, i, entry.seeds)
+    files = [png]
+    if png.data.width < 256:
+        large = png.data.resize((png.data.width * DOWNLOAD_SCALE,) * 2, Image.NEAREST)
+        large.info.update(png.data.info)
+        files.append(Download(f"{stem}-{DOWNLOAD_SCALE}x.png", large))
+    return [*files, progression_gif(pipe, history, index)]
+
+
+def history_strip(history: History | None) -> list:
+    """The history as the page shows it: each entry's first image, captioned with its number and label."""
+    if not isinstance(history, History):
+        return []
+    return [(to_pil(entry.result.images[:1])[0], f"{n + 1}: {entry.label}") for n, entry in enumerate(history.entries)]
+
+
+def restore(history: History | None, position: int) -> History:
+    """History entry `position` (from 0, as the strip's selection gives it) made current again."""
+    if not isinstance(history, History) or not history.entries:
+        raise UserError("there is no history yet")
+    try:
+        return history.go(int(position))
+    except IndexError as error:
+        raise UserError(str(error)) from None
+
+
+def regenerate(pipe: NVGPipeline, history: History | None, keep_stage: int, keep_content: bool, num_variations: int,
                class_name: str | None, seed: float | None, content_guidance: float, structure_guidance: float,
-               flow_steps: int, top_p: float | None = None, index: int = 0) -> tuple[list[Image.Image], dict, str]:
+               flow_steps: int, top_p: float | None = None, index: int = 1) -> tuple[list, History, str]:
     """Keep stages 0..keep_stage of the current image and resample the rest (optionally as another class)."""
-    result = _result(pipe, state)
+    entry = _current(pipe, history)
     keep_stage = number(keep_stage, "the kept stage", whole=True, low=0, high=pipe.num_stages - 2)
     if not isinstance(keep_content, bool):
         raise UserError(f"keep content must be true or false, got {str(keep_content)[:20]!r}")
-    index = _image_index(result, index)
+    i = _image_index(entry.result, index)
     target = class_of(pipe, class_name) if class_name else None
-    seeds = seeds_for(seed, num_variations, "num_variations")
-    variations = pipe.regenerate(result, from_stage=keep_stage + 1, keep_content=keep_content,
-                                 class_labels=target, num_variations=len(seeds), seeds=seeds, index=index,
+    seeds = _fresh_seeds(seed, num_variations, entry.seeds[i])
+    variations = pipe.regenerate(entry.result, from_stage=keep_stage + 1, keep_content=keep_content,
+                                 class_labels=target, num_variations=len(seeds), seeds=seeds, index=i,
                                  options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     kept = "structure and content" if keep_content else "structure"
-    made = _made(pipe, int(variations.class_labels_BS[0, -1]), seeds)
-    return to_pil(variations.images), _state(pipe, variations, seeds), f"kept the {kept} of stages 0..{keep_stage}; {made}"
+    label = f"lock 0..{keep_stage} of {_file_stem(pipe, entry.result, i, entry.seeds)}"
+    return (_images(pipe, variations, seeds), _record(history, pipe, variations, seeds, label),
+            f"kept the {kept} of stages 0..{keep_stage}; {_made(pipe, variations, seeds)}")
+
+
+def _fresh_seeds(seed: Any, count: Any, source_seed: int) -> list[int]:
+    """Seeds for variations of an image: `count` consecutive ones from `seed` (-1: random), skipping the
+    source image's own seed, which would remake the source wherever the run is free."""
+    count = number(count, "num_variations", whole=True)
+    first = seeds_for(seed, 1, "num_variations")[0]
+    try:
+        return [s for s in seeding.seeds_for(first, count + 1) if s != source_seed][:count]
+    except ValueError as error:
+        raise UserError(str(error)) from error
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,12 +312,17 @@ def regenerate(pipe: NVGPipeline, state: dict | None, keep_stage: int, keep_cont
 # --------------------------------------------------------------------------------------------------
 
 
-def sketch_structure(pipe: NVGPipeline, drawing: dict | str | np.ndarray | None, stage: int, mode: str = "palette"):
-    """Project a sketch (the editor's dict, a file or an array) onto the nearest balanced tree up to `stage`;
-    mode "palette" reads regions filled with palette colours, "outline" closed strokes of any colour."""
+def _composite(drawing: dict | str | np.ndarray | None):
     composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
     if composite is None:
         raise UserError("the sketch is empty: draw some regions first")
+    return composite
+
+
+def sketch_structure(pipe: NVGPipeline, drawing: dict | str | np.ndarray | None, stage: int, mode: str = "palette"):
+    """Project a sketch (the editor's dict, a file or an array) onto the nearest balanced tree up to `stage`;
+    mode "palette" reads regions filled with palette colours, "outline" closed strokes of any colour."""
+    composite = _composite(drawing)
     stage = number(stage, "sketch_stage", whole=True)
     try:
         return sketch.project_sketch(composite, stage, grid=pipe.transformer.config.grid_size, mode=mode,
@@ -214,24 +331,30 @@ def sketch_structure(pipe: NVGPipeline, drawing: dict | str | np.ndarray | None,
         raise UserError(f"the sketch cannot be used: {error}") from error
 
 
+def _projected(drawing, projection) -> Image.Image:
+    """The projected map in the drawing's own colours."""
+    return Image.fromarray(sketch.render_in_drawing_colours(_composite(drawing), projection.labels[-1], PREVIEW_SIZE))
+
+
 def sketch_preview(pipe: NVGPipeline, drawing, stage: int, *, mode: str = "palette") -> tuple[Image.Image, str]:
     """The projected structure of a sketch and how well it keeps the drawn boundaries."""
     projection = sketch_structure(pipe, drawing, stage, mode)
-    return _tile(render_map(projection.labels[-1], len(projection.labels) - 1)), \
-        projection.summary()
+    return _projected(drawing, projection), projection.summary()
 
 
-def sketch_generate(pipe: NVGPipeline, drawing, stage: int, class_name: str, seed: float | None, num_images: int,
-                    content_guidance: float, structure_guidance: float, flow_steps: int, top_p: float | None = None, *,
-                    mode: str = "palette"):
+def sketch_generate(pipe: NVGPipeline, history: History | None, drawing, stage: int, class_name: str,
+                    seed: float | None, num_images: int, content_guidance: float, structure_guidance: float,
+                    flow_steps: int, top_p: float | None = None, *, mode: str = "palette"):
     """Images of a class whose structure up to `stage` is the projected sketch."""
     projection = sketch_structure(pipe, drawing, stage, mode)
     class_id = class_of(pipe, class_name)
     seeds = seeds_for(seed, num_images)
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, locks=Locks.from_structure(projection.labels),
-                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
-    return (_tile(render_map(projection.labels[-1], len(projection.labels) - 1)), to_pil(result.images),
-            _state(pipe, result, seeds), f"{projection.summary()}; {_made(pipe, class_id, seeds)}")
+                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p),
+                           action=f"sketch up to stage {len(projection.labels) - 1}")
+    label = f"sketch {pipe.class_names[class_id]}"
+    return (_projected(drawing, projection), _images(pipe, result, seeds), _record(history, pipe, result, seeds, label),
+            f"{projection.summary()}; {_made(pipe, result, seeds)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,17 +374,20 @@ def _reference(upload: str | bytes | None) -> tuple[Image.Image, str]:
 
 
 def extract_structure(pipe: NVGPipeline, image_path: str | None) -> tuple[list, str]:
-    """Every stage's structure map of an uploaded image, as a gallery."""
+    """Every stage's structure map of an uploaded image, as a gallery (empty, with no message, once the
+    reference is cleared)."""
+    if image_path is None or (isinstance(image_path, str) and not image_path):
+        return [], ""
     image, note = _reference(image_path)
     maps_SN = pipe.extract_structure(image)
     gallery = [(_tile(render_map(maps_SN[s], s)), f"stage {s}") for s in range(len(maps_SN))]
     return gallery, "structure extracted" + (f" ({note})" if note else "")
 
 
-def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stage: int, content_stage: int,
-                       class_name: str, seed: float | None, num_images: int, content_guidance: float,
-                       structure_guidance: float, flow_steps: int, top_p: float | None = None
-                       ) -> tuple[list[Image.Image], dict, str]:
+def reference_generate(pipe: NVGPipeline, history: History | None, image_path: str | None, structure_stage: int,
+                       content_stage: int, class_name: str, seed: float | None, num_images: int,
+                       content_guidance: float, structure_guidance: float, flow_steps: int, top_p: float | None = None
+                       ) -> tuple[list, History, str]:
     """New images of a class that reuse the reference's structure up to `structure_stage` and, when
     `content_stage` >= 0, its content up to that stage (a class swap of the reference)."""
     image, note = _reference(image_path)
@@ -272,11 +398,40 @@ def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stag
     class_id = class_of(pipe, class_name)
     seeds = seeds_for(seed, num_images)
     tokens = pipe.encode(image)
-    result = pipe.generate([class_id] * len(seeds), seeds=seeds, locks=Locks.from_result(tokens, k, content_up_to=j),
-                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
     kept = f"structure of stages 0..{k}" + (f", content of stages 0..{j}" if j >= 0 else "")
-    status = f"kept the reference's {kept}; {_made(pipe, class_id, seeds)}" + (f" ({note})" if note else "")
-    return to_pil(result.images), _state(pipe, result, seeds), status
+    result = pipe.generate([class_id] * len(seeds), seeds=seeds, locks=Locks.from_result(tokens, k, content_up_to=j),
+                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p),
+                           action=f"reference: {kept}")
+    status = f"kept the reference's {kept}; {_made(pipe, result, seeds)}" + (f" ({note})" if note else "")
+    return (_images(pipe, result, seeds), _record(history, pipe, result, seeds, f"reference {pipe.class_names[class_id]}"),
+            status)
+
+
+# --------------------------------------------------------------------------------------------------
+# Open an image saved by NVG Studio: its recipe makes it again, ready to lock or edit
+# --------------------------------------------------------------------------------------------------
+
+
+def open_image(pipe: NVGPipeline, history: History | None, file: str | bytes | None) -> tuple[Any, Any, str, Any]:
+    """(images, history, status, reference): an NVG image (a PNG carrying its recipe) made again bit for bit
+    and added to the history as the current result; any other image is handed to the Reference tab."""
+    if file is None or (isinstance(file, str) and not file):
+        raise UserError("choose an image saved by NVG Studio first")
+    try:
+        recipe = recipes.read_recipe(file)
+    except ValueError as error:
+        raise UserError(f"that image's recipe cannot be used: {error}") from error
+    if recipe is None:
+        _reference(file)  # a file that cannot be read at all is refused here
+        return KEEP, KEEP, ("that image carries no NVG recipe; it is now the reference on the Reference tab, "
+                            "to reuse its structure"), file
+    try:
+        result = pipe.reproduce(recipe)
+    except ValueError as error:
+        raise UserError(f"that image cannot be made again: {error}") from error
+    seeds = [recipe.seed]
+    return (_images(pipe, result, seeds), _record(history, pipe, result, seeds, f"opened {_file_stem(pipe, result, 0, seeds)}"),
+            f"opened and made again: {recipe.parameters()}", KEEP)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,17 +439,17 @@ def reference_generate(pipe: NVGPipeline, image_path: str | None, structure_stag
 # --------------------------------------------------------------------------------------------------
 
 
-def edit_background(pipe: NVGPipeline, state: dict | None, index: int = 0) -> Image.Image | None:
-    """The current image, enlarged with square pixels, as the background to paint a mask on."""
-    if not state or "result" not in state:
+def edit_background(pipe: NVGPipeline, history: History | None, index: int = 1) -> Image.Image | None:
+    """The viewed image, enlarged with square pixels, as the background to paint a mask on."""
+    viewed = _viewed(pipe, history, index)
+    if viewed is None:
         return None
-    result = _result(pipe, state)
-    image = to_pil(result.select(_image_index(result, index)).images)[0]
+    image = to_pil(viewed[0].result.select(viewed[1]).images)[0]
     return image.resize((EDIT_SIZE, EDIT_SIZE), Image.NEAREST)
 
 
 def _painted(editor: dict | None) -> np.ndarray:
-    """The union of the editor's painted layers (their opaque pixels), refused when nothing is painted."""
+    """The union of the editor's painted layers (their painted pixels), refused when nothing is painted."""
     layers = (editor or {}).get("layers") or []
     masks = [read_mask(layer) for layer in layers if layer is not None]
     if not masks or not any(m.any() for m in masks):
@@ -303,36 +458,43 @@ def _painted(editor: dict | None) -> np.ndarray:
                    for m in masks], axis=0)
 
 
-def edit_region(pipe: NVGPipeline, state: dict | None, mask: dict | None, from_stage: int, class_name: str | None,
+def _changed(source: NVGResult, edited: NVGResult) -> str:
+    """The share of each variation's pixels that differ from the source image, for the status line."""
+    before, after = to_uint8(source.images), to_uint8(edited.images)
+    return ", ".join(f"{(after[i] != before[0]).any(-1).mean():.0%}" for i in range(len(after)))
+
+
+def edit_region(pipe: NVGPipeline, history: History | None, mask: dict | None, from_stage: int, class_name: str | None,
                 num_variations: int, seed: float | None, content_guidance: float, structure_guidance: float,
-                flow_steps: int, top_p: float | None = None, index: int = 0, cover: float = 1.0
-                ) -> tuple[list[Image.Image], dict, str]:
+                flow_steps: int, top_p: float | None = None, index: int = 1, cover: float = 1.0
+                ) -> tuple[list, History, str]:
     """Variations of the current image resampled under the painted mask from `from_stage` on (optionally
     as another class there); outside it every stage's codes, and the pixels, are the image's own."""
-    result = _result(pipe, state)
-    index = _image_index(result, index)
+    entry = _current(pipe, history)
+    i = _image_index(entry.result, index)
     from_stage = number(from_stage, "the edit stage", whole=True, low=0, high=pipe.num_stages - 1)
     cover = number(cover, "cover")
-    source = result.select(index)
+    source = entry.result.select(i)
     painted = _painted(mask)
     try:
         locks = Locks.from_mask(source, painted, from_stage, cover=cover)
     except ValueError as error:
         raise UserError(f"the mask cannot be used: {error}") from error
     target = class_of(pipe, class_name) if class_name else None
-    seeds = seeds_for(seed, num_variations, "num_variations")
-    edited = pipe.regenerate(result, from_stage=from_stage, class_labels=target, num_variations=len(seeds),
-                             seeds=seeds, index=index, locks=locks,
+    seeds = _fresh_seeds(seed, num_variations, entry.seeds[i])
+    edited = pipe.regenerate(entry.result, from_stage=from_stage, class_labels=target, num_variations=len(seeds),
+                             seeds=seeds, index=i, locks=locks,
                              options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
-    freed = " ".join(f"{x:.0%}" for x in locks.freed_per_stage()[from_stage:])
-    status = (f"resampled under the mask from stage {from_stage} (share of the image free at stages "
-              f"{from_stage}..{pipe.num_stages - 1}: {freed}); {_made(pipe, int(edited.class_labels_BS[0, -1]), seeds)}")
-    return to_pil(edited.images), _state(pipe, edited, seeds), status
+    freed = locks.freed_per_stage()[-1]
+    status = (f"resampled under the mask from stage {from_stage} ({freed:.0%} of the image free at the last stage); "
+              f"pixels changed: {_changed(source, edited)}; {_made(pipe, edited, seeds)}")
+    label = f"edit (mask) of {_file_stem(pipe, entry.result, i, entry.seeds)}"
+    return _images(pipe, edited, seeds), _record(history, pipe, edited, seeds, label), status
 
 
-def cluster_at(pipe: NVGPipeline, state: dict | None, stage: int, index: int, x: float, y: float, size: int) -> int:
+def cluster_at(pipe: NVGPipeline, history: History | None, stage: int, index: int, x: float, y: float, size: int) -> int:
     """The stage-`stage` cluster under the point (x, y) of an image shown `size` pixels wide."""
-    result = _result(pipe, state)
+    result = _result(pipe, history)
     grid = pipe.transformer.spec.grid_size
     cell = min(int(y * grid / size), grid - 1) * grid + min(int(x * grid / size), grid - 1)
     return int(result.select(_image_index(result, index)).labels_BSN[0, int(stage), cell])
@@ -342,28 +504,31 @@ CLUSTER_ACTIONS = {"resample this cluster": "resample", "keep this cluster, resa
                    "copy this cluster's content from the donor image": "copy"}
 
 
-def edit_cluster(pipe: NVGPipeline, state: dict | None, stage: int, cluster: int, action: str, num_variations: int,
-                 seed: float | None, content_guidance: float, structure_guidance: float, flow_steps: int,
-                 top_p: float | None = None, index: int = 0, *, donor: int = 1) -> tuple[list[Image.Image], dict, str]:
+def edit_cluster(pipe: NVGPipeline, history: History | None, stage: int, cluster: int, action: str,
+                 num_variations: int, seed: float | None, content_guidance: float, structure_guidance: float,
+                 flow_steps: int, top_p: float | None = None, index: int = 1, *, donor: int = 2
+                 ) -> tuple[list, History, str]:
     """Resample one stage-`stage` cluster of the current image from that stage on, or everything but it, or
     give it the code that image number `donor` has there (Locks.from_donor) and resample its later stages."""
-    result = _result(pipe, state)
-    index = _image_index(result, index)
+    entry = _current(pipe, history)
+    i = _image_index(entry.result, index)
     stage = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1)
     cluster = number(cluster, "cluster", whole=True, low=0, high=2**stage - 1)
     if action not in CLUSTER_ACTIONS:
         raise UserError(f"the action must be one of {', '.join(CLUSTER_ACTIONS)}, got {str(action)[:40]!r}")
-    source, kind = result.select(index), CLUSTER_ACTIONS[action]
+    source, kind = entry.result.select(i), CLUSTER_ACTIONS[action]
     if kind == "copy":
-        donor = _image_index(result, donor)
-        if donor == index:
+        d = _image_index(entry.result, donor)
+        if d == i:
             raise UserError("the donor must be another image of this result (set the donor image number)")
-        locks = Locks.from_donor(source, result.select(donor), stage, cluster)
+        locks = Locks.from_donor(source, entry.result.select(d), stage, cluster)
     else:
         locks = Locks.from_clusters(source, stage, [cluster], invert=kind == "keep")
-    seeds = seeds_for(seed, num_variations, "num_variations")
-    edited = pipe.regenerate(result, from_stage=stage, num_variations=len(seeds), seeds=seeds, index=index, locks=locks,
+    seeds = _fresh_seeds(seed, num_variations, entry.seeds[i])
+    done = f"{action} (stage {stage}, cluster {cluster}{f', donor image {donor}' if kind == 'copy' else ''})"
+    edited = pipe.regenerate(entry.result, from_stage=stage, num_variations=len(seeds), seeds=seeds, index=i,
+                             locks=locks, action=done,
                              options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
-    return (to_pil(edited.images), _state(pipe, edited, seeds),
-            f"{action} (stage {stage}, cluster {cluster}{f', donor image {donor}' if kind == 'copy' else ''}); "
-            f"{_made(pipe, int(edited.class_labels_BS[0, -1]), seeds)}")
+    label = f"edit (cluster) of {_file_stem(pipe, entry.result, i, entry.seeds)}"
+    return (_images(pipe, edited, seeds), _record(history, pipe, edited, seeds, label),
+            f"{done}; pixels changed: {_changed(source, edited)}; {_made(pipe, edited, seeds)}")

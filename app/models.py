@@ -8,7 +8,9 @@ UserError, and a model that failed to load says why (picking it again retries).
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,6 +21,9 @@ from nvg_core.sampling import SamplingOptions, official_options
 from nvg_core.structure import num_stages
 
 from .handlers import UserError
+
+RETRY_AFTER_S = 5.0  # picking a model that failed less than this long ago shows its error again, no new load
+log = logging.getLogger("nvg_studio")
 
 BUNDLED_LABEL = "emoji32 (bundled, fast on CPU)"
 OFFICIAL_SOURCES = {
@@ -76,7 +81,7 @@ class ModelStore:
         self.sources = dict(sources)
         self._loader = loader
         self._pipes: dict[str, NVGPipeline] = {}
-        self._errors: dict[str, str] = {}
+        self._errors: dict[str, float] = {}  # name: when its load failed
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
@@ -104,11 +109,14 @@ class ModelStore:
         return peek(self.sources.get(name))
 
     def start(self, name: str) -> None:
-        """Begin loading a model on a thread unless it is loaded or loading; a failed load is retried."""
+        """Begin loading a model on a thread unless it is loaded or loading; a load that failed more than
+        RETRY_AFTER_S ago is retried (a picker that sends its input twice does not retry a fresh failure,
+        whose error both replies then show)."""
         if name not in self.sources:
             raise UserError(f"unknown model {name!r}; choose one of: {', '.join(self.names)}")
         with self._lock:
-            if name in self._pipes or self.loading(name):
+            failed = self._errors.get(name)
+            if name in self._pipes or self.loading(name) or (failed and time.monotonic() - failed < RETRY_AFTER_S):
                 return
             self._errors.pop(name, None)
             thread = threading.Thread(target=self._load, args=(name,), daemon=True, name=f"load {name}")
@@ -118,8 +126,9 @@ class ModelStore:
     def _load(self, name: str) -> None:
         try:
             pipe = self._loader(self.sources[name])
-        except Exception as error:  # kept for the people who ask for this model
-            self._errors[name] = f"{type(error).__name__}: {error}"
+        except Exception as error:  # kept for the people who ask for this model; the details go to the log
+            log.info("the model %r could not be loaded: %s: %s", name, type(error).__name__, error)
+            self._errors[name] = time.monotonic()
         else:
             self._pipes[name] = pipe
 
@@ -142,5 +151,7 @@ class ModelStore:
         if name in self._pipes:
             return self._pipes[name]
         if name in self._errors:
-            raise UserError(f"the model {name!r} could not be loaded: {self._errors[name]}")
+            raise UserError(f"{name} could not be loaded (offline, or its files are missing or broken); "
+                            "details are in the server log")
         raise ModelLoading(f"the model {name!r} is still loading; try again in a moment")
+

@@ -1,8 +1,9 @@
 """The Gradio UI: build_demo(models) lays out the page and wires components to app.handlers.
 
-A model picker on top (app.models), tabs for the three ways to start (Generate with a streamed stage
-strip, Sketch, Reference) and one shared result area below them: the images, the coarse-to-fine GIF, a
-stage viewer, and lock-and-regenerate (variations, class swap).
+An editor's layout: the model picker on top (app.models); on the left the actions, one tab each (Generate,
+Sketch, Reference, Lock, Edit, Open); on the right the current result (status, images with their seeds) and
+the visitor's history (app/history.py) with undo and redo; below, the current image's stage strip (every
+stage's structure map over its canvas), a stage viewer, the coarse-to-fine GIF and the downloads.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import gradio as gr
 import numpy as np
@@ -22,31 +23,41 @@ from nvg_core.sketch import PALETTE
 
 from . import handlers
 from .components import ImageFiles, RawImage, RawImageEditor, RawNumber, RawSlider
+from .history import History
 from .models import ModelLoading, ModelStore
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 MAX_FILE_SIZE = "20MB"  # uploads over this are refused by the server; nvg_core refuses images over MAX_PIXELS
 FILE_MAX_AGE_S = 1800  # results, uploads and GIFs are deleted this long after they were last handed out
 # The bundled model's images are 64 px: shown larger, the browser would blur them; square pixels instead.
-CSS = ".crisp img, .crisp canvas { image-rendering: pixelated; }"
+# The sketch editor's own "clear" button would also drop its white background and deselect the brush:
+# the page's "Start over" button replaces it.
+CSS = """
+.crisp img, .crisp canvas { image-rendering: pixelated; }
+#sketch button[title='Clear canvas'] { display: none; }
+#stage-strip .caption-label, #history .caption-label { white-space: normal; font-size: 12px; }
+"""
 log = logging.getLogger("nvg_studio")
 
 
+
 def _error(error: Exception) -> gr.Error:
-    """What the page shows for a failed event: our own messages as they are, never a path or a traceback."""
+    """What the page shows for a failed event: a short notice the person can dismiss. Our own messages are
+    shown as they are and logged without a traceback; anything else is logged in full, never shown."""
     if isinstance(error, ValueError):  # UserError and nvg_core's ValueErrors are written for people
-        return gr.Error(str(error))
+        log.info("refused a request: %s", error)
+        return gr.Error(str(error), print_exception=False)
     log.exception("unexpected error in an event")
     return gr.Error(f"the server failed on this request ({type(error).__name__}; details are in its log): "
-                    "try again, or with other settings")
+                    "try again, or with other settings", print_exception=False)
 
 
 def _bind(store: ModelStore, fn: Callable, decorate: Callable, files: ImageFiles) -> Callable:
     """fn(pipe, *inputs, **later) as an event function of (*inputs, model, *later): the session's model comes
     from the store, errors show in the page as gr.Error (see _error), returned images become files
-    (ImageFiles), and a stream drives the progress bar stage by stage. The event function carries fn's
-    parameter names, so API users see them; fn's keyword-only parameters (added after `model` existed) come
-    after `model`, so callers passing arguments by position are never silently reordered."""
+    (ImageFiles), and handlers.KEEP leaves an output as it is. The event function carries fn's parameter
+    names, so API users see them; fn's keyword-only parameters (added after `model` existed) come after
+    `model`, so callers passing arguments by position are never silently reordered."""
     signature = list(inspect.signature(fn).parameters.values())[1:]
     inputs_ = [p for p in signature if p.kind is not inspect.Parameter.KEYWORD_ONLY]
     later = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in signature if p.kind is inspect.Parameter.KEYWORD_ONLY]
@@ -58,16 +69,14 @@ def _bind(store: ModelStore, fn: Callable, decorate: Callable, files: ImageFiles
         return store.get(model), values[:len(inputs_)], {p.name: v for p, v in zip(later, values[len(inputs_) + 1:])}
 
     if inspect.isgeneratorfunction(fn):
-        def event(*values, progress=gr.Progress()):
+        def event(*values):
             try:
                 pipe, args, kwargs = call(values)
                 sent = {}
-                for done, outputs in enumerate(fn(pipe, *args, **kwargs), start=1):
-                    progress((min(done, pipe.num_stages), pipe.num_stages), desc="stages", unit="stage")
+                for outputs in fn(pipe, *args, **kwargs):
                     yield files.replace(outputs, sent)
             except Exception as error:
                 raise _error(error) from error
-        params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
     else:
         def event(*values):
             try:
@@ -80,18 +89,19 @@ def _bind(store: ModelStore, fn: Callable, decorate: Callable, files: ImageFiles
     return decorate(event)
 
 
-def _stage_of_strip_item(event: gr.SelectData) -> int:
-    """The strip alternates structure map and canvas per stage."""
-    return event.index // 2
-
-
-def _selected_item(event: gr.SelectData) -> int:
-    return event.index
-
-
 def _white_canvas(size: int = 256) -> dict:
     white = np.full((size, size, 3), 255, dtype=np.uint8)
     return {"background": white, "layers": [], "composite": white}
+
+
+def _busy(button: gr.Button, label: str, action: Callable[[Callable], Any]) -> None:
+    """A button that shows its action is running: disabled and relabelled at once (no queue), then
+    action(then) wires the action as the next step, and the button comes back whether it succeeded or not."""
+    idle = button.value
+    started = button.click(lambda: gr.update(value=label, interactive=False), None, button, queue=False,
+                           api_visibility="private")
+    action(started.then).then(lambda: gr.update(value=idle, interactive=True), None, button, queue=False,
+                              api_visibility="private")
 
 
 def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Callable = lambda fn: fn) -> gr.Blocks:
@@ -114,106 +124,130 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
     def slider(name: str, value: float, label: str, step: float = 1) -> RawSlider:
         return RawSlider(*handlers.LIMITS[name], value=value, step=step, label=label)
 
+    def classes(label: str) -> gr.Dropdown:
+        return gr.Dropdown([""] + class_names, value="", label=label, filterable=True)
+
     with gr.Blocks(title="NVG Studio", delete_cache=(FILE_MAX_AGE_S // 4, FILE_MAX_AGE_S)) as demo:
         files = ImageFiles(Path(demo.GRADIO_CACHE) / "nvg_outputs")
-        gr.Markdown("# NVG Studio\nNext Visual Granularity: images made coarse to fine, one structure stage at a time.")
-        state = gr.State({})
+        state = gr.State(History())  # the visitor's history; its current entry is what Lock and Edit work on
+        with gr.Row(equal_height=True):
+            gr.Markdown("## NVG Studio\\nImages made coarse to fine, one structure stage at a time.")
+            model = gr.Dropdown(store.names, value=store.default, label="Model", scale=2, min_width=240)
+            model_status = gr.Markdown(elem_id="model-status")
         with gr.Row():
-            model = gr.Dropdown(store.names, value=store.default, label="Model", scale=2)
-            model_status = gr.Markdown(label="Model status")
-        with gr.Row():
-            class_name = gr.Dropdown(class_names, value=class_names[0] if class_names else None, label="Class",
-                                     filterable=True)
-            seed = RawNumber(value=-1, precision=0, label="Seed (-1: random)")
-            num_images = slider("num_images", 1, "Images")
-        with gr.Accordion("Advanced", open=False):
-            with gr.Row():
-                content_guidance = slider("content_guidance", content_default, "Content guidance at the last stage (earlier stages follow the model's schedule)", 0.25)
-                structure_guidance = slider("structure_guidance", structure_default, "Structure guidance at the last stage (earlier stages follow the model's schedule)", 0.25)
-                top_p = slider("top_p", top_p_default, "Top-p at the last stage (earlier stages follow the model's schedule)", 0.05)
-                flow_steps = slider("flow_steps", flow_steps_default, "Structure flow steps")
-        advanced = [content_guidance, structure_guidance, flow_steps, top_p]
-        with gr.Tabs():
-            with gr.Tab("Generate"):
-                generate_btn = gr.Button("Generate", variant="primary")
-                gr.Markdown("Each stage's structure map and canvas appear as they are made; click one to view it below.")
-                strip = gr.Gallery(label="Stages", columns=2 * S, height=200, allow_preview=False, elem_id="stage-strip",
-                                   elem_classes=["crisp"])
-            with gr.Tab("Sketch"):
-                gr.Markdown("Paint regions with the palette colours (white is a region too), or draw closed outlines "
-                            "(choose which below); the drawing becomes "
-                            "the structure of the chosen stage.")
+            with gr.Column(scale=2, min_width=340):
                 with gr.Row():
-                    sketch = RawImageEditor(value=_white_canvas(), type="filepath", canvas_size=(256, 256),
-                                            brush=gr.Brush(colors=list(PALETTE[1:]), color_mode="fixed"),
-                                            eraser=gr.Eraser(), sources=(), label="Layout")
-                    projected = gr.Image(label="Projected balanced structure", type="pil")
-                with gr.Row():
-                    sketch_stage = slider("sketch_stage", 2, "The drawing applies to stage")
-                    sketch_mode = gr.Radio([("filled regions in palette colours", "palette"),
-                                            ("outlines: closed strokes of any colour", "outline")],
-                                           value="palette", label="The drawing is")
-                gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("sketch_*.png"))], [sketch], label="Example layouts")
-                with gr.Row():
-                    preview_btn = gr.Button("Show projected structure")
-                    sketch_btn = gr.Button("Generate from sketch", variant="primary")
-            with gr.Tab("Reference"):
-                with gr.Row():
-                    reference = RawImage(type="filepath", elem_id="reference-image", label=f"Reference image (PNG, JPEG, WebP, GIF...; up to "
-                                         f"{MAX_FILE_SIZE} and {MAX_PIXELS // 1_000_000} megapixels)")
-                    reference_maps = gr.Gallery(label="Its structure at every stage", columns=S, height=200)
-                with gr.Row():
-                    reference_stage = RawSlider(0, S - 1, value=3, step=1, label="Reuse the structure up to stage")
-                    reference_content = RawSlider(-1, S - 1, value=-1, step=1, label="Keep its content up to stage (-1: none)")
-                reference_btn = gr.Button("Generate from reference", variant="primary")
-                gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("reference_*.png"))], [reference],
-                            label="Example references (held-out Noto emoji, Apache-2.0)")
-            with gr.Tab("About"):
-                gr.Markdown(about or "NVG Studio: structure-controllable generation with Next Visual Granularity.")
-        status = gr.Markdown(label="Status", elem_id="status")
-        with gr.Row():
-            # height="auto": with a fixed height, a lone image fills the row and is cropped
-            images = gr.Gallery(label="Images", columns=4, height="auto", object_fit="contain", buttons=["download"], scale=3,
-                                elem_classes=["crisp"], elem_id="images")
-            progression = gr.Image(label="Coarse to fine (GIF)", type="filepath", height=420, buttons=["download"], scale=2,
-                                   elem_id="progression")
+                    class_name = gr.Dropdown(class_names, value=class_names[0] if class_names else None, label="Class",
+                                             filterable=True, min_width=120)
+                    seed = RawNumber(value=-1, precision=0, label="Seed (-1: random)", min_width=100)
+                    num_images = slider("num_images", 4, "Images")
+                with gr.Tabs():
+                    with gr.Tab("Generate"):
+                        generate_btn = gr.Button("Generate", variant="primary")
+                        gr.Markdown("The stage strip below fills stage by stage; every result joins the history.")
+                    with gr.Tab("Sketch"):
+                        sketch = RawImageEditor(value=_white_canvas(), type="filepath", canvas_size=(256, 256),
+                                                brush=gr.Brush(colors=list(PALETTE[1:]), color_mode="fixed", default_size=6),
+                                                eraser=gr.Eraser(default_size=12), sources=(), label="Layout",
+                                                elem_id="sketch", transforms=())
+                        with gr.Row():
+                            sketch_stage = slider("sketch_stage", 2, "The drawing applies to stage")
+                            sketch_mode = gr.Radio([("filled regions in palette colours", "palette"),
+                                                    ("outlines: closed strokes of any colour", "outline")],
+                                                   value="palette", label="The drawing is")
+                        with gr.Row():
+                            clear_btn = gr.Button("Start over", size="sm")
+                            preview_btn = gr.Button("Show projected structure", size="sm")
+                            sketch_btn = gr.Button("Generate from sketch", variant="primary")
+                        projected = gr.Image(label="Projected balanced structure (in the drawing's colours)",
+                                             type="pil", height=200, elem_classes=["crisp"])
+                        gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("sketch_*.png"))], [sketch], label="Example layouts")
+                    with gr.Tab("Reference"):
+                        reference = RawImage(type="filepath", elem_id="reference-image", height=220,
+                                             label=f"Reference image (PNG, JPEG, WebP, GIF...; up to {MAX_FILE_SIZE} "
+                                                   f"and {MAX_PIXELS // 1_000_000} megapixels)")
+                        reference_maps = gr.Gallery(label="Its structure at every stage", columns=S, height=120,
+                                                    allow_preview=False, elem_id="reference-maps", elem_classes=["crisp"])
+                        with gr.Row():
+                            reference_stage = RawSlider(0, S - 1, value=3, step=1, label="Reuse the structure up to stage")
+                            reference_content = RawSlider(-1, S - 1, value=-1, step=1, label="Keep its content up to stage (-1: none)")
+                        reference_btn = gr.Button("Generate from reference", variant="primary")
+                        gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("reference_*.png"))], [reference],
+                                    label="Example references (held-out Noto emoji, Apache-2.0)")
+                    with gr.Tab("Lock"):
+                        gr.Markdown("Keep the early stages of the viewed image and regenerate the rest: variations, "
+                                    "or a class swap. Click a stage in the strip to choose up to where.")
+                        with gr.Row():
+                            keep_stage = RawSlider(0, S - 2, value=1, step=1, label="Keep stages 0 up to")
+                            num_variations = slider("num_variations", 4, "Variations")
+                        with gr.Row():
+                            keep_content = gr.Checkbox(value=True, label="Keep content too (not only structure)")
+                            swap_class = classes("Swap to class (empty: same)")
+                        regen_btn = gr.Button("Keep these stages, regenerate the rest", variant="primary")
+                    with gr.Tab("Edit"):
+                        edit_mask = RawImageEditor(type="filepath", canvas_size=(handlers.EDIT_SIZE, handlers.EDIT_SIZE),
+                                                   brush=gr.Brush(colors=[("#ff00ff", 0.5)], color_mode="fixed", default_size=16),
+                                                   eraser=gr.Eraser(), sources=(), elem_id="edit-mask", elem_classes=["crisp"],
+                                                   label="Paint over what to regenerate (the viewed image)", transforms=())
+                        with gr.Row():
+                            edit_stage = RawSlider(0, S - 1, value=3, step=1, label="Resample from stage")
+                            edit_cover = slider("cover", 1.0, "Free a cluster once this share of it is painted "
+                                                "(1: nothing outside the mask changes)", 0.05)
+                        with gr.Row():
+                            edit_class = classes("Class under the mask (empty: same)")
+                            edit_variations = slider("num_variations", 4, "Variations")
+                            edit_seed = RawNumber(value=-1, precision=0, label="Seed (-1: random)", min_width=100)
+                        edit_btn = gr.Button("Regenerate under the mask", variant="primary")
+                        with gr.Row():
+                            cluster = RawNumber(value=0, precision=0, label="Cluster (click the clusters image below)")
+                            donor = RawNumber(value=2, precision=0, label="Donor image number")
+                        cluster_action = gr.Radio(list(handlers.CLUSTER_ACTIONS), value=next(iter(handlers.CLUSTER_ACTIONS)),
+                                                  label="Cluster edit (at the stage viewed below)")
+                        cluster_btn = gr.Button("Edit the cluster")
+                    with gr.Tab("Open"):
+                        opened = RawImage(type="filepath", elem_id="open-image", height=220,
+                                          label="Open an NVG image: a PNG saved by NVG Studio is made again, ready "
+                                                "to lock or edit")
+                    with gr.Tab("About"):
+                        gr.Markdown(about or "NVG Studio: structure-controllable generation with Next Visual Granularity.")
+                with gr.Accordion("Advanced", open=False):
+                    with gr.Row():
+                        content_guidance = slider("content_guidance", content_default, "Content guidance at the last stage (earlier stages follow the model's schedule)", 0.25)
+                        structure_guidance = slider("structure_guidance", structure_default, "Structure guidance at the last stage (earlier stages follow the model's schedule)", 0.25)
+                    with gr.Row():
+                        top_p = slider("top_p", top_p_default, "Top-p at the last stage (earlier stages follow the model's schedule)", 0.05)
+                        flow_steps = slider("flow_steps", flow_steps_default, "Structure flow steps")
+            with gr.Column(scale=3, min_width=340):
+                status = gr.Markdown("Pick a class and press Generate.", elem_id="status")
+                # height="auto": with a fixed height, a lone image fills the row and is cropped
+                images = gr.Gallery(label="Images (click one to view, lock or edit it)", columns=4, height="auto",
+                                    object_fit="contain", buttons=["download"], elem_classes=["crisp"], elem_id="images",
+                                    allow_preview=False)
+                with gr.Row(equal_height=True):
+                    undo_btn = gr.Button("Undo", size="sm", interactive=False, min_width=60, scale=0)
+                    redo_btn = gr.Button("Redo", size="sm", interactive=False, min_width=60, scale=0)
+                    gr.Markdown("History: click a result to make it current again.")
+                history = gr.Gallery(label="History", columns=8, height=140, allow_preview=False, elem_id="history",
+                                     elem_classes=["crisp"], object_fit="contain")
+        strip = gr.Gallery(label="Stages of the viewed image: structure map over canvas (click one to view it)",
+                           columns=S, height="auto", allow_preview=False, elem_id="stage-strip", elem_classes=["crisp"])
         with gr.Row():
             stage = RawSlider(0, S - 1, value=1, step=1, label="Stage")
-            index = RawNumber(value=0, precision=0, label="Image number (or click an image)")
+            index = RawNumber(value=1, precision=0, label="Image number (or click an image)")
         with gr.Row():
-            stage_map = gr.Image(label="Structure map", type="pil", elem_classes=["crisp"])
+            stage_map = gr.Image(label="Structure map", type="pil", elem_classes=["crisp"], height=200)
             stage_bounds = gr.Image(label="Clusters over the image (click one to pick it for Edit)", type="pil",
-                                    elem_classes=["crisp"])
-            stage_canvas = gr.Image(label="Canvas after this stage", type="pil", elem_classes=["crisp"])
-        with gr.Accordion("Lock and regenerate", open=True):
-            with gr.Row():
-                keep_content = gr.Checkbox(value=True, label="Keep content too (not only structure)")
-                num_variations = slider("num_variations", 4, "Variations")
-                swap_class = gr.Dropdown([""] + class_names, value="", label="Swap to class (empty: same)", filterable=True)
-                regen_btn = gr.Button("Keep stages up to the chosen one, regenerate the rest")
-        with gr.Accordion("Edit a region or a cluster", open=False):
-            with gr.Row():
-                edit_mask = RawImageEditor(type="filepath", canvas_size=(handlers.EDIT_SIZE, handlers.EDIT_SIZE),
-                                           brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed", default_size=24),
-                                           eraser=gr.Eraser(), sources=(), elem_id="edit-mask", elem_classes=["crisp"],
-                                           label="Paint over what to regenerate")
-                with gr.Column():
-                    edit_stage = RawSlider(0, S - 1, value=3, step=1, label="Resample from stage")
-                    edit_cover = slider("cover", 1.0, "Free a cluster once this share of it is painted "
-                                        "(1: nothing outside the mask changes; lower: bigger changes)", 0.05)
-                    edit_class = gr.Dropdown([""] + class_names, value="", label="Class under the mask (empty: same)",
-                                             filterable=True)
-                    edit_btn = gr.Button("Regenerate under the mask", variant="primary")
-            with gr.Row():
-                cluster = RawNumber(value=0, precision=0, label="Cluster of the viewed stage (click the clusters image)")
-                cluster_action = gr.Radio(list(handlers.CLUSTER_ACTIONS), value=next(iter(handlers.CLUSTER_ACTIONS)),
-                                          label="Cluster edit")
-                donor = RawNumber(value=1, precision=0, label="Donor image number (to copy from)")
-                cluster_btn = gr.Button("Edit the cluster")
+                                    elem_classes=["crisp"], height=200)
+            stage_canvas = gr.Image(label="Canvas after this stage", type="pil", elem_classes=["crisp"], height=200)
+            progression = gr.Image(label="Coarse to fine (GIF)", type="filepath", height=200, buttons=["download"],
+                                   elem_id="progression")
+        downloads = gr.File(label="Downloads: the viewed image (PNG with its recipe), 4x, and the GIF",
+                            file_count="multiple", elem_id="downloads", height=120)
 
+        advanced = [content_guidance, structure_guidance, flow_steps, top_p]
         poll = gr.Timer(1.0, active=False)  # runs while the session's model loads
         pending = gr.State(None)  # the model the poll waits for (not the picker's value, which a reply may reset)
-        model_events = [model, class_name, swap_class, *advanced, stage, reference_stage, reference_content,
+        model_events = [model, class_name, swap_class, *advanced, stage, keep_stage, reference_stage, reference_content,
                         edit_stage, edit_class, model_status, poll, pending]
 
         def unchanged(count: int) -> list:
@@ -223,29 +257,29 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         def model_outputs(name: str) -> tuple:
             """What the page shows for a model (one value per model_events entry): ready (the picker on it, its
             classes, its sampling defaults on the Advanced sliders, stage ranges), still loading (the poll
-            timer runs and waits for it), or failed (the default model's page, with the error). Every reply
-            sets the picker, the poll and what it waits for together, so two replies that cross (a picker
-            can send its input twice) cannot leave the poll waiting on a model the picker no longer shows."""
+            timer runs and waits for it), or failed (the default model's page, and a notice of the failure).
+            Every reply sets the picker, the poll and what it waits for together, so two replies that cross (a
+            picker can send its input twice) cannot leave the poll waiting on a model the picker no longer shows."""
             # One call decides: asking store.loading() afterwards could see a load that failed in between,
             # which would show "still loading" with the poll stopped.
             try:
                 pipe = store.get(name)
             except ModelLoading as error:
-                return (gr.update(value=name), *unchanged(len(model_events) - 4), f"**{error}**", gr.Timer(active=True), name)
+                return (gr.update(value=name), *unchanged(len(model_events) - 4), str(error), gr.Timer(active=True), name)
             except handlers.UserError as error:
+                gr.Warning(str(error), duration=8)
                 if name == store.default:
-                    return (*unchanged(len(model_events) - 3), f"**{error}**", gr.Timer(active=False), None)
-                picker, *fallback, _, timer, waiting = model_outputs(store.default)
-                return (picker, *fallback, f"**{error}**", timer, waiting)
+                    return (*unchanged(len(model_events) - 3), "no model could be loaded", gr.Timer(active=False), None)
+                return model_outputs(store.default)
             names = pipe.class_names
             return (gr.update(value=name), gr.update(choices=names, value=names[0]), gr.update(choices=[""] + names, value=""),
                     *[gr.update(value=v) for v in handlers.advanced_values(pipe.default_options)],
-                    *[gr.update(maximum=pipe.num_stages - 1)] * 4,  # the stage sliders
-                    gr.update(choices=[""] + names, value=""),
+                    *[gr.update(maximum=pipe.num_stages - 1)] * 3, gr.update(maximum=pipe.num_stages - 2),  # stage sliders
+                    gr.update(maximum=pipe.num_stages - 1), gr.update(choices=[""] + names, value=""),
                     f"{pipe.name}: {len(names)} classes, {pipe.num_stages} stages, on {pipe.device}", gr.Timer(active=False), None)
 
         def pick(name: str) -> tuple:
-            store.start(name)  # retries a failed load
+            store.start(name)  # retries a load that failed a while ago
             return model_outputs(name)
 
         def check(name: str | None) -> tuple:
@@ -257,43 +291,82 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         poll.tick(check, [pending], model_events, api_visibility="private")
         model.input(pick, [model], model_events, api_visibility="private")
 
+        # Actions: each adds a result to the history (state), which the views below follow.
         common = [class_name, seed, num_images, *advanced]
-        # No progress overlay: the status line counts the stages and the strip fills stage by stage, while the
-        # overlay's animation frames keep the browser busy for the whole generation (README, bench_app.py).
-        generate_btn.click(bind(handlers.generate), [*common, model], [strip, images, state, status], api_name="generate",
-                           show_progress="hidden")
-        strip.select(_stage_of_strip_item, None, stage, api_visibility="private")
-        images.select(_selected_item, None, index, api_visibility="private")  # view that image's stages
+        result_outputs = [images, state, status]
+        # No progress overlay on Generate: the status line counts the stages and the strip fills stage by stage,
+        # while the overlay's animation frames keep the browser busy for the whole generation (bench_app.py).
+        _busy(generate_btn, "Generating...", lambda then: then(
+            bind(handlers.generate), [state, *common, model], [strip, images, state, status], api_name="generate",
+            show_progress="hidden"))
+        _busy(sketch_btn, "Generating...", lambda then: then(
+            bind(handlers.sketch_generate), [state, sketch, sketch_stage, *common, model, sketch_mode],
+            [projected, *result_outputs], api_name="sketch_generate"))
+        _busy(reference_btn, "Generating...", lambda then: then(
+            bind(handlers.reference_generate), [state, reference, reference_stage, reference_content, *common, model],
+            result_outputs, api_name="reference_generate"))
+        _busy(regen_btn, "Regenerating...", lambda then: then(
+            bind(handlers.regenerate), [state, keep_stage, keep_content, num_variations, swap_class, seed, *advanced,
+                                        index, model], result_outputs, api_name="regenerate"))
+        _busy(edit_btn, "Regenerating...", lambda then: then(
+            bind(handlers.edit_region), [state, edit_mask, edit_stage, edit_class, edit_variations, edit_seed, *advanced,
+                                         index, edit_cover, model], result_outputs, api_name="edit_region"))
+        _busy(cluster_btn, "Regenerating...", lambda then: then(
+            bind(handlers.edit_cluster), [state, stage, cluster, cluster_action, edit_variations, edit_seed, *advanced,
+                                          index, model, donor], result_outputs, api_name="edit_cluster"))
         preview_btn.click(bind(handlers.sketch_preview), [sketch, sketch_stage, model, sketch_mode], [projected, status],
                           api_name="sketch_preview")
-        sketch_btn.click(bind(handlers.sketch_generate), [sketch, sketch_stage, *common, model, sketch_mode],
-                         [projected, images, state, status], api_name="sketch_generate")
-        reference.upload(bind(handlers.extract_structure), [reference, model], [reference_maps, status],
+        clear_btn.click(_white_canvas, None, sketch, api_visibility="private")
+        # .change, not .upload: an example put in the box must refresh the maps too (and a cleared box empties them)
+        reference.change(bind(handlers.extract_structure), [reference, model], [reference_maps, status],
                          api_name="extract_structure")
-        reference_btn.click(bind(handlers.reference_generate), [reference, reference_stage, reference_content, *common, model],
-                            [images, state, status], api_name="reference_generate")
-        for trigger in (stage.change, index.change, state.change):
-            trigger(bind(handlers.show_stage), [state, stage, index, model], [stage_map, stage_bounds, stage_canvas],
-                    api_visibility="private")
-        for trigger in (index.change, state.change):
-            trigger(bind(handlers.progression_gif), [state, index, model], progression, api_visibility="private")
-        regen_btn.click(bind(handlers.regenerate),
-                        [state, stage, keep_content, num_variations, swap_class, seed, *advanced, index, model],
-                        [images, state, status], api_name="regenerate")
-        for trigger in (index.change, state.change):
-            trigger(bind(handlers.edit_background), [state, index, model], edit_mask, api_visibility="private")
+        opened.upload(bind(handlers.open_image), [state, opened, model], [images, state, status, reference],
+                      api_name="open_image")
 
-        def pick_cluster(state_: dict, stage_: int, index_: int, name: str, event: gr.SelectData) -> int:
+        # History: the strip of entries, restore by clicking one, undo and redo.
+        def history_view(history_: History) -> tuple:
+            """The history strip with the current entry selected, and undo / redo live where they can move."""
+            thumbs = files.replace(handlers.history_strip(history_))
+            return (gr.update(value=thumbs, selected_index=history_.position if history_.entries else None),
+                    gr.update(interactive=history_.position > 0),
+                    gr.update(interactive=history_.position < len(history_.entries) - 1))
+
+        def restore(history_: History, event: gr.SelectData) -> History:
             try:
-                return handlers.cluster_at(store.get(name), state_, stage_, index_, *event.index[:2], handlers.PREVIEW_SIZE)
+                return handlers.restore(history_, event.index)
+            except Exception as error:
+                raise _error(error) from error
+
+        state.change(history_view, state, [history, undo_btn, redo_btn], api_visibility="private", show_progress="hidden")
+        history.select(restore, state, state, api_visibility="private")
+        undo_btn.click(lambda h: h.undo(), state, state, api_visibility="private")
+        redo_btn.click(lambda h: h.redo(), state, state, api_visibility="private")
+
+        # Views of the current result's viewed image: they follow the history, the image number and the stage.
+        def select_stage(event: gr.SelectData) -> tuple[int, int]:
+            return event.index, min(event.index, S - 2)
+
+        strip.select(select_stage, None, [stage, keep_stage], api_visibility="private")
+        def select_image(event: gr.SelectData) -> int:
+            return event.index + 1  # images are numbered from 1
+
+        images.select(select_image, None, index, api_visibility="private")  # view that image
+        gr.on([state.change, index.change], bind(handlers.stage_strip), [state, index, model], strip,
+              api_visibility="private", show_progress="hidden")
+        gr.on([state.change, index.change, stage.change], bind(handlers.show_stage), [state, stage, index, model],
+              [stage_map, stage_bounds, stage_canvas], api_visibility="private", show_progress="hidden")
+        gr.on([state.change, index.change], bind(handlers.progression_gif), [state, index, model], progression,
+              api_visibility="private", show_progress="hidden")
+        gr.on([state.change, index.change], bind(handlers.downloads), [state, index, model], downloads,
+              api_visibility="private", show_progress="hidden")
+        gr.on([state.change, index.change], bind(handlers.edit_background), [state, index, model], edit_mask,
+              api_visibility="private", show_progress="hidden")
+
+        def pick_cluster(history_: History, stage_: int, index_: int, name: str, event: gr.SelectData) -> int:
+            try:
+                return handlers.cluster_at(store.get(name), history_, stage_, index_, *event.index[:2], handlers.PREVIEW_SIZE)
             except Exception as error:
                 raise _error(error) from error
 
         stage_bounds.select(pick_cluster, [state, stage, index, model], cluster, api_visibility="private")
-        edit_btn.click(bind(handlers.edit_region),
-                       [state, edit_mask, edit_stage, edit_class, num_variations, seed, *advanced, index, edit_cover, model],
-                       [images, state, status], api_name="edit_region")
-        cluster_btn.click(bind(handlers.edit_cluster),
-                          [state, stage, cluster, cluster_action, num_variations, seed, *advanced, index, model, donor],
-                          [images, state, status], api_name="edit_cluster")
     return demo

@@ -109,3 +109,18 @@ def project_sketch(source: ImageLike, stage: int, grid: int = 16, mode: str = "p
         raise ValueError(f"the sketch has {used} colours but stage {int(stage)} has only {2 ** int(stage)} clusters: "
                          f"use at most {2 ** int(stage)} colours or a later stage")
     return project(regions_HW, int(stage), grid=grid)
+
+
+def render_in_drawing_colours(source: ImageLike, labels_N: np.ndarray, size: int = 192) -> np.ndarray:
+    """A projected map (one stage's labels on the G x G grid) as (size, size, 3) uint8, each cluster in the
+    colour most of its cells were drawn in, so the projection reads as the drawing it came from."""
+    labels_N = np.asarray(labels_N).ravel()
+    grid = int(round(len(labels_N) ** 0.5))
+    rgb_HW3 = read_sketch(source)
+    cells_N3 = cv2.resize(rgb_HW3, (grid, grid), interpolation=cv2.INTER_NEAREST).reshape(-1, 3)
+    colours_N3 = np.empty_like(cells_N3)
+    for cluster in np.unique(labels_N):
+        members = labels_N == cluster
+        values, counts = np.unique(cells_N3[members], axis=0, return_counts=True)
+        colours_N3[members] = values[counts.argmax()]
+    return cv2.resize(colours_N3.reshape(grid, grid, 3), (size, size), interpolation=cv2.INTER_NEAREST)

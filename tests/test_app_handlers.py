@@ -8,32 +8,43 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 
 from app import handlers  # noqa: E402
+from app.history import History  # noqa: E402
 from app.ui import build_demo  # noqa: E402
 
 
 def run_generate(pipe, **overrides):
+    history = overrides.pop("history", History())
     kwargs = dict(class_name="cat", seed=7, num_images=2, content_guidance=3.5, structure_guidance=2.5, flow_steps=2)
     kwargs.update(overrides)
-    return list(handlers.generate(pipe, **kwargs))
+    return list(handlers.generate(pipe, history, **kwargs))
+
+
+def pictures(images: list) -> list[Image.Image]:
+    """The PIL images of a gallery value (handlers return (Download, caption) pairs)."""
+    return [download.data for download, _ in images]
 
 
 def test_generate_streams_one_update_per_stage_then_the_result(tiny_pipeline):
     updates = run_generate(tiny_pipeline)
     assert len(updates) == tiny_pipeline.num_stages + 1
-    strip, images, state, status = updates[-1]
-    assert len(strip) == 2 * tiny_pipeline.num_stages and len(images) == 2
-    assert state["seeds"] == [7, 8] and "seeds 7..8" in status
-    assert len(updates[0][0]) == 2 and updates[0][2] == {}
+    strip, images, history, status = updates[-1]
+    assert len(strip) == tiny_pipeline.num_stages and len(images) == 2
+    assert history.current.seeds == [7, 8] and "seeds 7, 8" in status
+    assert [caption for _, caption in images] == ["1: seed 7", "2: seed 8"]
+    assert [download.name for download, _ in images] == ["cat-seed7.png", "cat-seed8.png"]
+    # while it runs, the strip grows, the status names the stages done, and the last result stays on the page
+    assert len(updates[0][0]) == 1 and updates[0][1] is handlers.KEEP and updates[0][2] is handlers.KEEP
+    assert "made stages 0..0 of 0..4" in updates[0][3] and updates[2][0][-1][1] == "stage 2" and "0..2" in updates[2][3]
 
 
 def test_random_seed_is_chosen_and_shown(tiny_pipeline):
-    *_, (_, _, state, status) = run_generate(tiny_pipeline, seed=-1, num_images=1)
-    assert state["seeds"][0] >= 0 and str(state["seeds"][0]) in status
+    *_, (_, _, history, status) = run_generate(tiny_pipeline, seed=-1, num_images=1)
+    assert history.current.seeds[0] >= 0 and str(history.current.seeds[0]) in status
 
 
 def test_same_seed_same_images(tiny_pipeline):
-    a = run_generate(tiny_pipeline)[-1][1]
-    b = run_generate(tiny_pipeline)[-1][1]
+    a = pictures(run_generate(tiny_pipeline)[-1][1])
+    b = pictures(run_generate(tiny_pipeline)[-1][1])
     assert [im.tobytes() for im in a] == [im.tobytes() for im in b]
 
 
@@ -46,24 +57,25 @@ def test_unknown_class_is_a_user_error(tiny_pipeline):
 
 def test_show_stage_gives_three_pictures_and_checks_its_input(tiny_pipeline):
     state = run_generate(tiny_pipeline)[-1][2]
-    pictures = handlers.show_stage(tiny_pipeline, state, 2, index=1)
-    assert all(p.size == (handlers.PREVIEW_SIZE, handlers.PREVIEW_SIZE) for p in pictures)
-    assert handlers.show_stage(tiny_pipeline, {}, 2) == (None, None, None)
+    shown = handlers.show_stage(tiny_pipeline, state, 2, index=2)
+    assert all(p.size == (handlers.PREVIEW_SIZE, handlers.PREVIEW_SIZE) for p in shown)
+    assert handlers.show_stage(tiny_pipeline, History(), 2) == (None, None, None)
     with pytest.raises(handlers.UserError, match="stage must be between"):
         handlers.show_stage(tiny_pipeline, state, 9)
-    with pytest.raises(handlers.UserError, match="image 5 does not exist"):
-        handlers.show_stage(tiny_pipeline, state, 1, index=5)
+    # a number past a new, smaller result shows its first image
+    first = handlers.show_stage(tiny_pipeline, state, 1, index=1)
+    assert [p.tobytes() for p in handlers.show_stage(tiny_pipeline, state, 1, index=5)] == [p.tobytes() for p in first]
 
 
 def test_regenerate_keeps_early_stages_and_can_swap_class(tiny_pipeline):
     state = run_generate(tiny_pipeline)[-1][2]
-    images, new_state, status = handlers.regenerate(tiny_pipeline, state, 1, True, 3, "dog", 11, 3.5, 2.5, 2, index=1)
-    source, variations = state["result"].select(1), new_state["result"]
+    images, new_state, status = handlers.regenerate(tiny_pipeline, state, 1, True, 3, "dog", 11, 3.5, 2.5, 2, index=2)
+    source, variations = state.current.result.select(1), new_state.current.result
     assert len(images) == 3 and "dog" in status and "stages 0..1" in status
     assert (variations.labels_BSN[:, :2] == source.labels_BSN[:, :2]).all()
     assert all((v == s).all() for v, s in zip(variations.ids[:2], source.ids[:2]))
     with pytest.raises(handlers.UserError, match="generate an image first"):
-        handlers.regenerate(tiny_pipeline, {}, 1, True, 2, "", 1, 3.5, 2.5, 2)
+        handlers.regenerate(tiny_pipeline, History(), 1, True, 2, "", 1, 3.5, 2.5, 2)
     with pytest.raises(handlers.UserError, match="kept stage must be between"):
         handlers.regenerate(tiny_pipeline, state, tiny_pipeline.num_stages - 1, True, 2, "", 1, 3.5, 2.5, 2)
 
@@ -87,9 +99,9 @@ def drawn(size=128):
 def test_sketch_is_projected_and_followed(tiny_pipeline):
     picture, text = handlers.sketch_preview(tiny_pipeline, drawn(), 2)
     assert picture.size == (handlers.PREVIEW_SIZE,) * 2 and "agreement" in text
-    projected, images, state, status = handlers.sketch_generate(tiny_pipeline, drawn(), 2, "cat", 3, 2, 3.5, 2.5, 2)
+    projected, images, state, status = handlers.sketch_generate(tiny_pipeline, History(), drawn(), 2, "cat", 3, 2, 3.5, 2.5, 2)
     projection = handlers.sketch_structure(tiny_pipeline, drawn(), 2)
-    assert (state["result"].labels_BSN[:, :3].numpy() == projection.labels).all() and len(images) == 2
+    assert (state.current.result.labels_BSN[:, :3].numpy() == projection.labels).all() and len(images) == 2
 
 
 def test_outline_sketches_are_read_in_outline_mode(tiny_pipeline):
@@ -118,9 +130,9 @@ def test_reference_structure_is_extracted_and_reused(tiny_pipeline, tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(path)
     gallery, text = handlers.extract_structure(tiny_pipeline, str(path))
     assert len(gallery) == tiny_pipeline.num_stages and "extracted" in text
-    images, state, status = handlers.reference_generate(tiny_pipeline, str(path), 2, 1, "dog", 5, 2, 3.5, 2.5, 2)
+    images, state, status = handlers.reference_generate(tiny_pipeline, History(), str(path), 2, 1, "dog", 5, 2, 3.5, 2.5, 2)
     maps = tiny_pipeline.extract_structure(str(path))
-    assert (state["result"].labels_BSN[:, :3].numpy() == maps[:3]).all() and "content of stages 0..1" in status
+    assert (state.current.result.labels_BSN[:, :3].numpy() == maps[:3]).all() and "content of stages 0..1" in status
 
 
 def test_reference_uploads_with_alpha_grey_or_animation_are_adapted_and_bad_files_refused(tiny_pipeline, tmp_path):
@@ -138,24 +150,27 @@ def test_reference_uploads_with_alpha_grey_or_animation_are_adapted_and_bad_file
     text.write_text("not an image")
     with pytest.raises(handlers.UserError, match="cannot be used: the file is not an image"):
         handlers.extract_structure(tiny_pipeline, str(text))
+    assert handlers.extract_structure(tiny_pipeline, None) == ([], "")  # a cleared reference empties the maps
     with pytest.raises(handlers.UserError, match="upload a reference image"):
-        handlers.extract_structure(tiny_pipeline, None)
+        handlers.reference_generate(tiny_pipeline, History(), None, 1, 0, "dog", 1, 1, 3.5, 2.5, 2)
     with pytest.raises(handlers.UserError, match="content can only be kept up to"):
-        handlers.reference_generate(tiny_pipeline, str(grey), 1, 2, "dog", 1, 1, 3.5, 2.5, 2)
+        handlers.reference_generate(tiny_pipeline, History(), str(grey), 1, 2, "dog", 1, 1, 3.5, 2.5, 2)
 
 
 def test_progression_gif_has_one_frame_per_stage(tiny_pipeline):
     state = run_generate(tiny_pipeline)[-1][2]
-    with Image.open(io.BytesIO(handlers.progression_gif(tiny_pipeline, state, 1))) as gif:
+    gif_file = handlers.progression_gif(tiny_pipeline, state, 2)
+    assert gif_file.name == "cat-seed8-stages.gif"
+    with Image.open(io.BytesIO(gif_file.data)) as gif:
         assert gif.format == "GIF" and gif.n_frames == tiny_pipeline.num_stages
         assert gif.size == (2 * handlers.PREVIEW_SIZE, handlers.PREVIEW_SIZE)
-    assert handlers.progression_gif(tiny_pipeline, {}, 0) is None
-    with pytest.raises(handlers.UserError, match="image 2 does not exist"):
-        handlers.progression_gif(tiny_pipeline, state, 2)
+    assert handlers.progression_gif(tiny_pipeline, History(), 1) is None
 
 
 def test_results_of_another_model_are_not_regenerated(tiny_pipeline):
-    state = dict(run_generate(tiny_pipeline)[-1][2], model="some other model")
+    from dataclasses import replace
+    state = run_generate(tiny_pipeline)[-1][2]
+    state = History().add(replace(state.current, model="some other model"))
     with pytest.raises(handlers.UserError, match="made by the model 'some other model'"):
         handlers.regenerate(tiny_pipeline, state, 1, True, 1, "", 1, 3.5, 2.5, 2)
 
@@ -186,12 +201,13 @@ def test_bad_parameters_get_messages_naming_them(tiny_pipeline, overrides, messa
 
 def test_largest_seed_and_seeds_sent_as_text_are_accepted(tiny_pipeline):
     *_, (_, _, state, _) = run_generate(tiny_pipeline, seed=2**63 - 1, num_images=1)
-    assert state["seeds"] == [2**63 - 1]
+    assert state.current.seeds == [2**63 - 1]
     *_, (_, _, state, _) = run_generate(tiny_pipeline, seed="12", num_images="2", flow_steps=2.0)
-    assert state["seeds"] == [12, 13]
+    assert state.current.seeds == [12, 13]
 
 
-@pytest.mark.parametrize("index, message", [(-1, "image -1 does not exist"), (2, "image 2 does not exist"),
+@pytest.mark.parametrize("index, message", [(0, "image 0 does not exist; this result has 2 .numbered from 1"),
+                                            (3, "image 3 does not exist"),
                                             (10**12, "does not exist"), (0.5, "whole number")])
 def test_regenerate_checks_the_image_number(tiny_pipeline, index, message):
     state = run_generate(tiny_pipeline)[-1][2]
@@ -225,15 +241,17 @@ def painted_layer(path, size=handlers.EDIT_SIZE):
 
 def test_edit_region_keeps_the_image_outside_the_mask(tiny_pipeline, tmp_path):
     *_, (_, images, state, _) = run_generate(tiny_pipeline, num_images=2)
-    background = handlers.edit_background(tiny_pipeline, state, 1)
+    background = handlers.edit_background(tiny_pipeline, state, 2)
     assert background.size == (handlers.EDIT_SIZE,) * 2
     edited, new_state, status = handlers.edit_region(tiny_pipeline, state, painted_layer(tmp_path / "layer.png"), 1, "dog",
-                                                     2, 5, 3.5, 2.5, 2, index=1)
+                                                     2, 8, 3.5, 2.5, 2, index=2)
     assert len(edited) == 2 and "resampled under the mask from stage 1" in status and "dog" in status
-    before = np.asarray(images[1]).astype(int)
-    for image in edited:  # the tiny model's 16 px images: columns 11.. are beyond the feather of the left half
+    # fresh seeds: never the source image's own (8), which would remake it wherever the run is free
+    assert new_state.current.seeds == [9, 10] and "pixels changed: " in status
+    before = np.asarray(pictures(images)[1]).astype(int)
+    for image in pictures(edited):  # the tiny model's 16 px images: columns 11.. are beyond the feather of the left half
         assert (np.asarray(image)[:, 11:] == before[:, 11:]).all()
-    source, result = state["result"].select(1), new_state["result"]
+    source, result = state.current.result.select(1), new_state.current.result
     right_N = torch.arange(16) % 4 >= 2
     assert torch.equal(result.codes_BSN[:, :, right_N], source.codes_BSN[:, :, right_N].expand(2, -1, -1))
 
@@ -249,18 +267,18 @@ def test_edit_region_refuses_an_empty_mask_and_bad_input(tiny_pipeline, tmp_path
     with pytest.raises(handlers.UserError, match="cover must be between"):
         handlers.edit_region(tiny_pipeline, state, mask, 1, "", 1, 5, 3.5, 2.5, 2, cover=0)
     with pytest.raises(handlers.UserError, match="generate an image first"):
-        handlers.edit_region(tiny_pipeline, {}, mask, 1, "", 1, 5, 3.5, 2.5, 2)
+        handlers.edit_region(tiny_pipeline, History(), mask, 1, "", 1, 5, 3.5, 2.5, 2)
 
 
 def test_a_clicked_cluster_is_resampled_or_kept(tiny_pipeline):
     *_, (_, _, state, _) = run_generate(tiny_pipeline, num_images=1)
-    source = state["result"]
-    cluster = handlers.cluster_at(tiny_pipeline, state, 2, 0, x=5, y=150, size=handlers.PREVIEW_SIZE)
+    source = state.current.result
+    cluster = handlers.cluster_at(tiny_pipeline, state, 2, 1, x=5, y=150, size=handlers.PREVIEW_SIZE)
     assert cluster == int(source.labels_BSN[0, 2, 12])  # (5, 150) of 192 px is cell (row 3, column 0)
     in_cluster_N = source.labels_BSN[0, 2] == cluster
     for action, kept_N in (("resample this cluster", ~in_cluster_N), ("keep this cluster, resample the rest", in_cluster_N)):
         _, new_state, status = handlers.edit_cluster(tiny_pipeline, state, 2, cluster, action, 1, 3, 3.5, 2.5, 2)
-        result = new_state["result"]
+        result = new_state.current.result
         assert torch.equal(result.codes_BSN[0][:, kept_N], source.codes_BSN[0][:, kept_N]) and action in status
     with pytest.raises(handlers.UserError, match="cluster must be between 0 and 3"):
         handlers.edit_cluster(tiny_pipeline, state, 2, 4, "resample this cluster", 1, 3, 3.5, 2.5, 2)
@@ -270,15 +288,15 @@ def test_a_clicked_cluster_is_resampled_or_kept(tiny_pipeline):
 
 def test_a_clicked_cluster_takes_the_donor_images_code(tiny_pipeline):
     *_, (_, _, state, _) = run_generate(tiny_pipeline, num_images=2)
-    source, donor = state["result"].select(0), state["result"].select(1)
+    source, donor = state.current.result.select(0), state.current.result.select(1)
     copy = "copy this cluster's content from the donor image"
-    _, new_state, status = handlers.edit_cluster(tiny_pipeline, state, 2, 1, copy, 1, 3, 3.5, 2.5, 2, index=0, donor=1)
-    edited, in_cluster_N = new_state["result"], source.labels_BSN[0, 2] == 1
+    _, new_state, status = handlers.edit_cluster(tiny_pipeline, state, 2, 1, copy, 1, 3, 3.5, 2.5, 2)  # image 1, donor 2
+    edited, in_cluster_N = new_state.current.result, source.labels_BSN[0, 2] == 1
     donor_cluster = int(torch.bincount(donor.labels_BSN[0, 2][in_cluster_N], minlength=4).argmax())
-    assert int(edited.ids[2][0, 1]) == int(donor.ids[2][0, donor_cluster]) and "donor image 1" in status
+    assert int(edited.ids[2][0, 1]) == int(donor.ids[2][0, donor_cluster]) and "donor image 2" in status
     assert torch.equal(edited.codes_BSN[0][:, ~in_cluster_N], source.codes_BSN[0][:, ~in_cluster_N])
     with pytest.raises(handlers.UserError, match="the donor must be another image"):
-        handlers.edit_cluster(tiny_pipeline, state, 2, 1, copy, 1, 3, 3.5, 2.5, 2, index=1, donor=1)
+        handlers.edit_cluster(tiny_pipeline, state, 2, 1, copy, 1, 3, 3.5, 2.5, 2, index=2, donor=2)
     with pytest.raises(handlers.UserError, match="image 5 does not exist"):
         handlers.edit_cluster(tiny_pipeline, state, 2, 1, copy, 1, 3, 3.5, 2.5, 2, donor=5)
 
@@ -323,11 +341,11 @@ def test_the_page_starts_at_the_bundled_models_defaults():
 
 def test_viewer_and_gif_are_the_pipelines_pictures_at_preview_size(tiny_pipeline):
     state = run_generate(tiny_pipeline)[-1][2]
-    result = state["result"]
-    shown = handlers.show_stage(tiny_pipeline, state, 3, index=1)
+    result = state.current.result
+    shown = handlers.show_stage(tiny_pipeline, state, 3, index=2)
     expected = tiny_pipeline.stage_view(result, 1, 3, size=handlers.PREVIEW_SIZE)
     assert [p.tobytes() for p in shown] == [p.tobytes() for p in expected]
-    assert handlers.progression_gif(tiny_pipeline, state, 1) == tiny_pipeline.progression_gif(result, 1, size=handlers.PREVIEW_SIZE)
+    assert handlers.progression_gif(tiny_pipeline, state, 2).data == tiny_pipeline.progression_gif(result, 1, size=handlers.PREVIEW_SIZE)
 
 
 def test_the_model_poll_waits_on_the_loading_model_so_crossing_picker_replies_end_on_its_error(tiny_pipeline):
@@ -361,8 +379,10 @@ def test_the_model_poll_waits_on_the_loading_model_so_crossing_picker_replies_en
     assert check.fn("broken") == tuple(gr.update() for _ in outputs)  # still loading: nothing changes
     release.set()
     store._threads["broken"].join(60)
-    failed = check.fn("broken")  # the poll once the load has failed
-    assert "could not be loaded: OSError: no such model here" in failed[status]
+    with pytest.warns(UserWarning, match="broken could not be loaded .offline, or its files are missing or broken.; "
+                      "details are in the server log"):
+        failed = check.fn("broken")  # the poll once the load has failed: a notice, and the default model's page
+    assert failed[status].startswith("tiny: 4 classes") and "OSError" not in failed[status]
     assert failed[picker]["value"] == "tiny" and not failed[timer].active and failed[pending] is None
     idle = check.fn(None)  # a tick with nothing to wait for stops the poll
     assert not idle[timer].active and idle[pending] is None
