@@ -1,7 +1,8 @@
 """The `nvg` command: generate images, extract structure, convert official weights, benchmark, build data.
 
 Run `nvg --help` or `nvg COMMAND --help`. Every command loads the bundled model unless --model names a
-model folder or a Hugging Face hub id.
+model folder or a Hugging Face hub id. The PNGs that generate and edit write carry their recipe
+(nvg_core.recipe): `nvg generate --recipe IMAGE.png --out AGAIN.png` makes such an image again.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="generate images of a class",
                        description="Generate images of one class, coarse to fine, and save the final image "
                                    "(and optionally a strip with every stage's structure map and canvas, and a "
-                                   "coarse-to-fine GIF).")
+                                   "coarse-to-fine GIF). A PNG keeps its recipe; --recipe makes such an image again.")
     _model_argument(p)
-    p.add_argument("--class", dest="class_name", required=True, help="a class name (e.g. fruit) or id")
-    p.add_argument("--seed", type=int, default=0,
-                   help="random seed (the same seed gives the same image; -1: a random one, printed)")
-    p.add_argument("--num-images", type=int, default=1, help="images to make (seeds seed, seed+1, ...)")
+    p.add_argument("--class", dest="class_name", default=None,
+                   help="a class name (e.g. fruit) or id (required unless --recipe is given)")
+    p.add_argument("--recipe", type=Path, default=None, metavar="IMAGE.png",
+                   help="make again, bit for bit on the same device type, the image whose recipe this PNG carries "
+                        "(with the model that made it; the other generation options come from the recipe)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed (default 0; the same seed gives the same image; -1: a random one, printed)")
+    p.add_argument("--num-images", type=int, default=None, help="images to make (default 1; seeds seed, seed+1, ...)")
     p.add_argument("--flow-steps", type=int, default=None, help="structure flow steps per stage (default: the model's)")
     p.add_argument("--content-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
                    help="content guidance, linear from the first to the last stage (default: the model's schedule)")
@@ -40,7 +45,8 @@ def _add_generate(sub) -> None:
     p.add_argument("--sketch-stage", type=int, default=2, help="the stage the sketch applies to (1-4, default 2)")
     p.add_argument("--sketch-mode", choices=MODES, default="palette",
                    help="palette: regions filled with the app's palette colours; outline: closed strokes of any colour")
-    p.add_argument("--out", required=True, type=Path, help="output PNG (with several images: NAME_0.png, ...)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output PNG, with the image's recipe (with several images: NAME_0.png, ...)")
     p.add_argument("--stages-out", type=Path, default=None, help="also save a PNG strip of every stage")
     p.add_argument("--gif", type=Path, default=None,
                    help="also save an animated GIF of the first image made coarse to fine (each stage's structure "
@@ -73,7 +79,8 @@ def _add_edit(sub) -> None:
     p.add_argument("--num-variations", type=int, default=1, help="variations to make (seeds seed, seed+1, ...)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-blend", action="store_true", help="show the decoder's output outside the mask too")
-    p.add_argument("--out", required=True, type=Path, help="output PNG (with several: NAME_0.png, ...)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output PNG, with the image's recipe (with several: NAME_0.png, ...)")
     p.set_defaults(run=_run_edit)
 
 
@@ -148,10 +155,22 @@ def _load(args):
     return load_pipeline(args.model, device=args.device)
 
 
+# generate's options that a recipe sets: refused beside --recipe
+RECIPE_SETS = {"class_name": "--class", "seed": "--seed", "num_images": "--num-images", "flow_steps": "--flow-steps",
+               "content_guidance": "--content-guidance", "structure_guidance": "--structure-guidance",
+               "sketch": "--sketch"}
+
+
 def _run_generate(args) -> None:
+    if args.recipe is not None:
+        _run_reproduce(args)
+        return
     from .images import to_pil
+    from .recipe import attach
     from .sampling import linear_schedule
     from .seeds import seeds_for
+    if args.class_name is None:
+        raise ValueError("--class is required (or --recipe IMAGE.png to make an image again)")
     pipe = _load(args)
     class_id = pipe.class_id(args.class_name)
     S = pipe.num_stages
@@ -159,7 +178,7 @@ def _run_generate(args) -> None:
                  "content_guidance": args.content_guidance and linear_schedule(*args.content_guidance, S),
                  "structure_guidance": args.structure_guidance and linear_schedule(*args.structure_guidance, S)}
     options = dataclasses.replace(pipe.default_options, **{k: v for k, v in overrides.items() if v is not None})
-    seeds = seeds_for(args.seed, args.num_images)
+    seeds = seeds_for(0 if args.seed is None else args.seed, 1 if args.num_images is None else args.num_images)
     locks = None
     if args.sketch:
         from .locks import Locks
@@ -168,12 +187,35 @@ def _run_generate(args) -> None:
                                     mode=args.sketch_mode)
         print(f"sketch projected to stage {args.sketch_stage}: {projection.summary()}")
         locks = Locks.from_structure(projection.labels)
-    result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options, locks=locks)
-    images = to_pil(result.images)
+    result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options, locks=locks,
+                           action=f"sketch (structure of stages 0..{args.sketch_stage})" if args.sketch else "generate")
+    images = attach(to_pil(result.images), result.recipes)
     paths = _numbered(args.out, len(images))
     for image, path, seed in zip(images, paths, seeds):
         _save_image(image, path)
-        print(f"saved {path} (class {pipe.class_names[class_id]}, seed {seed})")
+        print(f"saved {path} (class {pipe.class_names[class_id]}, seed {seed}){_recipe_note(path)}")
+    _save_extras(args, pipe, result)
+
+
+def _run_reproduce(args) -> None:
+    """generate --recipe: the image a PNG's recipe describes, made again."""
+    from .images import to_pil
+    from .recipe import attach, read_recipe
+    given = [flag for name, flag in RECIPE_SETS.items() if getattr(args, name) is not None]
+    if given:
+        raise ValueError(f"--recipe makes the image as its recipe says: leave out {', '.join(given)}")
+    recipe = read_recipe(args.recipe)
+    if recipe is None:
+        raise ValueError(f"{args.recipe} carries no nvg recipe")
+    pipe = _load(args)
+    result = pipe.reproduce(recipe)
+    _save_image(attach(to_pil(result.images), result.recipes)[0], args.out)
+    print(f"saved {args.out}, made again from the recipe in {args.recipe}: {recipe.parameters()}{_recipe_note(args.out)}")
+    _save_extras(args, pipe, result)
+
+
+def _save_extras(args, pipe, result) -> None:
+    """generate's --stages-out and --gif, of the first image."""
     if args.stages_out:
         _save_image(pipe.stage_strip(result, index=0), args.stages_out)
         print(f"saved {args.stages_out}")
@@ -193,16 +235,19 @@ def _run_extract(args) -> None:
 def _run_edit(args) -> None:
     from .images import load_image, read_mask, to_pil
     from .locks import Locks
+    from .recipe import attach
     pipe = _load(args)
     source = pipe.from_image(load_image(args.image), args.class_name)
     locks = Locks.from_mask(source, read_mask(args.mask), args.from_stage, cover=args.cover)
     seeds = [args.seed + i for i in range(args.num_variations)]
     result = pipe.regenerate(source, from_stage=args.from_stage, class_labels=args.class_name, locks=locks,
-                             num_variations=len(seeds), seeds=seeds, blend=not args.no_blend)
+                             num_variations=len(seeds), seeds=seeds, blend=not args.no_blend,
+                             action=f"edit under a mask from stage {args.from_stage}"
+                                    + (f" (cover {args.cover:g})" if args.cover != 1 else ""))
     freed = locks.freed_per_stage()[-1]
-    for image, path in zip(to_pil(result.images), _numbered(args.out, len(seeds))):
+    for image, path in zip(attach(to_pil(result.images), result.recipes), _numbered(args.out, len(seeds))):
         _save_image(image, path)
-        print(f"saved {path} ({freed:.0%} of the image resampled)")
+        print(f"saved {path} ({freed:.0%} of the image resampled){_recipe_note(path)}")
 
 
 def _numbered(path: Path, count: int) -> list[Path]:
@@ -216,10 +261,23 @@ def _run_convert(args) -> None:
     print(f"saved {args.out}")
 
 
+def _is_png(path: Path) -> bool:
+    return path.suffix.lower() in ("", ".png")
+
+
+def _recipe_note(path: Path) -> str:
+    """A warning for an image file that cannot keep its recipe."""
+    return "" if _is_png(path) else f"; a {path.suffix} file keeps no recipe: save a .png to keep it"
+
+
 def _save_image(image, path: Path) -> None:
-    """Write an image atomically, in the format its suffix names (PNG without one)."""
+    """Write an image atomically, in the format its suffix names (PNG, with its recipe, without one)."""
+    if _is_png(path):
+        from .recipe import save_png
+        save_png(image, path)
+        return
     buffer = io.BytesIO()
-    image.save(buffer, format=(path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
+    image.save(buffer, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"))
     _save_bytes(buffer.getvalue(), path)
 
 

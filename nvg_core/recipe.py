@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import dataclasses
 import hashlib
 import io
@@ -67,9 +68,11 @@ class Recipe:
     source: Recipe | None = None  # the recipe of the image this one was made from
 
     def to_dict(self) -> dict:
-        return {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, "model": self.model,
-                "class_names": self.class_names, "seed": self.seed, "index": self.index, "action": self.action,
-                "run": self.run, "blend": self.blend, "source": None if self.source is None else self.source.to_dict()}
+        """The recipe as JSON data (a copy: changing it leaves the recipe as it is)."""
+        return copy.deepcopy({"format": RECIPE_FORMAT, "version": RECIPE_VERSION, "model": self.model,
+                              "class_names": self.class_names, "seed": self.seed, "index": self.index,
+                              "action": self.action, "run": self.run, "blend": self.blend,
+                              "source": None if self.source is None else self.source.to_dict()})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
