@@ -263,7 +263,15 @@ def history_strip(history: History | None) -> list:
     """The history as the page shows it: each entry's first image, captioned with its number and label."""
     if not isinstance(history, History):
         return []
-    return [(to_pil(entry.result.images[:1])[0], f"{n + 1}: {entry.label}") for n, entry in enumerate(history.entries)]
+    return [(to_pil(entry.result.images[:1])[0], f"{'> ' if n == history.position else ''}{n + 1}: {entry.label}")
+            for n, entry in enumerate(history.entries)]
+
+
+def current_images(pipe: NVGPipeline, history: History | None) -> tuple[list, str]:
+    """(images, status) of the current history entry, for a restore, an undo or a redo."""
+    entry = _current(pipe, history)
+    return (_images(pipe, entry.result, entry.seeds),
+            f"history entry {history.position + 1} of {len(history.entries)}: {entry.label}; {_made(pipe, entry.result, entry.seeds)}")
 
 
 def restore(history: History | None, position: int) -> History:

@@ -36,6 +36,8 @@ CSS = """
 .crisp img, .crisp canvas { image-rendering: pixelated; }
 #sketch button[title='Clear canvas'] { display: none; }
 #stage-strip .caption-label, #history .caption-label { white-space: normal; font-size: 12px; }
+#title h2 { margin: 0; }
+button[role='tab'] { padding-left: 10px; padding-right: 10px; }
 """
 log = logging.getLogger("nvg_studio")
 
@@ -96,12 +98,14 @@ def _white_canvas(size: int = 256) -> dict:
 
 def _busy(button: gr.Button, label: str, action: Callable[[Callable], Any]) -> None:
     """A button that shows its action is running: disabled and relabelled at once (no queue), then
-    action(then) wires the action as the next step, and the button comes back whether it succeeded or not."""
+    action(then) wires the action as the next step, and the button comes back whether it succeeded or failed
+    (Gradio runs a .then step only after a success, so the failure gets its own)."""
     idle = button.value
     started = button.click(lambda: gr.update(value=label, interactive=False), None, button, queue=False,
                            api_visibility="private")
-    action(started.then).then(lambda: gr.update(value=idle, interactive=True), None, button, queue=False,
-                              api_visibility="private")
+    done = action(started.then)
+    for after in (done.then, done.failure):
+        after(lambda: gr.update(value=idle, interactive=True), None, button, queue=False, api_visibility="private")
 
 
 def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Callable = lambda fn: fn) -> gr.Blocks:
@@ -131,7 +135,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         files = ImageFiles(Path(demo.GRADIO_CACHE) / "nvg_outputs")
         state = gr.State(History())  # the visitor's history; its current entry is what Lock and Edit work on
         with gr.Row(equal_height=True):
-            gr.Markdown("## NVG Studio\\nImages made coarse to fine, one structure stage at a time.")
+            gr.Markdown("## NVG Studio\nImages made coarse to fine, one structure stage at a time.", elem_id="title")
             model = gr.Dropdown(store.names, value=store.default, label="Model", scale=2, min_width=240)
             model_status = gr.Markdown(elem_id="model-status")
         with gr.Row():
@@ -208,8 +212,6 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                         opened = RawImage(type="filepath", elem_id="open-image", height=220,
                                           label="Open an NVG image: a PNG saved by NVG Studio is made again, ready "
                                                 "to lock or edit")
-                    with gr.Tab("About"):
-                        gr.Markdown(about or "NVG Studio: structure-controllable generation with Next Visual Granularity.")
                 with gr.Accordion("Advanced", open=False):
                     with gr.Row():
                         content_guidance = slider("content_guidance", content_default, "Content guidance at the last stage (earlier stages follow the model's schedule)", 0.25)
@@ -220,17 +222,19 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             with gr.Column(scale=3, min_width=340):
                 status = gr.Markdown("Pick a class and press Generate.", elem_id="status")
                 # height="auto": with a fixed height, a lone image fills the row and is cropped
-                images = gr.Gallery(label="Images (click one to view, lock or edit it)", columns=4, height="auto",
+                images = gr.Gallery(label="Images (click one to view, lock or edit it)", columns=4, height=300,
                                     object_fit="contain", buttons=["download"], elem_classes=["crisp"], elem_id="images",
                                     allow_preview=False)
                 with gr.Row(equal_height=True):
                     undo_btn = gr.Button("Undo", size="sm", interactive=False, min_width=60, scale=0)
                     redo_btn = gr.Button("Redo", size="sm", interactive=False, min_width=60, scale=0)
                     gr.Markdown("History: click a result to make it current again.")
-                history = gr.Gallery(label="History", columns=8, height=140, allow_preview=False, elem_id="history",
-                                     elem_classes=["crisp"], object_fit="contain")
+                history = gr.Gallery(label="History (the current result is marked >)", columns=8, height=150,
+                                     allow_preview=False, elem_id="history", elem_classes=["crisp"], object_fit="contain",
+                                     fit_columns=False)
         strip = gr.Gallery(label="Stages of the viewed image: structure map over canvas (click one to view it)",
-                           columns=S, height="auto", allow_preview=False, elem_id="stage-strip", elem_classes=["crisp"])
+                           columns=S, height=300, allow_preview=False, elem_id="stage-strip", elem_classes=["crisp"],
+                           fit_columns=False, object_fit="contain")
         with gr.Row():
             stage = RawSlider(0, S - 1, value=1, step=1, label="Stage")
             index = RawNumber(value=1, precision=0, label="Image number (or click an image)")
@@ -245,6 +249,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                             file_count="multiple", elem_id="downloads", height=120)
 
         advanced = [content_guidance, structure_guidance, flow_steps, top_p]
+        with gr.Accordion("About NVG, the model and the data", open=False):
+            gr.Markdown(about or "NVG Studio: structure-controllable generation with Next Visual Granularity.")
         poll = gr.Timer(1.0, active=False)  # runs while the session's model loads
         pending = gr.State(None)  # the model the poll waits for (not the picker's value, which a reply may reset)
         model_events = [model, class_name, swap_class, *advanced, stage, keep_stage, reference_stage, reference_content,
@@ -327,8 +333,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         def history_view(history_: History) -> tuple:
             """The history strip with the current entry selected, and undo / redo live where they can move."""
             thumbs = files.replace(handlers.history_strip(history_))
-            return (gr.update(value=thumbs, selected_index=history_.position if history_.entries else None),
-                    gr.update(interactive=history_.position > 0),
+            return (thumbs, gr.update(interactive=history_.position > 0),
                     gr.update(interactive=history_.position < len(history_.entries) - 1))
 
         def restore(history_: History, event: gr.SelectData) -> History:
@@ -338,9 +343,10 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 raise _error(error) from error
 
         state.change(history_view, state, [history, undo_btn, redo_btn], api_visibility="private", show_progress="hidden")
-        history.select(restore, state, state, api_visibility="private")
-        undo_btn.click(lambda h: h.undo(), state, state, api_visibility="private")
-        redo_btn.click(lambda h: h.redo(), state, state, api_visibility="private")
+        for moved in (history.select(restore, state, state, api_visibility="private"),
+                      undo_btn.click(lambda h: h.undo(), state, state, api_visibility="private"),
+                      redo_btn.click(lambda h: h.redo(), state, state, api_visibility="private")):
+            moved.success(bind(handlers.current_images), [state, model], [images, status], api_visibility="private")
 
         # Views of the current result's viewed image: they follow the history, the image number and the stage.
         def select_stage(event: gr.SelectData) -> tuple[int, int]:

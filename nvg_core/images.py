@@ -63,16 +63,20 @@ def load_image(source: ImageLike) -> Image.Image:
     return read_image(source)[0]
 
 
+MASK_ALPHA = 32  # a layer pixel at least this opaque is painted (the page's brush is half transparent)
+
+
 def read_mask(source: ImageLike) -> np.ndarray:
-    """(H, W) bool, True = painted: the opaque pixels of an image with transparency (a painted layer),
-    else the light pixels (white on black). Files go through the same checks as read_image."""
+    """(H, W) bool, True = painted: the painted pixels of an image with transparency (alpha at least
+    MASK_ALPHA: translucent brushes count), else the light pixels (white on black). Files go through the
+    same checks as read_image."""
     if isinstance(source, np.ndarray) and source.ndim == 2:
         return source > 0
     image = _open(source) if isinstance(source, (str, os.PathLike, bytes)) else source
     if isinstance(image, np.ndarray):
         image = _array_to_pil(image)
     if "A" in image.getbands() and image.getchannel("A").getextrema()[0] < 255:
-        return np.asarray(image.getchannel("A")) > 127
+        return np.asarray(image.getchannel("A")) >= MASK_ALPHA
     return np.asarray(load_image(image).convert("L")) > 127
 
 

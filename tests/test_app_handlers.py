@@ -386,3 +386,11 @@ def test_the_model_poll_waits_on_the_loading_model_so_crossing_picker_replies_en
     assert failed[picker]["value"] == "tiny" and not failed[timer].active and failed[pending] is None
     idle = check.fn(None)  # a tick with nothing to wait for stops the poll
     assert not idle[timer].active and idle[pending] is None
+
+
+def test_the_pages_half_transparent_brush_strokes_are_a_mask(tiny_pipeline, tmp_path):
+    layer = np.zeros((handlers.EDIT_SIZE, handlers.EDIT_SIZE, 4), np.uint8)
+    layer[:, : handlers.EDIT_SIZE // 2] = (255, 0, 255, 127)  # the page's brush: magenta at half opacity
+    Image.fromarray(layer).save(tmp_path / "layer.png")
+    painted = handlers._painted({"layers": [str(tmp_path / "layer.png")]})
+    assert painted[:, : handlers.EDIT_SIZE // 2].all() and not painted[:, handlers.EDIT_SIZE // 2:].any()

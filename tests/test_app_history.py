@@ -28,7 +28,7 @@ def test_every_result_joins_the_history_and_undo_redo_restore_move_along_it(tiny
     restored = handlers.restore(third, 0)
     assert restored.current is first.current and restored.version > third.version  # the page sees a change
     assert [caption for _, caption in handlers.history_strip(third)] == \
-        ["1: generate cat", "2: generate dog", "3: lock 0..1 of dog-seed20"]
+        ["1: generate cat", "2: generate dog", "> 3: lock 0..1 of dog-seed20"]
     with pytest.raises(handlers.UserError, match="history entry 9 does not exist"):
         handlers.restore(third, 8)
 

@@ -1,4 +1,5 @@
-"""The page in headless Chromium (Debian's chromium, driven by Playwright): generate, sketch, reference, screenshots.
+"""The page in headless Chromium (Debian's chromium, driven by Playwright): generate, sketch, reference, history,
+opening an NVG image, two mask edits in a row, screenshots.
 
 Skipped where Chromium or Playwright is missing; .ci/run installs both. Screenshots go to
 $NVG_SCREENSHOTS (default: the test's temporary folder).
@@ -67,16 +68,19 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
         browser, page = open_page(p, page_url, 1280, 1800)
         page.get_by_label("Model", exact=True).click()
         page.get_by_role("option", name=next(iter(OFFICIAL_SOURCES))).click()
-        page.get_by_text("could not be loaded").wait_for(timeout=60_000)
+        page.get_by_text("could not be loaded").first.wait_for(timeout=60_000)  # a short notice
         page.screenshot(path=str(shots / "model_picker_offline.png"), full_page=True)
+        page.get_by_text("tiny: 4 classes").wait_for(timeout=30_000)  # the page is back on the default model
+        assert page.get_by_label("Model", exact=True).input_value() == "tiny"
 
         page.get_by_role("button", name="Generate", exact=True).click()
         page.get_by_text("done:").wait_for(timeout=60_000)
-        page.locator("img[src$='.gif']").wait_for(timeout=30_000)  # the coarse-to-fine GIF
+        page.locator("#progression img[src$='.gif']").wait_for(timeout=30_000)  # the coarse-to-fine GIF
+        assert page.locator("#stage-strip img").count() == 5  # every stage of the tiny model's image
         page.screenshot(path=str(shots / "generate.png"), full_page=True)
 
         page.get_by_role("tab", name="Sketch").click()
-        canvas = page.locator("canvas").first
+        canvas = page.locator("#sketch canvas").first
         canvas.wait_for(timeout=20_000)
         box = canvas.bounding_box()
         page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
@@ -101,67 +105,144 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
     assert (shots / "sketch_generated.png").stat().st_size > 0
 
 
+def sources(page, selector: str) -> list[str]:
+    return page.locator(selector).evaluate_all("images => images.map(i => i.getAttribute('src'))")
+
+
+def test_a_reference_example_refreshes_the_structure_maps(page_url, tmp_path):
+    with playwright.sync_playwright() as p:
+        browser, page = open_page(p, page_url, 1400, 900)
+        page.get_by_role("tab", name="Reference").click()
+        examples = page.locator("button.gallery-item:has(img[src*='reference_'])")  # the example references
+        examples.first.wait_for(timeout=20_000)
+        maps = "#reference-maps img"
+        seen = []
+        for n in range(2):
+            examples.nth(n).click()
+            page.wait_for_function(f"prev => {{ const s = [...document.querySelectorAll('{maps}')].map(i => i.src).join(); "
+                                   "return s.length > 0 && s !== prev; }", arg=",".join(seen[-1]) if seen else "",
+                                   timeout=60_000)
+            seen.append(sources(page, maps))
+        assert len(seen[1]) == 5 and seen[0] != seen[1]  # the second example's maps, not the first one's
+        browser.close()
+
+
 def shown(page, clip: dict) -> np.ndarray:
     """(H, W, 3) int: what the page shows in the `clip` rectangle."""
     return np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")).astype(int)
 
 
-def test_paint_a_mask_and_regenerate_under_it_in_the_browser(page_url, tmp_path):
-    """Brush strokes on the Edit canvas reach edit_region as a painted layer.
+def paint_band(page) -> None:
+    """Paint a band over the left part of the image in the Edit canvas, every stroke starting on the image.
 
     The editor's canvas element is wider than the image, which sits centred in it at the editor's zoom, and
-    the brush ignores a stroke that starts off the image: strokes must start inside the image's box
-    (handlers.EDIT_SIZE pixels times the zoom shown in the editor's toolbar, centred in the canvas).
-    """
+    the brush ignores a stroke that starts off the image: strokes start inside the image's box
+    (handlers.EDIT_SIZE pixels times the zoom shown in the editor's toolbar, centred in the canvas)."""
+    editor = page.locator("#edit-mask")
+    canvas = editor.locator("canvas").first
+    canvas.wait_for(timeout=20_000)
+    editor.evaluate("e => e.scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(500)
+    box = canvas.bounding_box()
+    middle = {"x": box["x"] + box["width"] / 2 - 50, "y": box["y"] + box["height"] / 2 - 50, "width": 100, "height": 100}
+    for _ in range(100):  # the background (the viewed image) arrives after the history changes
+        if len(np.unique(shown(page, middle).reshape(-1, 3), axis=0)) > 4:
+            break
+        page.wait_for_timeout(200)
+    else:
+        raise AssertionError("the viewed image never appeared in the Edit canvas")
+    page.wait_for_timeout(300)
+    zoom = float(editor.locator(".zoom-number span").inner_text().strip().rstrip("%")) / 100
+    side = handlers.EDIT_SIZE * zoom
+    left, top = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
+    clip = {"x": left + side * 0.15, "y": top + side * 0.3, "width": side * 0.2, "height": side * 0.3}
+    before = shown(page, clip)
+    for row in range(6):
+        y = top + side * (0.2 + 0.1 * row)
+        page.mouse.move(left + side * 0.1, y)
+        page.mouse.down()
+        page.mouse.move(left + side * 0.4, y, steps=3)
+        page.mouse.up()
+    page.wait_for_timeout(300)
+    after = shown(page, clip)
+    tinted = after[..., 0] + after[..., 2] - 2 * after[..., 1] > before[..., 0] + before[..., 2] - 2 * before[..., 1]
+    assert tinted.mean() > 0.5, "the brush strokes did not show on the editor"
+    assert (np.abs(after - [255, 0, 255]).sum(-1) < 30).mean() < 0.5, "the brush hides the image (it must be translucent)"
+
+
+def test_two_mask_edits_in_a_row_in_the_browser(page_url, tmp_path):
+    """After an edit the canvas shows the edited image, ready for the next mask (it used to hang, blank)."""
     shots = screenshots_folder(tmp_path)
     with playwright.sync_playwright() as p:
         browser, page = open_page(p, page_url, 1400, 900)
         page.screenshot(path=str(shots / "first_view_1400x900.png"))  # what a person sees before scrolling
         page.get_by_role("button", name="Generate", exact=True).click()
         page.get_by_text("done:").wait_for(timeout=60_000)
-
-        page.get_by_text("Edit a region or a cluster").click()
-        editor = page.locator("#edit-mask")
-        canvas = editor.locator("canvas").first
-        canvas.wait_for(timeout=20_000)
-        editor.evaluate("e => e.scrollIntoView({block: 'center'})")
-        page.wait_for_timeout(500)
-        box = canvas.bounding_box()
-        for _ in range(100):  # the background (the generated image) arrives after the state changes
-            middle = {"x": box["x"] + box["width"] / 2 - 50, "y": box["y"] + box["height"] / 2 - 50, "width": 100, "height": 100}
-            if len(np.unique(shown(page, middle).reshape(-1, 3), axis=0)) > 4:
-                break
-            page.wait_for_timeout(200)
-        else:
-            raise AssertionError("the generated image never appeared in the Edit canvas")
-        page.wait_for_timeout(300)
-        zoom = float(editor.locator(".zoom-number span").inner_text().strip().rstrip("%")) / 100
-        side = handlers.EDIT_SIZE * zoom  # the image's box in the page
-        left, top = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
-        clip = {"x": left, "y": top, "width": side, "height": side}
-        # The brush is the editor's default tool (sources=(), a brush given).
-        for row in range(6):  # a band over the left part of the image, every stroke starting on the image
-            y = top + side * (0.2 + 0.1 * row)
-            page.mouse.move(left + side * 0.1, y)
-            page.mouse.down()
-            page.mouse.move(left + side * 0.4, y, steps=3)
-            page.mouse.up()
-        page.wait_for_timeout(300)
-        page.screenshot(path=str(shots / "edit_painted.png"))
-        magenta = (np.abs(shown(page, clip) - [255, 0, 255]).sum(axis=-1) < 60).mean()  # the brush colour
-        assert 0.15 < magenta < 0.6, f"the brush strokes did not show on the editor ({magenta:.0%} of the image painted)"
-
-        page.get_by_role("button", name="Regenerate under the mask").click()
-        done = page.get_by_text("resampled under the mask")
-        empty = page.get_by_text("paint over the part of the image to regenerate first")
-        done.or_(empty).first.wait_for(timeout=60_000)
-        assert not empty.count(), "the handler received no painted layer"
-        status = done.first.inner_text()
-        freed = [int(x) for x in re.search(r"stages \d+\.\.\d+: ([\d% ]+)\)", status).group(1).replace("%", "").split()]
-        assert 0 < freed[-1] < 100, status  # part of the image, not none and not all of it
-        page.wait_for_timeout(500)  # the edited image becomes the editor's new background
-        editor.locator("[data-testid='status-tracker'].hide").wait_for(state="attached", timeout=30_000)
-        page.wait_for_timeout(1000)
-        page.screenshot(path=str(shots / "edit_regenerated.png"), full_page=True)
+        page.screenshot(path=str(shots / "result_1400x900.png"))
+        page.get_by_role("tab", name="Edit").click()
+        for n in (1, 2):
+            paint_band(page)
+            page.get_by_role("button", name="Regenerate under the mask").click()
+            status = page.locator("#status")
+            page.wait_for_function("n => document.querySelectorAll('#history img').length === n + 1", arg=n,
+                                   timeout=60_000)
+            text = status.inner_text()
+            assert "resampled under the mask" in text and "pixels changed" in text, text
+            page.locator("#edit-mask [data-testid='status-tracker'].hide").wait_for(state="attached", timeout=30_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(shots / f"edit_{n}.png"), full_page=True)
+        assert page.get_by_role("button", name="Regenerate under the mask").is_enabled()
         browser.close()
-    assert (shots / "edit_regenerated.png").stat().st_size > 0
+
+
+def test_history_restore_lock_from_it_and_open_a_downloaded_png_in_the_browser(page_url, tmp_path):
+    shots = screenshots_folder(tmp_path)
+    with playwright.sync_playwright() as p:
+        browser, page = open_page(p, page_url, 1400, 900)
+        generate = page.get_by_role("button", name="Generate", exact=True)
+        generate.click()
+        page.wait_for_function("() => document.querySelectorAll('#history img').length === 1", timeout=60_000)
+        first_images = sources(page, "#images img")
+        page.get_by_label("Class", exact=True).click()
+        page.get_by_role("option", name="dog").click()
+        generate.click()
+        page.wait_for_function("() => document.querySelectorAll('#history img').length === 2", timeout=60_000)
+
+        page.locator("#history img").first.click()  # restore the first result
+        page.wait_for_function("srcs => { const now = [...document.querySelectorAll('#images img')].map(i => i.getAttribute('src')); "
+                               "return now.length && now.join() !== '' && JSON.stringify(now) === JSON.stringify(srcs); }",
+                               arg=first_images, timeout=30_000)
+        page.get_by_role("tab", name="Lock").click()
+        page.get_by_role("button", name="Keep these stages, regenerate the rest").click()
+        page.wait_for_function("() => document.querySelectorAll('#history img').length === 3", timeout=60_000)
+        assert "cat" in page.locator("#status").inner_text()  # locked from the restored cat, not the later dog
+        page.screenshot(path=str(shots / "history.png"))
+
+        link = page.locator("#downloads a[href$='.png']").first
+        link.wait_for(timeout=30_000)
+        name = link.get_attribute("href").rsplit("/", 1)[-1]
+        assert re.fullmatch(r"cat-seed\d+\.png", name), name
+        saved = tmp_path / name
+        saved.write_bytes(page.request.get(link.get_attribute("href")).body())
+        page.get_by_role("tab", name="Open").click()
+        page.locator("#open-image input[type=file]").set_input_files(str(saved))
+        page.get_by_text("opened and made again").wait_for(timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('#history img').length === 4", timeout=30_000)
+        shown_src = page.locator("#images img").first.get_attribute("src")
+        remade = Image.open(io.BytesIO(page.request.get(shown_src).body())).convert("RGB")
+        assert remade.tobytes() == Image.open(saved).convert("RGB").tobytes()  # bit for bit
+        browser.close()
+
+
+def test_the_phone_layout_shows_every_image_and_the_model_name(page_url, tmp_path):
+    shots = screenshots_folder(tmp_path)
+    with playwright.sync_playwright() as p:
+        browser, page = open_page(p, page_url, 390, 844)
+        page.get_by_role("button", name="Generate", exact=True).click()
+        page.get_by_text("done:").wait_for(timeout=60_000)
+        page.locator("#images").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "phone_390x844.png"), full_page=True)
+        width = page.evaluate("() => document.documentElement.clientWidth")
+        for box in [page.locator("#images img").nth(i).bounding_box() for i in range(page.locator("#images img").count())]:
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width + 1, box
+        browser.close()
