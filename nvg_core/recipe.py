@@ -32,7 +32,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
+from typing import IO, Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -42,8 +42,14 @@ from PIL.PngImagePlugin import PngInfo
 from .locks import Locks
 from .sampling import Generators, SamplingOptions
 
-if TYPE_CHECKING:
-    from .pipeline import NVGPipeline
+
+
+class Model(Protocol):
+    """What recipes need of a pipeline (NVGPipeline has it); recipes sit below the pipeline, not beside it."""
+    name: str
+    class_names: list[str]
+    tokenizer: torch.nn.Module
+    transformer: torch.nn.Module
 
 RECIPE_FORMAT = "nvg-recipe"
 RECIPE_VERSION = 1
@@ -146,7 +152,7 @@ class Recipe:
 # --------------------------------------------------------------------------------------------------
 
 
-def weights_hash(pipe: NVGPipeline) -> str:
+def weights_hash(pipe: Model) -> str:
     """The first 12 hex digits of a sha256 over the tokenizer's and the transformer's weights (sorted keys,
     dtypes, shapes and raw bytes): which model made an image, whatever its folder or name. Computed once
     per pipeline (the weights of a loaded model are taken as fixed)."""
@@ -199,7 +205,7 @@ def blend_data(free_N: torch.Tensor, source_HW3: np.ndarray) -> dict:
     return {"free_N": pack_array(np.asarray(free_N.cpu(), bool)), "source_png": base64.b64encode(buffer.getvalue()).decode()}
 
 
-def run_recipes(pipe: NVGPipeline, run: dict, action: str, blend: dict | None = None,
+def run_recipes(pipe: Model, run: dict, action: str, blend: dict | None = None,
                 source: Recipe | None = None) -> list[Recipe]:
     """One recipe per image of a run (make_run) of `pipe`."""
     model = {"name": pipe.name, "weights": weights_hash(pipe)}
@@ -221,7 +227,7 @@ def _trimmed(recipe: Recipe | None, depth: int) -> Recipe | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def check_model(recipe: Recipe, pipe: NVGPipeline) -> None:
+def check_model(recipe: Recipe, pipe: Model) -> None:
     """Refuse a pipeline whose weights are not those that made the recipe's image."""
     if recipe.model["weights"] != weights_hash(pipe):
         raise ValueError(f"this image was made with the model {recipe.model['name']} (weights {recipe.model['weights']}); "

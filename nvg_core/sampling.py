@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from .locks import Locks
 from .structure import bit_codes
-
-if TYPE_CHECKING:
-    from .recipe import Recipe  # recipe imports this module
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 SPLIT_RULES = ("official", "stable")  # see top_half
@@ -321,7 +318,7 @@ class NVGResult:
     ids: list[torch.Tensor] = field(default_factory=list)  # per stage: (B, 2^stage) codes
     canvas_BNC: torch.Tensor | None = None  # final latent
     images: torch.Tensor | None = None  # pixels in [-1, 1]
-    recipes: list[Recipe] | None = None  # per image, what made it (nvg_core.recipe); None for a foreign image
+    recipes: list[Any] | None = None  # per image, what made it (a nvg_core.recipe.Recipe); None for a foreign image
 
     def __len__(self) -> int:
         return len(self.labels_BSN)

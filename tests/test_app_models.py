@@ -29,7 +29,7 @@ def test_a_request_while_the_model_loads_is_told_to_wait_then_served(tiny_pipeli
     assert store.get("slow") is tiny_pipeline and calls == ["somewhere"]  # loaded once
 
 
-def test_a_failed_load_is_reported_until_started_again(tiny_pipeline):
+def test_a_failed_load_is_reported_and_retried_only_after_a_pause(tiny_pipeline, monkeypatch, caplog):
     attempts = []
 
     def flaky_loader(source):
@@ -39,10 +39,18 @@ def test_a_failed_load_is_reported_until_started_again(tiny_pipeline):
         return tiny_pipeline
 
     store = ModelStore({"flaky": "x"}, loader=flaky_loader)
+    caplog.set_level("INFO", logger="nvg_studio")
     for _ in range(2):
-        with pytest.raises(UserError, match="'flaky' could not be loaded: OSError: disk on fire") as failed:
+        with pytest.raises(UserError, match="flaky could not be loaded .*details are in the server log") as failed:
             store.get("flaky", wait=10)
-        assert not isinstance(failed.value, ModelLoading)  # the page stops polling and shows the error
+        assert "disk on fire" not in str(failed.value)  # the page gets a short notice ...
+        assert not isinstance(failed.value, ModelLoading)  # ... and stops polling
+    assert "OSError: disk on fire" in caplog.text  # ... the log gets the details
+    store.start("flaky")  # a picker sending its input twice: a fresh failure is not retried at once
+    with pytest.raises(UserError, match="could not be loaded"):
+        store.get("flaky", wait=10)
+    assert len(attempts) == 1
+    monkeypatch.setattr("app.models.RETRY_AFTER_S", 0.0)
     store.start("flaky")
     assert store.get("flaky", wait=10) is tiny_pipeline and len(attempts) == 2
 
@@ -52,11 +60,13 @@ def test_unknown_model_names_are_refused(tiny_pipeline):
         ModelStore.of(tiny_pipeline).get("nope")
 
 
-def test_the_official_model_offline_gets_a_clear_message():
+def test_the_official_model_offline_gets_a_short_notice_and_the_log_says_why(caplog):
     store = ModelStore(default_sources())
     official = next(name for name, source in store.sources.items() if source == "yikaiwang/nvg")
-    with pytest.raises(UserError, match="could not be loaded.*HF_HUB_OFFLINE"):
+    caplog.set_level("INFO", logger="nvg_studio")
+    with pytest.raises(UserError, match="could not be loaded \\(offline"):
         store.get(official, wait=60)
+    assert "HF_HUB_OFFLINE" in caplog.text
 
 
 def test_picker_lists_the_bundled_and_official_models_and_knows_them_before_loading():

@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from app import handlers  # noqa: E402
 from app.ui import MAX_FILE_SIZE, build_demo  # noqa: E402
 from hostile_files import hostile_files  # noqa: E402
-from nvg_core.sketch import project_sketch  # noqa: E402
+from nvg_core.sketch import project_sketch, render_in_drawing_colours  # noqa: E402
 from nvg_core.structure import render_map  # noqa: E402
 
 
@@ -46,8 +46,8 @@ def test_generate_streams_every_stage_and_regenerate_uses_the_session(url, tiny_
     updates = list(job)
     assert len(updates) >= tiny_pipeline.num_stages  # one per stage (the last may merge with the result)
     strip, images, status = job.result()
-    assert len(images) == 2 and "seeds 4..5" in status
-    images, status = client.predict(1, True, 2, "dog", 9, *ADVANCED, 0, api_name="/regenerate")
+    assert len(images) == 2 and "seeds 4, 5" in status
+    images, status = client.predict(1, True, 2, "dog", 9, *ADVANCED, 1, api_name="/regenerate")
     assert len(images) == 2 and "dog" in status
 
 
@@ -74,6 +74,7 @@ def test_endpoint_parameter_lists_are_pinned(url):
         "/sketch_preview": ["drawing", "stage", "model", "mode"],
         "/sketch_generate": ["drawing", "stage", *common, "model", "mode"],
         "/extract_structure": ["image_path", "model"],
+        "/open_image": ["file", "model"],
         "/reference_generate": ["image_path", "structure_stage", "content_stage", *common, "model"],
         "/edit_region": ["mask", "from_stage", "class_name", "num_variations", "seed", "content_guidance",
                          "structure_guidance", "flow_steps", "top_p", "index", "cover", "model"],
@@ -110,10 +111,24 @@ def test_reference_endpoints(url, tmp_path):
     assert len(images) == 2 and "stages 0..3" in status
 
 
+def test_a_downloaded_image_opened_through_the_api_is_made_again_bit_for_bit(url, tmp_path):
+    client = Client(url, verbose=False)  # a fresh session: the recipe alone makes the image
+    _, images, _ = client.predict("cat", 7, 2, *ADVANCED, api_name="/generate")
+    downloaded = images[1]["image"]
+    assert Image.open(downloaded).info.get("nvg_recipe")  # the file served carries its recipe
+    opened, status, reference = Client(url, verbose=False).predict(handle_file(downloaded), api_name="/open_image")
+    assert len(opened) == 1 and "made again" in status and "seed 8" in status
+    assert (_pixels(opened[0]["image"]) == _pixels(downloaded)).all()
+    plain = tmp_path / "plain.png"
+    Image.open(downloaded).convert("RGB").save(plain)  # the same pixels without the recipe
+    _, status, reference = Client(url, verbose=False).predict(handle_file(str(plain)), api_name="/open_image")
+    assert "no NVG recipe" in status and reference is not None
+
+
 def test_bad_requests_get_messages_and_the_server_keeps_working(url):
     client = Client(url, verbose=False)
     with pytest.raises(Exception, match="generate an image first"):
-        client.predict(1, True, 2, "", 1, *ADVANCED, 0, api_name="/regenerate")
+        client.predict(1, True, 2, "", 1, *ADVANCED, 1, api_name="/regenerate")
     _, images, status = client.predict("boat", 1, 1, *ADVANCED, api_name="/generate")
     assert len(images) == 1
 
@@ -122,14 +137,14 @@ def test_concurrent_sessions_downloading_every_file_get_their_own_results_and_no
     def one(seed):
         client = Client(url, verbose=False)  # downloads every returned file, as a browser does
         _, images, status = client.predict("dog", seed, 2, *ADVANCED, api_name="/generate")
-        regenerated, regen_status = client.predict(2, True, 2, "", seed + 100, *ADVANCED, 0, api_name="/regenerate")
+        regenerated, regen_status = client.predict(2, True, 2, "", seed + 100, *ADVANCED, 1, api_name="/regenerate")
         return status, regen_status, Image.open(images[0]["image"]).tobytes(), len(regenerated)
 
     seeds = [10 * i for i in range(8)]
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, seeds + seeds[:2]))  # two sessions repeat a seed
     for seed, (status, regen_status, _, count) in zip(seeds + seeds[:2], results):
-        assert f"seeds {seed}..{seed + 1}" in status and f"seeds {seed + 100}..{seed + 101}" in regen_status and count == 2
+        assert f"seeds {seed}, {seed + 1}" in status and f"seeds {seed + 100}, {seed + 101}" in regen_status and count == 2
     assert results[0][2] == results[8][2] and results[1][2] == results[9][2]
 
 
@@ -174,7 +189,8 @@ def test_every_upload_is_read_as_nvg_core_reads_it_or_refused_with_the_apps_mess
                     client.predict(*arguments, api_name=endpoint)
                 continue
             picture, _ = client.predict(*arguments, api_name=endpoint)
-            assert (_pixels(picture) == np.asarray(handlers._tile(render_map(projection.labels[-1], 2)))).all()
+            drawn = render_in_drawing_colours(data, projection.labels[-1], handlers.PREVIEW_SIZE)
+            assert (_pixels(picture) == drawn).all()
         elif endpoint == "/reference_generate":
             assert len(client.predict(*arguments, api_name=endpoint)[0]) == 1
 
