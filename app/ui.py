@@ -37,6 +37,10 @@ CSS = """
 #sketch button[title='Clear canvas'] { display: none; }
 #stage-strip .caption-label, #history .caption-label { white-space: normal; font-size: 12px; }
 #title h2 { margin: 0; }
+#title, #model-status { min-width: min(220px, 100%) !important; }
+@media (max-width: 640px) {  /* a phone: two images a row, none pushed off the screen */
+  #images .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+}
 button[role='tab'] { padding-left: 10px; padding-right: 10px; }
 """
 log = logging.getLogger("nvg_studio")

@@ -215,13 +215,13 @@ def test_history_restore_lock_from_it_and_open_a_downloaded_png_in_the_browser(p
         page.get_by_role("tab", name="Lock").click()
         page.get_by_role("button", name="Keep these stages, regenerate the rest").click()
         page.wait_for_function("() => document.querySelectorAll('#history img').length === 3", timeout=60_000)
-        assert "cat" in page.locator("#status").inner_text()  # locked from the restored cat, not the later dog
+        assert "apple" in page.locator("#status").inner_text()  # locked from the restored apple, not the later dog
         page.screenshot(path=str(shots / "history.png"))
 
         link = page.locator("#downloads a[href$='.png']").first
         link.wait_for(timeout=30_000)
         name = link.get_attribute("href").rsplit("/", 1)[-1]
-        assert re.fullmatch(r"cat-seed\d+\.png", name), name
+        assert re.fullmatch(r"apple-seed\d+\.png", name), name
         saved = tmp_path / name
         saved.write_bytes(page.request.get(link.get_attribute("href")).body())
         page.get_by_role("tab", name="Open").click()
@@ -245,4 +245,6 @@ def test_the_phone_layout_shows_every_image_and_the_model_name(page_url, tmp_pat
         width = page.evaluate("() => document.documentElement.clientWidth")
         for box in [page.locator("#images img").nth(i).bounding_box() for i in range(page.locator("#images img").count())]:
             assert box["x"] >= 0 and box["x"] + box["width"] <= width + 1, box
+        for header in ("#title", "#model-status"):  # the title and the model line wrap as wholes, not a word a line
+            assert page.locator(header).bounding_box()["width"] >= 200, header
         browser.close()
