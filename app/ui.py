@@ -237,7 +237,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                                      allow_preview=False, elem_id="history", elem_classes=["crisp"], object_fit="contain",
                                      fit_columns=False)
         strip = gr.Gallery(label="Stages of the viewed image: structure map over canvas (click one to view it)",
-                           columns=S, height=300, allow_preview=False, elem_id="stage-strip", elem_classes=["crisp"],
+                           columns=S, height=180, allow_preview=False, elem_id="stage-strip", elem_classes=["crisp"],
                            fit_columns=False, object_fit="contain")
         with gr.Row():
             stage = RawSlider(0, S - 1, value=1, step=1, label="Stage")

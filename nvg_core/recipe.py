@@ -127,7 +127,7 @@ class Recipe:
         parts = [f"class {_class_spans(self.class_names)}", seed,
                  f"model {self.model['name']} (weights {self.model['weights']})"]
         if len(run["classes_BS"]) > 1:
-            parts.append(f"image {self.index} of a run of {len(run['classes_BS'])}")
+            parts.append(f"image {self.index + 1} of {len(run['classes_BS'])} in its run")  # numbered from 1, as on the page
         parts += [f"content guidance {_span(options['content_guidance'])}",
                   f"structure guidance {_span(options['structure_guidance'])}", f"top-p {_span(options['top_p'])}",
                   f"flow steps {options['flow_steps']}"]

@@ -105,6 +105,14 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
     assert (shots / "sketch_generated.png").stat().st_size > 0
 
 
+def wait_until_settled(page, history: int) -> None:
+    """Wait for a result to be on the page: `history` entries, every image loaded, the buttons back."""
+    page.wait_for_function("n => document.querySelectorAll('#history img').length === n && "
+                           "[...document.querySelectorAll('#images img, #history img')].every(i => i.complete && i.naturalWidth) && "
+                           "![...document.querySelectorAll('button')].some(b => b.disabled && /[.][.][.]$/.test(b.textContent.trim()))",
+                           arg=history, timeout=60_000)
+
+
 def sources(page, selector: str) -> list[str]:
     return page.locator(selector).evaluate_all("images => images.map(i => i.getAttribute('src'))")
 
@@ -178,6 +186,7 @@ def test_two_mask_edits_in_a_row_in_the_browser(page_url, tmp_path):
         page.screenshot(path=str(shots / "first_view_1400x900.png"))  # what a person sees before scrolling
         page.get_by_role("button", name="Generate", exact=True).click()
         page.get_by_text("done:").wait_for(timeout=60_000)
+        wait_until_settled(page, 1)
         page.screenshot(path=str(shots / "result_1400x900.png"))
         page.get_by_role("tab", name="Edit").click()
         for n in (1, 2):

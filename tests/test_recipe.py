@@ -117,7 +117,7 @@ def test_called_pipelines_put_the_recipe_in_the_images(tiny_pipeline, tmp_path):
     stored = Image.open(tmp_path / "x.png")
     assert stored.text[PARAMETERS_KEY] == image.info[PARAMETERS_KEY]
     assert recipe.read_recipe(recipe.png_bytes(image)) == recipe.read_recipe(image) == recipe.read_recipe(stored)
-    assert "image 1 of a run of 2" in image.info[PARAMETERS_KEY]
+    assert "image 2 of 2 in its run" in image.info[PARAMETERS_KEY]  # numbered from 1 for people
 
 
 def test_a_fresh_shared_generator_is_recorded_and_a_used_one_is_not(tiny_pipeline):
