@@ -1,9 +1,16 @@
 """ImageFiles: the files the app hands Gradio for returned images."""
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from PIL import Image
 
-from app.components import ImageFiles
+gr = pytest.importorskip("gradio")
+
+from app.components import ImageFiles  # noqa: E402
+from app.handlers import KEEP, Download  # noqa: E402
+from nvg_core.recipe import read_recipe  # noqa: E402
 
 
 def _image(value: int) -> Image.Image:
@@ -34,3 +41,14 @@ def test_a_stream_that_sends_its_strip_again_encodes_each_tile_once(tmp_path, mo
     assert second[:2] == first
     files.replace(list(tiles))  # without a stream's record every tile is encoded again
     assert len(saves) == 6
+
+
+def test_downloads_keep_their_readable_name_and_recipe_and_keep_leaves_an_output_alone(tiny_pipeline, tmp_path):
+    files = ImageFiles(tmp_path)
+    image = tiny_pipeline(["cat"], seeds=[3]).images[0]  # carries its recipe in image.info
+    path, gif, skipped = files.replace([Download("cat-seed3.png", image), Download("cat-seed3-stages.gif", b"GIF89a..."),
+                                        KEEP])
+    assert Path(path).name == "cat-seed3.png" and Path(gif).name == "cat-seed3-stages.gif"
+    assert Path(path).parent != Path(gif).parent  # each in a folder named by its content
+    assert read_recipe(path) == read_recipe(image) is not None
+    assert skipped == gr.skip()
