@@ -18,9 +18,15 @@ Every figure comes with a real-vs-real reference value beside it:
 - the class in the structure branch: how often the first split keeps its sides for another class (same
   noise) and for other noise (same class), and the flow loss on each stage's deciding bit for held-out
   images with the true vs the null class;
+- structure transfer (with the model's transfer_options, for runs that impose stages): the structure of
+  stages 0..k (k = 1, 2, 3) of held-out emoji imposed on another class, and of scikit-image's sample photos
+  on every class in turn: the requested class's accuracy, how often the source's class is read instead,
+  and layout following (the regions' explained variance over the reference's own), beside free
+  generation of the same classes and seeds;
 - class swap: class-A samples are regenerated as class B with their stages <= k locked (what
-  pipe.regenerate does, batched); the evaluator's class-B accuracy, mean class-B probability and
-  class-A rate for k = 1..4, beside the same for the unswapped sources.
+  pipe.regenerate does, batched), keeping structure and content or structure only; the evaluator's
+  class-B accuracy, mean class-B probability and class-A rate for k = 1..4, beside the unswapped sources
+  and free class-B samples. num_samples / 4 runs each (64 at the default 256).
 The evaluator defaults to the bundled model's, so different models are measured with one yardstick.
 About 25 minutes for --num-samples 256 on a 2-core CPU (session 4, with a training run beside it): sampling
 and the layout-following generations take most of it.
@@ -36,7 +42,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 import torch
+from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from .data.emoji import CLASSES, EmojiDataset, load_emoji_dataset, split_by_emoji
@@ -52,6 +60,9 @@ from .structure import bit_codes
 SAMPLE_BATCH = 32
 REFERENCE_PER_CLASS = 32  # reference set: up to 32 images of every class from half of the training emoji
 SWAP_LOCKED_STAGES = (1, 2, 3, 4)
+TRANSFER_STAGES = (1, 2, 3)
+# scikit-image's bundled sample photos (no download), for structure transfer from photos
+PHOTOS = ("astronaut", "camera", "cat", "coffee", "coins", "rocket", "hubble_deep_field", "immunohistochemistry")
 
 
 def _spread(indices: np.ndarray, count: int) -> np.ndarray:
@@ -190,31 +201,113 @@ def layout_following(pipe: NVGPipeline, images_NHWC: np.ndarray, classes_N: np.n
     return out
 
 
+def photo_images(resolution: int, names: tuple[str, ...] = PHOTOS) -> np.ndarray:
+    """scikit-image's bundled sample photos (no download): centre-cropped square, grey made RGB, resized to
+    `resolution` (Lanczos), as uint8 (N, H, W, 3)."""
+    out = []
+    for name in names:
+        image = np.asarray(getattr(skimage.data, name)())
+        image = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3]
+        h, w = image.shape[:2]
+        side = min(h, w)
+        square = image[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+        out.append(np.asarray(Image.fromarray(square).resize((resolution, resolution), Image.LANCZOS)))
+    return np.stack(out)
+
+
+def structure_transfer(pipe: NVGPipeline, evaluator: EmojiNet, images_NHWC: np.ndarray, classes_N: np.ndarray,
+                       seeds_N: np.ndarray, options: SamplingOptions, free_options: SamplingOptions | None,
+                       source_N: np.ndarray | None = None, stages: tuple[int, ...] = TRANSFER_STAGES) -> dict:
+    """The structure of stages 0..k of real images imposed on generation of classes_N (what the Reference
+    tab does): per k, the evaluator's accuracy for the requested class ("accuracy"), how often it reads the
+    source image's class instead ("source_rate", when source_N is given) and how closely the image follows
+    the imposed regions ("layout": explained variance of the stage-k regions, over the reference image's own,
+    "layout_ratio"); beside free generation of the same classes and seeds with free_options ("free"; None:
+    left out, for sweeps that vary only the imposed runs)."""
+    maps_NSP = pipe.encode(list(images_NHWC)).labels_BSN
+    out = {}
+    if free_options is not None:
+        _, free_probs = embed_images(evaluator, generate_images(pipe, classes_N, seeds_N, free_options))
+        out["free"] = {"accuracy": float((free_probs.argmax(1) == classes_N).mean())}
+    for k in stages:
+        regions_NP = maps_NSP[:, k].cpu().numpy()
+        generated_NHWC = generate_images(pipe, classes_N, seeds_N, options, maps_NSP[:, :k + 1])
+        predicted = embed_images(evaluator, generated_NHWC)[1].argmax(1)
+        layout, reference = (float(explained_variance(x, regions_NP).mean()) for x in (generated_NHWC, images_NHWC))
+        out[str(k)] = {"accuracy": float((predicted == classes_N).mean()), "layout": layout,
+                       "layout_ratio": layout / reference if reference > 0 else float("nan")}
+        if source_N is not None:
+            out[str(k)]["source_rate"] = float((predicted == source_N).mean())
+    return out
+
+
 def lock_and_swap(pipe: NVGPipeline, sources: NVGResult, locked: int, class_b_B: np.ndarray, seeds_B: np.ndarray,
-                  options: SamplingOptions) -> NVGResult:
-    """pipe.regenerate(sources, from_stage=locked + 1, keep_content=True, class_labels=class_b_B[i], seeds=[seeds_B[i]],
-    index=i) for every image i in one batch: stages <= locked keep their structure, codes and class."""
+                  options: SamplingOptions, keep_content: bool = True) -> NVGResult:
+    """pipe.regenerate(sources, from_stage=locked + 1, keep_content, class_labels=class_b_B[i], seeds=[seeds_B[i]],
+    index=i) for every image i in one batch: stages <= locked keep their structure, and with keep_content
+    their codes and class; without it their codes are sampled again as class B."""
     classes_BS = torch.as_tensor(class_b_B)[:, None].repeat(1, pipe.num_stages)
-    classes_BS[:, :locked + 1] = sources.class_labels_BS[:, :locked + 1].cpu()
-    return pipe.generate(classes_BS, seeds=seeds_B.tolist(), options=options, locks=Locks.from_result(sources, locked))
+    if keep_content:
+        classes_BS[:, :locked + 1] = sources.class_labels_BS[:, :locked + 1].cpu()
+    locks = Locks.from_result(sources, locked, None if keep_content else -1)
+    return pipe.generate(classes_BS, seeds=seeds_B.tolist(), options=options, locks=locks)
 
 
 def class_swap(pipe: NVGPipeline, evaluator: EmojiNet, class_a_P: np.ndarray, class_b_P: np.ndarray, seed: int,
-               options: SamplingOptions) -> dict[str, dict[str, float]]:
-    """Lock stages <= k of class-A samples and regenerate them as class B; the evaluator's verdicts per k."""
+               options: SamplingOptions, swap_options: SamplingOptions | None = None,
+               stages: tuple[int, ...] = SWAP_LOCKED_STAGES, free: bool = True) -> dict[str, dict[str, float]]:
+    """Lock stages <= k of class-A samples and regenerate them as class B, keeping structure and content
+    (str(k)) or structure only ("structure_only"); the evaluator's verdicts per k, beside the sources and
+    free generation of class B with the seeds of k = 1 ("free_b", unless free is False). swap_options: for
+    the swapped runs (default: options)."""
+    swap_options = swap_options or options
     seeds_P = seed + np.arange(len(class_a_P))
     sources = pipe.generate(class_a_P.tolist(), seeds=seeds_P.tolist(), options=options)
     _, source_probs = embed_images(evaluator, to_uint8(sources.images))
     out = {"source": {"class_a_accuracy": float((source_probs.argmax(1) == class_a_P).mean()),
-                      "class_b_probability": float(source_probs[np.arange(len(class_b_P)), class_b_P].mean())}}
-    for k in SWAP_LOCKED_STAGES:
-        swapped = lock_and_swap(pipe, sources, k, class_b_P, seeds_P + 1000 * k, options)
-        _, probs = embed_images(evaluator, to_uint8(swapped.images))
-        predicted = probs.argmax(1)
-        out[str(k)] = {"class_b_accuracy": float((predicted == class_b_P).mean()),
-                       "class_b_probability": float(probs[np.arange(len(class_b_P)), class_b_P].mean()),
-                       "class_a_rate": float((predicted == class_a_P).mean())}
+                      "class_b_probability": float(source_probs[np.arange(len(class_b_P)), class_b_P].mean())},
+           "structure_only": {}}
+    if free:
+        _, free_probs = embed_images(evaluator, generate_images(pipe, class_b_P, seeds_P + 1000, options))
+        out["free_b"] = {"class_b_accuracy": float((free_probs.argmax(1) == class_b_P).mean())}
+    for keep_content, into in ((True, out), (False, out["structure_only"])):
+        for k in stages:
+            swapped = lock_and_swap(pipe, sources, k, class_b_P, seeds_P + 1000 * k, swap_options, keep_content)
+            _, probs = embed_images(evaluator, to_uint8(swapped.images))
+            predicted = probs.argmax(1)
+            into[str(k)] = {"class_b_accuracy": float((predicted == class_b_P).mean()),
+                            "class_b_probability": float(probs[np.arange(len(class_b_P)), class_b_P].mean()),
+                            "class_a_rate": float((predicted == class_a_P).mean())}
     return out
+
+
+def transfer_and_swap(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_pairs: int, seed: int,
+                      options: SamplingOptions, free_options: SamplingOptions | None = None,
+                      swap_stages: tuple[int, ...] = SWAP_LOCKED_STAGES) -> dict:
+    """Structure transfer and class swap with `options` for the runs that impose stages: structure of
+    held-out emoji imposed on another class ("transfer_heldout"), of scikit-image's photos on every class in
+    turn ("transfer_photos", num_pairs runs), and class swaps of num_pairs generated pairs in both lock modes
+    ("class_swap"); beside free generation with free_options (None: left out). Fixed by `seed`, so settings
+    compare on the same images, classes and seeds."""
+    rng = np.random.default_rng(seed)
+    C = len(CLASSES)
+    _, held_idx = split_by_emoji(data.emoji)
+    held_lab = held_idx[data.label[held_idx] >= 0]
+    picked = _spread(held_lab, min(num_pairs, len(held_lab)))
+    source_N = data.label[picked].astype(int)
+    target_N = (source_N + rng.integers(1, C, len(picked))) % C
+    report = {"transfer_heldout": structure_transfer(pipe, evaluator, data.images[picked], target_N,
+                                                     seed + 300_000 + np.arange(len(picked)), options, free_options,
+                                                     source_N)}
+    photos = photo_images(pipe.tokenizer.spec.resolution)
+    runs = np.arange(num_pairs)
+    report["transfer_photos"] = structure_transfer(pipe, evaluator, photos[runs % len(photos)], (runs * 5 + runs // len(photos)) % C,
+                                                   seed + 400_000 + runs, options, free_options)
+    class_a_P = rng.choice(C, num_pairs)
+    class_b_P = (class_a_P + rng.integers(1, C, num_pairs)) % C
+    report["class_swap"] = class_swap(pipe, evaluator, class_a_P, class_b_P, seed + 200_000, free_options or options,
+                                      options, swap_stages, free=free_options is not None)
+    return report
 
 
 def _per_class_accuracy(probs_NK: np.ndarray, labels_N: np.ndarray) -> dict[str, float | None]:
@@ -276,10 +369,10 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
     report["split_loss"] = split_loss_by_class(pipe, data.images[split_idx], data.label[split_idx].astype(int), seed)
     lap("structure")
 
-    class_a_P = rng.choice(len(CLASSES), max(1, num_samples // 16))
-    class_b_P = (class_a_P + rng.integers(1, len(CLASSES), len(class_a_P))) % len(CLASSES)
-    report["class_swap_pairs"] = len(class_a_P)
-    report["class_swap"] = class_swap(pipe, evaluator, class_a_P, class_b_P, seed + 200_000, options)
+    report["transfer_pairs"] = max(1, num_samples // 4)
+    transfer_options = replace(pipe.transfer_options, flow_steps=options.flow_steps)  # --flow-steps applies to both
+    report["transfer_sampling"] = asdict(transfer_options)
+    report.update(transfer_and_swap(pipe, evaluator, data, report["transfer_pairs"], seed, transfer_options, options))
     lap("class swap")
 
     train_F, _ = embed_images(evaluator, data.images[train_lab])

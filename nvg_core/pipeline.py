@@ -57,11 +57,13 @@ HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a hub repo id, e.g. someone/nvg-emoji
 CALLBACK_TENSOR_INPUTS = ["labels_BN", "ids_BK", "canvas_BNC", "next_labels_BN", "images"]  # StageOutput fields
 
 
-def sampling_defaults(index: dict, num_stages: int) -> SamplingOptions:
-    """The sampling defaults a model_index.json stores ("default_options": SamplingOptions fields), written
-    out for a model of num_stages stages (a folder saved before they were all stored may leave some out:
-    those are the authors' settings)."""
-    return SamplingOptions(**index.get("default_options", {})).explicit(num_stages)
+def sampling_defaults(index: dict, num_stages: int, imposed: bool = False) -> SamplingOptions:
+    """The sampling defaults a model_index.json stores, written out for a model of num_stages stages:
+    "default_options" (SamplingOptions fields; a folder saved before they were all stored may leave some
+    out: those are the authors' settings), or with `imposed`, for runs whose early stages are imposed (a
+    reference, a sketch, locks), "transfer_options" where the folder has them."""
+    key = "transfer_options" if imposed and index.get("transfer_options") is not None else "default_options"
+    return SamplingOptions(**index.get(key, {})).explicit(num_stages)
 
 
 def default_device() -> torch.device:
@@ -94,7 +96,7 @@ class NVGPipeline(DiffusionPipeline):
 
     def __init__(self, tokenizer: NVGTokenizer, transformer: NVGTransformer, class_names: list[str] | None = None,
                  default_options: SamplingOptions | dict | None = None, name: str = "nvg",
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, transfer_options: SamplingOptions | dict | None = None):
         super().__init__()
         class_names = list(class_names or [])
         if len(class_names) != transformer.spec.num_classes:
@@ -103,6 +105,8 @@ class NVGPipeline(DiffusionPipeline):
         self.register_to_config(class_names=class_names, name=name)
         self.default_options = SamplingOptions(**default_options) if isinstance(default_options, dict) \
             else default_options or SamplingOptions()
+        self.transfer_options = SamplingOptions(**transfer_options) if isinstance(transfer_options, dict) \
+            else transfer_options
         if device is not None:
             self.to(device)
 
@@ -124,6 +128,22 @@ class NVGPipeline(DiffusionPipeline):
     def default_options(self, options: SamplingOptions) -> None:
         """Store `options` written out (SamplingOptions.explicit), so the folder says every default."""
         self.register_to_config(default_options=dataclasses.asdict(options.explicit(self.num_stages)))
+
+    @property
+    def transfer_options(self) -> SamplingOptions:
+        """The sampling defaults for runs whose early stages are imposed (locks: a reference, a sketch, a
+        lock or an edit): measured apart from free generation's (the model card), default_options where the
+        folder has none."""
+        return sampling_defaults(self.config, self.num_stages, imposed=True)
+
+    @transfer_options.setter
+    def transfer_options(self, options: SamplingOptions | None) -> None:
+        self.register_to_config(transfer_options=None if options is None
+                                else dataclasses.asdict(options.explicit(self.num_stages)))
+
+    def options_for(self, locks: Locks | None) -> SamplingOptions:
+        """The sampling defaults of a run: transfer_options when it imposes stages, else default_options."""
+        return self.default_options if locks is None else self.transfer_options
 
     @property
     def default_flow_steps(self) -> int:
@@ -200,10 +220,10 @@ class NVGPipeline(DiffusionPipeline):
         """One CPU generator per image: a seed gives the same image whatever the batch or device."""
         return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
-    def _inputs(self, class_labels, seeds, generator, options) -> tuple:
-        """Sampler arguments shared by iter_stages and generate: class ids, generators, options."""
+    def _inputs(self, class_labels, seeds, generator, options, locks) -> tuple:
+        """Sampler arguments shared by iter_stages and generate: class ids, generators, options, locks."""
         class_B = self.class_ids(class_labels)
-        return class_B, self._generators(len(class_B), seeds, generator), options or self.default_options
+        return class_B, self._generators(len(class_B), seeds, generator), options or self.options_for(locks), locks
 
     def _generators(self, batch: int, seeds: Sequence[int] | None, generator: Generators) -> Generators:
         if seeds is not None:
@@ -220,8 +240,8 @@ class NVGPipeline(DiffusionPipeline):
                     options: SamplingOptions | None = None, locks: Locks | None = None, preview: bool = True,
                     structure_noise: torch.Tensor | None = None) -> Iterator[StageOutput]:
         """Stage-by-stage generation (see sampling.iter_stages); previews are decoded when asked."""
-        return iter_stages(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options),
-                           locks, preview, structure_noise)
+        return iter_stages(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options, locks),
+                           preview, structure_noise)
 
     def generate(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
                  options: SamplingOptions | None = None, locks: Locks | None = None,
@@ -256,7 +276,7 @@ class NVGPipeline(DiffusionPipeline):
         """
         classes_BS = class_schedule(self.class_ids(class_labels), self.num_stages, len(self.class_names))
         result = result_from_stages(stages, classes_BS, self.decode(stages[-1].canvas_BNC))
-        run = recipes.make_run(classes_BS, seeds, options or self.default_options, locks, shared_seed, structure_noise)
+        run = recipes.make_run(classes_BS, seeds, options or self.options_for(locks), locks, shared_seed, structure_noise)
         blended = None
         if blend and source is not None and source.images is not None and locks is not None and locks.free_BSN is not None:
             free_N, kept_HW3 = locks.free_BSN[0, -1], to_uint8(source.images)[0]
