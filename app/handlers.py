@@ -81,14 +81,28 @@ def advanced_values(defaults: SamplingOptions) -> tuple[float, float, int, float
 
 
 def sampling_options(pipe: NVGPipeline, content_guidance: float, structure_guidance: float, flow_steps: int,
-                     top_p: float | None = None) -> SamplingOptions:
+                     top_p: float | None = None, *, imposed: bool = False) -> SamplingOptions:
     """The model's sampling defaults with the sliders' values: each schedule moved so that its last stage
     takes its slider's value (SamplingOptions.with_last_stage: at advanced_values the model's own schedules,
-    early-stage boosts included), and the given flow steps. top_p None keeps the model's top-p schedule."""
-    options = pipe.default_options.with_last_stage(
-        pipe.num_stages, content_guidance=number(content_guidance, "content_guidance"),
-        structure_guidance=number(structure_guidance, "structure_guidance"),
-        top_p=None if top_p is None else number(top_p, "top_p"))
+    early-stage boosts included), and the given flow steps. top_p None keeps the model's top-p schedule.
+
+    Runs that impose stages (lock, edit, sketch, reference) start from the model's transfer_options, each
+    schedule's last stage moved as far as its slider is moved from the free defaults (at advanced_values:
+    transfer_options themselves)."""
+    free = pipe.default_options
+    base = pipe.transfer_options if imposed else free
+
+    def last(name: str, value: float | None) -> float | None:
+        """The last-stage value of `name` for the base schedule: the slider's, shifted to the base."""
+        if value is None:
+            return None
+        ours, theirs = getattr(base, name)[-1], getattr(free, name)[-1]
+        return value if ours == theirs else ours + value - theirs
+
+    options = base.with_last_stage(
+        pipe.num_stages, content_guidance=last("content_guidance", number(content_guidance, "content_guidance")),
+        structure_guidance=last("structure_guidance", number(structure_guidance, "structure_guidance")),
+        top_p=None if top_p is None else min(1.0, max(0.01, last("top_p", number(top_p, "top_p")))))
     return dataclasses.replace(options, flow_steps=number(flow_steps, "flow_steps", whole=True))
 
 
@@ -297,7 +311,7 @@ def regenerate(pipe: NVGPipeline, history: History | None, keep_stage: int, keep
     seeds = _fresh_seeds(seed, num_variations, entry.seeds[i])
     variations = pipe.regenerate(entry.result, from_stage=keep_stage + 1, keep_content=keep_content,
                                  class_labels=target, num_variations=len(seeds), seeds=seeds, index=i,
-                                 options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
+                                 options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True))
     kept = "structure and content" if keep_content else "structure"
     label = f"lock 0..{keep_stage} of {_file_stem(pipe, entry.result, i, entry.seeds)}"
     return (_images(pipe, variations, seeds), _record(history, pipe, variations, seeds, label),
@@ -358,7 +372,7 @@ def sketch_generate(pipe: NVGPipeline, history: History | None, drawing, stage: 
     class_id = class_of(pipe, class_name)
     seeds = seeds_for(seed, num_images)
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, locks=Locks.from_structure(projection.labels),
-                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p),
+                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True),
                            action=f"sketch up to stage {len(projection.labels) - 1}")
     label = f"sketch {pipe.class_names[class_id]}"
     return (_projected(drawing, projection), _images(pipe, result, seeds), _record(history, pipe, result, seeds, label),
@@ -408,7 +422,7 @@ def reference_generate(pipe: NVGPipeline, history: History | None, image_path: s
     tokens = pipe.encode(image)
     kept = f"structure of stages 0..{k}" + (f", content of stages 0..{j}" if j >= 0 else "")
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, locks=Locks.from_result(tokens, k, content_up_to=j),
-                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p),
+                           options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True),
                            action=f"reference: {kept}")
     status = f"kept the reference's {kept}; {_made(pipe, result, seeds)}" + (f" ({note})" if note else "")
     return (_images(pipe, result, seeds), _record(history, pipe, result, seeds, f"reference {pipe.class_names[class_id]}"),
@@ -492,7 +506,7 @@ def edit_region(pipe: NVGPipeline, history: History | None, mask: dict | None, f
     seeds = _fresh_seeds(seed, num_variations, entry.seeds[i])
     edited = pipe.regenerate(entry.result, from_stage=from_stage, class_labels=target, num_variations=len(seeds),
                              seeds=seeds, index=i, locks=locks,
-                             options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
+                             options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True))
     freed = locks.freed_per_stage()[-1]
     status = (f"resampled under the mask from stage {from_stage} ({freed:.0%} of the image free at the last stage); "
               f"pixels changed: {_changed(source, edited)}; {_made(pipe, edited, seeds)}")
@@ -536,7 +550,7 @@ def edit_cluster(pipe: NVGPipeline, history: History | None, stage: int, cluster
     done = f"{action} (stage {stage}, cluster {cluster}{f', donor image {donor}' if kind == 'copy' else ''})"
     edited = pipe.regenerate(entry.result, from_stage=stage, num_variations=len(seeds), seeds=seeds, index=i,
                              locks=locks, action=done,
-                             options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
+                             options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True))
     label = f"edit (cluster) of {_file_stem(pipe, entry.result, i, entry.seeds)}"
     return (_images(pipe, edited, seeds), _record(history, pipe, edited, seeds, label),
             f"{done}; pixels changed: {_changed(source, edited)}; {_made(pipe, edited, seeds)}")

@@ -43,6 +43,8 @@ CSS = """
 }
 button[role='tab'] { padding-left: 10px; padding-right: 10px; }
 """
+SWAP_HINT = ("Swapping class? Keep the structure only: kept content keeps the old class (on the bundled model "
+             "the new class is read about twice as often; see its model card).")
 log = logging.getLogger("nvg_studio")
 
 
@@ -189,8 +191,10 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                             keep_stage = RawSlider(0, S - 2, value=1, step=1, label="Keep stages 0 up to")
                             num_variations = slider("num_variations", 4, "Variations")
                         with gr.Row():
-                            keep_content = gr.Checkbox(value=True, label="Keep content too (not only structure)")
+                            keep_content = gr.Checkbox(value=True, label="Keep content too (not only structure)",
+                                                       elem_id="lock-content")
                             swap_class = classes("Swap to class (empty: same)")
+                        gr.Markdown(SWAP_HINT, elem_id="swap-hint")
                         regen_btn = gr.Button("Keep these stages, regenerate the rest", variant="primary")
                     with gr.Tab("Edit"):
                         edit_mask = RawImageEditor(type="filepath", canvas_size=(handlers.EDIT_SIZE, handlers.EDIT_SIZE),
@@ -327,6 +331,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         preview_btn.click(bind(handlers.sketch_preview), [sketch, sketch_stage, model, sketch_mode], [projected, status],
                           api_name="sketch_preview")
         clear_btn.click(_white_canvas, None, sketch, api_visibility="private")
+        # a class swap keeps the structure only by default: kept content keeps the old class (SWAP_HINT)
+        swap_class.input(lambda name: gr.update(value=not name), swap_class, keep_content, api_visibility="private")
         # .change, not .upload: an example put in the box must refresh the maps too (and a cleared box empties them)
         reference.change(bind(handlers.extract_structure), [reference, model], [reference_maps, status],
                          api_name="extract_structure")

@@ -6,9 +6,10 @@ Usage: python bench/bench_generate.py [--model DIR | --config emoji|official-d16
 
 import argparse
 
-from nvg_core.benchmark import add_arguments, run
+from nvg_core.cli import bench_arguments
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    run(parser.parse_args())
+    bench_arguments(parser)
+    args = parser.parse_args()
+    args.run(args)

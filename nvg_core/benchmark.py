@@ -6,7 +6,6 @@ config with random weights (--config), so the official sizes can be measured wit
 
 from __future__ import annotations
 
-import argparse
 import resource
 import time
 from dataclasses import replace
@@ -16,17 +15,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .sampling import SamplingOptions, iter_stages, official_options
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="a model folder or hub id (default: random weights of --config)")
-    parser.add_argument("--config", default="emoji", help="with random weights: 'emoji' (bundled sizes) or "
-                        "'official-d16' / 'official-d20' / 'official-d24'")
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--flow-steps", type=int, default=None, help="default: the model's (the authors' 25 with random weights)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per setting (after one warm-up)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
 
 def _models(args):

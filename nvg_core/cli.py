@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import io
 import sys
+from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 
 def _model_argument(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +23,10 @@ def _model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
 
 
+SKETCH_MODES = ("palette", "outline")  # nvg_core.sketch.MODES, written here so that --help imports no OpenCV
+
+
 def _add_generate(sub) -> None:
-    from .sketch import MODES
     p = sub.add_parser("generate", help="generate images of a class",
                        description="Generate images of one class, coarse to fine, and save the final image "
                                    "(and optionally a strip with every stage's structure map and canvas, and a "
@@ -43,7 +48,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--sketch", type=Path, default=None,
                    help="a layout drawing whose regions become the structure up to --sketch-stage")
     p.add_argument("--sketch-stage", type=int, default=2, help="the stage the sketch applies to (1-4, default 2)")
-    p.add_argument("--sketch-mode", choices=MODES, default="palette",
+    p.add_argument("--sketch-mode", choices=SKETCH_MODES, default="palette",
                    help="palette: regions filled with the app's palette colours; outline: closed strokes of any colour")
     p.add_argument("--out", required=True, type=Path,
                    help="output PNG, with the image's recipe (with several images: NAME_0.png, ...)")
@@ -102,42 +107,125 @@ def _add_convert(sub) -> None:
     p.set_defaults(run=_run_convert)
 
 
+def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], None]:
+    """A command's run function, imported from nvg_core.`module` when the command runs: building the parser
+    (and --help) imports neither torch nor diffusers."""
+    def run(args: argparse.Namespace) -> None:
+        getattr(importlib.import_module(f"nvg_core.{module}"), function)(args)
+    return run
+
+
+def bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `nvg bench` (and bench/bench_generate.py)."""
+    parser.add_argument("--model", default=None, help="a model folder or hub id (default: random weights of --config)")
+    parser.add_argument("--config", default="emoji", help="with random weights: 'emoji' (bundled sizes) or "
+                        "'official-d16' / 'official-d20' / 'official-d24'")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--flow-steps", type=int, default=None, help="default: the model's (the authors' 25 with random weights)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per setting (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.set_defaults(run=_lazy("benchmark", "run"))
+
+
 def _add_bench(sub) -> None:
-    from .benchmark import add_arguments, run
-    p = sub.add_parser("bench", help="measure sampling speed and memory",
-                       description="Per-stage and whole-image latency, peak memory, FLOPs and GFLOP/s of sampling.")
-    add_arguments(p)
-    p.set_defaults(run=run)
+    bench_arguments(sub.add_parser("bench", help="measure sampling speed and memory",
+                                   description="Per-stage and whole-image latency, peak memory, FLOPs and GFLOP/s "
+                                               "of sampling."))
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",")]
 
 
 def _add_train(sub) -> None:
-    from .metrics import add_arguments as add_evaluator_arguments
-    from .train import add_arguments
     p = sub.add_parser("train", help="train the tokenizer, the generator or the evaluator of the bundled model",
                        description="Train the emoji tokenizer, then the generator on its codes, and the frozen "
                                    "evaluator used by `nvg eval` (see the model card).")
-    add_evaluator_arguments(add_arguments(p).add_parser("evaluator", help="train the frozen evaluator (EmojiNet)"))
+    which = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    for name, config, lr, batch in (("tokenizer", "emoji-f4", 2e-4, 32), ("generator", "emoji-s", 3e-4, 64)):
+        t = which.add_parser(name, help=f"train the {name}")
+        t.add_argument("--data", required=True, type=Path, help="the emoji dataset .npz (nvg data emoji)")
+        t.add_argument("--out", required=True, type=Path, help="output folder (weights + train_log.jsonl)")
+        t.add_argument("--config", default=config, help=f"config name (default {config})")
+        t.add_argument("--resume", type=Path, default=None, help="a folder to continue from (weights only)")
+        t.add_argument("--steps", type=int, default=10_000)
+        t.add_argument("--batch-size", type=int, default=batch)
+        t.add_argument("--lr", type=float, default=lr)
+        t.add_argument("--warmup", type=int, default=200)
+        t.add_argument("--ema", type=float, default=0.999)
+        t.add_argument("--seed", type=int, default=0)
+        t.add_argument("--device", default=None)
+        t.add_argument("--log-every", type=int, default=50)
+        t.add_argument("--save-every", type=int, default=1000)
+        t.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
+        if name == "tokenizer":
+            t.add_argument("--refresh-every", type=int, default=100, help="steps between dead-code refreshes")
+        else:
+            t.add_argument("--tokenizer", required=True, type=Path, help="folder with the trained tokenizer")
+            t.add_argument("--stages-per-sample", type=int, default=2, help="random stages scored per image (0: all)")
+            t.add_argument("--branch", choices=("all", "structure"), default="all",
+                           help="train both branches, or only the structure branch (content frozen, not run)")
+            t.add_argument("--structure-stage-weights", type=_floats, default=None, metavar="W0,W1,...",
+                           help="draw the structure stages in proportion to these weights (default: uniformly)")
+            t.add_argument("--split-weight", type=float, default=0.0,
+                           help="extra weight on the loss of the bit each stage's split decides")
+            t.add_argument("--structure-class-proj", action="store_true",
+                           help="add the structure_class_proj option (a zero-initialised class path) to the "
+                                "config, also when resuming from weights without it")
+            t.add_argument("--class-lr-mult", type=float, default=1.0,
+                           help="learning-rate multiplier of the class embeddings and structure_class_proj")
+            t.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+            t.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
+            t.add_argument("--half-weights", action="store_true", help="store the weights in float16 (half the size)")
+        t.set_defaults(run=_lazy("train", f"train_{name}"))
+    e = which.add_parser("evaluator", help="train the frozen evaluator (EmojiNet)")
+    e.add_argument("--data", required=True, type=Path, help="the emoji dataset .npz (nvg data emoji)")
+    e.add_argument("--out", required=True, type=Path,
+                   help="model folder to add the evaluator to (writes evaluator/config.json, its safetensors "
+                        "and logs/evaluator.jsonl)")
+    e.add_argument("--steps", type=int, default=20_000)
+    e.add_argument("--batch-size", type=int, default=128)
+    e.add_argument("--lr", type=float, default=2e-3)
+    e.add_argument("--weight-decay", type=float, default=0.05)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default=None)
+    e.add_argument("--log-every", type=int, default=50)
+    e.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
+    e.set_defaults(run=_lazy("metrics", "train_evaluator"))
 
 
 def _add_eval(sub) -> None:
-    from .evaluate import add_arguments
-    add_arguments(sub.add_parser("eval", help="measure a model with the frozen evaluator",
-                                 description="Sample quality (FD-EmojiNet, KID, precision/recall, class accuracy), "
-                                             "tokenizer PSNR/SSIM per stage, structure fidelity and class swaps."))
+    p = sub.add_parser("eval", help="measure a model with the frozen evaluator",
+                       description="Sample quality (FD-EmojiNet, KID, precision/recall, class accuracy), tokenizer "
+                                   "PSNR/SSIM per stage, structure fidelity, structure transfer and class swaps.")
+    p.add_argument("--model", default=None, metavar="DIR_OR_ID",
+                   help="a model folder or a Hugging Face hub id (default: the bundled model)")
+    p.add_argument("--evaluator", type=Path, default=None, metavar="DIR",
+                   help="model folder holding the frozen evaluator (default: the bundled model's, so that every "
+                        "model is measured with the same one)")
+    p.add_argument("--data", type=Path, default=Path("data/emoji64.npz"), help="the emoji dataset .npz")
+    p.add_argument("--num-samples", type=int, default=256, help="generated images for the sample metrics")
+    p.add_argument("--flow-steps", type=int, default=None, help="structure flow steps (default: the model's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(run=_lazy("evaluate", "run"))
 
 
 def _add_data(sub) -> None:
-    from .data.emoji import add_arguments, run
+    from .data.emoji import add_arguments  # numpy and Pillow only
     p = sub.add_parser("data", help="build a dataset", description="Build a training dataset.")
     which = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     emoji = which.add_parser("emoji", help="the emoji-32 dataset from pinned npm packages (needs npm)",
                              description="Fetch the pinned emoji packages with npm pack, render and normalise them.")
     add_arguments(emoji)
-    emoji.set_defaults(run=run)
+    emoji.set_defaults(run=_lazy("data.emoji", "run"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nvg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"nvg {metadata.version('nvg-studio')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_generate(sub)
     _add_extract(sub)
@@ -174,10 +262,9 @@ def _run_generate(args) -> None:
     pipe = _load(args)
     class_id = pipe.class_id(args.class_name)
     S = pipe.num_stages
-    overrides = {"flow_steps": args.flow_steps,  # what is not given stays the model's default
+    overrides = {"flow_steps": args.flow_steps,
                  "content_guidance": args.content_guidance and linear_schedule(*args.content_guidance, S),
                  "structure_guidance": args.structure_guidance and linear_schedule(*args.structure_guidance, S)}
-    options = dataclasses.replace(pipe.default_options, **{k: v for k, v in overrides.items() if v is not None})
     seeds = seeds_for(0 if args.seed is None else args.seed, 1 if args.num_images is None else args.num_images)
     locks = None
     if args.sketch:
@@ -187,6 +274,8 @@ def _run_generate(args) -> None:
                                     mode=args.sketch_mode)
         print(f"sketch projected to stage {args.sketch_stage}: {projection.summary()}")
         locks = Locks.from_structure(projection.labels)
+    # what is not given stays the model's default: transfer_options where the sketch imposes stages
+    options = dataclasses.replace(pipe.options_for(locks), **{k: v for k, v in overrides.items() if v is not None})
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options, locks=locks,
                            action=f"sketch (structure of stages 0..{args.sketch_stage})" if args.sketch else "generate")
     images = attach(to_pil(result.images), result.recipes)

@@ -423,26 +423,10 @@ def load_evaluator(folder: str | Path) -> EmojiNet:
     return EmojiNet.from_pretrained(folder, subfolder="evaluator", dtype=torch.float32).eval()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `nvg eval`."""
-    parser.add_argument("--model", default=None, metavar="DIR_OR_ID",
-                        help="a model folder or a Hugging Face hub id (default: the bundled model)")
-    parser.add_argument("--evaluator", type=Path, default=BUNDLED_MODEL, metavar="DIR",
-                        help="model folder holding the frozen evaluator (default: the bundled model's, so that "
-                             "every model is measured with the same one)")
-    parser.add_argument("--data", type=Path, default=Path("data/emoji64.npz"), help="the emoji dataset .npz")
-    parser.add_argument("--num-samples", type=int, default=256, help="generated images for the sample metrics")
-    parser.add_argument("--flow-steps", type=int, default=None, help="structure flow steps (default: the model's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.set_defaults(run=run)
-
-
 def run(args: argparse.Namespace) -> None:
     """Load the model, the evaluator and the data, evaluate, and print the report."""
     pipe = NVGPipeline.from_pretrained(args.model, device=args.device)
-    evaluator = load_evaluator(args.evaluator).to(pipe.device)
+    evaluator = load_evaluator(args.evaluator or BUNDLED_MODEL).to(pipe.device)
     options = pipe.default_options if args.flow_steps is None else replace(pipe.default_options, flow_steps=args.flow_steps)
     report = evaluate(pipe, evaluator, load_emoji_dataset(args.data), args.num_samples, options, args.seed)
     if args.json:

@@ -11,7 +11,6 @@ trains it; it is stored as the diffusers model in the subfolder evaluator/ of a 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -260,20 +259,3 @@ def train_evaluator(args) -> None:
     log(step, held_out_class_accuracy=held_accuracy)
     model.save_pretrained(out / "evaluator")
     print(f"saved {out} (held-out class accuracy {held_accuracy:.3f})", file=sys.stderr)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `nvg train evaluator`."""
-    parser.add_argument("--data", required=True, type=Path, help="the emoji dataset .npz (nvg data emoji)")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="model folder to add the evaluator to (writes evaluator/config.json, its safetensors "
-                             "and logs/evaluator.jsonl)")
-    parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--log-every", type=int, default=50)
-    parser.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
-    parser.set_defaults(run=train_evaluator)

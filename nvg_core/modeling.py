@@ -15,12 +15,19 @@ from typing import Any, ClassVar
 
 from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import is_accelerate_available
 
 
 class SpecModel(ModelMixin, ConfigMixin):
     """A diffusers model whose registered config is also a checked dataclass, `spec`."""
 
     spec_class: ClassVar[type]
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> SpecModel:
+        """ModelMixin.from_pretrained, without diffusers' advice to install accelerate (not a dependency)."""
+        kwargs.setdefault("low_cpu_mem_usage", is_accelerate_available())
+        return super().from_pretrained(*args, **kwargs)
 
     @classmethod
     def from_spec(cls, spec: Any) -> SpecModel:

@@ -252,7 +252,8 @@ def convert_official(ae_path: str | os.PathLike, generator_path: str | os.PathLi
     tokenizer.load_state_dict(ae_state)
     transformer.load_state_dict(generator_state)
     class_names = OFFICIAL_CLASS_NAMES if config.num_classes == 1000 else [f"class_{i}" for i in range(config.num_classes)]
-    pipe = NVGPipeline(tokenizer, transformer, class_names, default_options=official_options(transformer.spec.num_stages),
+    authors = official_options(transformer.spec.num_stages)  # the authors' settings, for free and imposed runs
+    pipe = NVGPipeline(tokenizer, transformer, class_names, default_options=authors, transfer_options=authors,
                        name=f"nvg-official-d{config.depth} ({OFFICIAL_LICENCE})")
     tmp = out.with_name(f".{out.name}.partial")
     pipe.save_pretrained(tmp)

@@ -8,7 +8,6 @@ as JSON lines, save a model folder every `save_every` steps and at the end, and 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import hashlib
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .data.emoji import CLASSES, NO_FLIP_CLASSES, load_emoji_dataset, split_by_emoji
 from .objective import canvas_scale_factors, nvg_loss
@@ -194,10 +192,6 @@ def tokenize_dataset(tokenizer: NVGTokenizer, images_NHWC: np.ndarray, labels_N:
     return out
 
 
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",")]
-
-
 def with_config(model: NVGTransformer, **changes) -> NVGTransformer:
     """The same weights in a model whose config has `changes`; only parameters the changes add may be new
     (they keep their initialisation, e.g. the zero map of structure_class_proj)."""
@@ -286,46 +280,3 @@ def train_generator(args) -> None:
             log(step, **{k: v.item() for k, v in parts.items()}, lr=opt.param_groups[0]["lr"])
         if _save_or_stop(step, args, deadline, ema, model, "transformer", torch.float16 if args.half_weights else None):
             break
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
-    """Subcommands `tokenizer` and `generator`; returns the subparsers so others (the evaluator) can join."""
-    sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
-    for name, fn, config, lr, batch in (("tokenizer", train_tokenizer, "emoji-f4", 2e-4, 32),
-                                        ("generator", train_generator, "emoji-s", 3e-4, 64)):
-        p = sub.add_parser(name, help=f"train the {name}")
-        p.add_argument("--data", required=True, type=Path, help="the emoji dataset .npz (nvg data emoji)")
-        p.add_argument("--out", required=True, type=Path, help="output folder (weights + train_log.jsonl)")
-        p.add_argument("--config", default=config, help=f"config name (default {config})")
-        p.add_argument("--resume", type=Path, default=None, help="a folder to continue from (weights only)")
-        p.add_argument("--steps", type=int, default=10_000)
-        p.add_argument("--batch-size", type=int, default=batch)
-        p.add_argument("--lr", type=float, default=lr)
-        p.add_argument("--warmup", type=int, default=200)
-        p.add_argument("--ema", type=float, default=0.999)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--device", default=None)
-        p.add_argument("--log-every", type=int, default=50)
-        p.add_argument("--save-every", type=int, default=1000)
-        p.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
-        if name == "tokenizer":
-            p.add_argument("--refresh-every", type=int, default=100, help="steps between dead-code refreshes")
-        else:
-            p.add_argument("--tokenizer", required=True, type=Path, help="folder with the trained tokenizer")
-            p.add_argument("--stages-per-sample", type=int, default=2, help="random stages scored per image (0: all)")
-            p.add_argument("--branch", choices=("all", "structure"), default="all",
-                           help="train both branches, or only the structure branch (content frozen, not run)")
-            p.add_argument("--structure-stage-weights", type=_floats, default=None, metavar="W0,W1,...",
-                           help="draw the structure stages in proportion to these weights (default: uniformly)")
-            p.add_argument("--split-weight", type=float, default=0.0,
-                           help="extra weight on the loss of the bit each stage's split decides")
-            p.add_argument("--structure-class-proj", action="store_true",
-                           help="add the structure_class_proj option (a zero-initialised class path) to the "
-                                "config, also when resuming from weights without it")
-            p.add_argument("--class-lr-mult", type=float, default=1.0,
-                           help="learning-rate multiplier of the class embeddings and structure_class_proj")
-            p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-            p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
-            p.add_argument("--half-weights", action="store_true", help="store the weights in float16 (half the size)")
-        p.set_defaults(run=fn)
-    return sub

@@ -215,6 +215,22 @@ def test_regenerate_checks_the_image_number(tiny_pipeline, index, message):
         handlers.regenerate(tiny_pipeline, state, 1, True, 1, "", 1, 3.5, 2.5, 2, index=index)
 
 
+def test_runs_that_impose_stages_start_from_transfer_options_moved_as_the_sliders_are(tiny_pipeline):
+    from dataclasses import replace
+    S = tiny_pipeline.num_stages
+    tiny_pipeline.transfer_options = replace(tiny_pipeline.default_options, content_guidance=[6.0] * S)
+    try:
+        at_defaults = handlers.sampling_options(tiny_pipeline, *handlers.advanced_values(tiny_pipeline.default_options),
+                                                imposed=True)
+        moved = handlers.sampling_options(tiny_pipeline, 4.5, 2.5, 3, imposed=True).resolved(S)  # content slider +1
+        free = handlers.sampling_options(tiny_pipeline, 3.5, 2.5, 3).resolved(S)
+    finally:
+        tiny_pipeline.transfer_options = None  # the session's pipeline: back to none of its own
+    assert at_defaults.resolved(S)["content_guidance"] == [6.0] * S
+    assert np.isclose(moved["content_guidance"][-1], 7.0) and np.isclose(moved["content_guidance"][0], 6.0)
+    assert np.allclose(free["content_guidance"], np.linspace(1.0, 3.5, S))  # Generate keeps the free defaults
+
+
 def test_sliders_at_their_defaults_keep_the_models_schedules_and_move_only_the_later_stages(tiny_pipeline):
     from dataclasses import replace
     S = tiny_pipeline.num_stages

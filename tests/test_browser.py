@@ -240,6 +240,13 @@ def test_history_restore_lock_from_it_and_open_a_downloaded_png_in_the_browser(p
         shown_src = page.locator("#images img").first.get_attribute("src")
         remade = Image.open(io.BytesIO(page.request.get(shown_src).body())).convert("RGB")
         assert remade.tobytes() == Image.open(saved).convert("RGB").tobytes()  # bit for bit
+
+        page.get_by_role("tab", name="Lock").click()
+        keep_content = page.get_by_label("Keep content too (not only structure)")
+        assert keep_content.is_checked()
+        page.get_by_label("Swap to class (empty: same)").click()
+        page.get_by_role("option", name="dog").click()
+        page.wait_for_function("() => !document.querySelector('#lock-content input').checked", timeout=10_000)
         browser.close()
 
 

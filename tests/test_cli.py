@@ -20,6 +20,31 @@ def test_help_explains_every_command(capsys):
         assert command in text
 
 
+def test_help_of_every_command_imports_neither_torch_nor_diffusers():
+    import subprocess
+    import sys
+    commands = [[], ["generate"], ["extract"], ["edit"], ["convert"], ["bench"], ["train", "generator"],
+                ["train", "evaluator"], ["eval"], ["data", "emoji"]]
+    script = ("import sys\nfrom nvg_core.cli import build_parser\n"
+              f"for argv in {commands!r}:\n"
+              "    try:\n        build_parser().parse_args([*argv, '--help'])\n    except SystemExit:\n        pass\n"
+              "print(sorted(m for m in ('torch', 'diffusers', 'cv2', 'skimage') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_version_is_the_packages():
+    import tomllib
+    from pathlib import Path
+
+    from nvg_core import cli, sketch
+    version = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--version"])
+    assert cli.metadata.version("nvg-studio") == version
+    assert cli.SKETCH_MODES == sketch.MODES  # --sketch-mode's choices, written out in the parser
+
+
 def test_generate_writes_the_image_and_the_stage_strip(model_dir, tmp_path):
     out, strip = tmp_path / "x.png", tmp_path / "strip.png"
     assert main(["generate", "--model", str(model_dir), "--class", "cat", "--seed", "4", "--flow-steps", "2",

@@ -126,3 +126,43 @@ def test_first_split_ignores_another_class_only_when_the_model_ignores_classes()
     blind = first_split_agreement(pipe, classes, seeds, options)
     assert blind["other_class"] == 1.0 and aware["other_class"] < 1.0
     assert blind["other_noise"] < 1.0
+
+
+def test_structure_only_swap_resamples_the_locked_codes_as_the_new_class(tiny_pipeline):
+    options = SamplingOptions(flow_steps=2)
+    sources = tiny_pipeline.generate([0, 1], seeds=[1, 2], options=options)
+    swapped = lock_and_swap(tiny_pipeline, sources, 2, np.array([3, 2]), np.array([7, 8]), options, keep_content=False)
+    assert torch.equal(swapped.labels_BSN[:, :3], sources.labels_BSN[:, :3])  # the maps are kept
+    assert (swapped.class_labels_BS == torch.tensor([[3], [2]])).all()  # every stage is the new class
+    one = tiny_pipeline.regenerate(sources, from_stage=3, keep_content=False, class_labels=3, seeds=[7], index=0,
+                                   options=options)
+    assert torch.allclose(one.images[0], swapped.images[0], atol=1e-5)
+
+
+def test_photos_for_structure_transfer_come_bundled_with_scikit_image():
+    from nvg_core.evaluate import PHOTOS, photo_images
+    photos = photo_images(16)
+    assert photos.shape == (len(PHOTOS), 16, 16, 3) and photos.dtype == np.uint8 and len(PHOTOS) >= 8
+    assert len({p.tobytes() for p in photos}) == len(PHOTOS)
+
+
+def test_structure_transfer_reports_accuracy_source_rate_and_layout_per_stage(tiny_pipeline):
+    from nvg_core.evaluate import structure_transfer
+
+    class Judge(torch.nn.Module):  # an "evaluator" that always reads class 1
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, pixels):
+            logits = torch.zeros(len(pixels), 4)
+            logits[:, 1] = 1
+            return torch.zeros(len(pixels), 2), logits, None, None
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    options = SamplingOptions(flow_steps=2)
+    report = structure_transfer(tiny_pipeline, Judge(), images, np.array([1, 1, 2, 3]), np.arange(4), options, options,
+                                source_N=np.array([0, 1, 0, 1]), stages=(1, 2))
+    assert report["free"]["accuracy"] == 0.5 and set(report) == {"free", "1", "2"}
+    assert report["1"]["accuracy"] == 0.5 and report["1"]["source_rate"] == 0.5
+    assert 0 <= report["2"]["layout"] <= 1 and report["2"]["layout_ratio"] > 0

@@ -133,6 +133,29 @@ def test_the_model_folder_keeps_its_sampling_defaults(tmp_path):
     assert index["default_options"]["top_p"] == official_options(5).top_p  # written out, not None
 
 
+def test_runs_that_impose_stages_use_the_folders_transfer_options(tmp_path):
+    from dataclasses import replace
+
+    from conftest import make_tiny_pipeline
+    from nvg_core.locks import Locks
+    pipe = make_tiny_pipeline()
+    assert pipe.transfer_options == pipe.default_options  # a folder without them: the free defaults
+    transfer = replace(pipe.default_options, content_guidance=[6.0] * 5, top_p=[1.0] * 5)
+    pipe.transfer_options = transfer
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = NVGPipeline.from_pretrained(tmp_path / "model", device="cpu")
+    assert loaded.transfer_options == transfer and loaded.default_options == pipe.default_options
+    source = loaded.generate(["cat"], seeds=[3])
+    locks = Locks.from_result(source, 2, -1)
+    imposed = loaded.generate(["dog"], seeds=[4], locks=locks)
+    assert imposed.recipes[0].run["options"]["content_guidance"] == [6.0] * 5  # what ran, in the recipe
+    assert source.recipes[0].run["options"]["content_guidance"] == pipe.default_options.content_guidance
+    again = loaded.generate(["dog"], seeds=[4], locks=locks, options=transfer)
+    assert torch.equal(imposed.images, again.images)
+    assert loaded.regenerate(source, from_stage=2, class_labels="dog", seeds=[4]).recipes[0].run["options"] \
+        == imposed.recipes[0].run["options"]  # regenerate locks too
+
+
 def test_folders_that_leave_a_default_out_get_the_authors_setting():
     from dataclasses import replace
     index = {"default_options": {"top_p": None, "flow_steps": 2}}  # as folders were saved before
