@@ -15,6 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 
 
+def _without_front_matter(card: str) -> str:
+    """A model card without its YAML metadata block (for the hub, not for people)."""
+    if card.startswith("---\n") and "\n---\n" in card[4:]:
+        return card[4:].split("\n---\n", 1)[1].lstrip()
+    return card
+
+
 def about_text(model: str | None) -> str:
     """The About tab: what NVG is, the default model's card, and the data credits."""
     card = (Path(model) if model and Path(model).is_dir() else ROOT / "weights" / "emoji32") / "MODEL_CARD.md"
@@ -24,7 +31,8 @@ def about_text(model: str | None) -> str:
         "image as a sequence of structure maps on one 16x16 latent grid: stage i splits the grid into 2^i equal "
         "clusters with one content token each. Structure is explicit, so you can draw it, copy it from a "
         "reference, lock early stages and regenerate later ones, or swap the class halfway.",
-        "## Default model\n" + (card.read_text() if card.is_file() else "(no model card in the model folder)"),
+        "## Default model\n" + (_without_front_matter(card.read_text()) if card.is_file()
+                                 else "(no model card in the model folder)"),
         "## Data credits\n" + (credits.read_text() if credits.is_file() else ""),
     ])
 

@@ -1,4 +1,4 @@
-"""Does the class reach the structure branch? The figures issue 10's recipe experiments compare.
+"""Does the class reach the structure branch? The figures the class-aware structure experiments compare (model card).
 
     python bench/probe_first_split.py                                   # the bundled model
     python bench/probe_first_split.py --transformer runs/expB --early-guidance 1 4   # trained weights, two settings

@@ -28,8 +28,8 @@ Every figure comes with a real-vs-real reference value beside it:
   class-B accuracy, mean class-B probability and class-A rate for k = 1..4, beside the unswapped sources
   and free class-B samples. num_samples / 4 runs each (64 at the default 256).
 The evaluator defaults to the bundled model's, so different models are measured with one yardstick.
-About 25 minutes for --num-samples 256 on a 2-core CPU (session 4, with a training run beside it): sampling
-and the layout-following generations take most of it.
+About 25 minutes for --num-samples 256 on a 2-core CPU before transfer and the two-mode swap were added
+(2026-12-02, with a training run beside it); sampling and the imposed-structure generations take most of it.
 """
 
 from __future__ import annotations

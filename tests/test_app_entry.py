@@ -45,6 +45,7 @@ def test_gpu_decorator_is_a_no_op_without_the_spaces_package():
 def test_about_text_holds_the_model_card_and_data_credits():
     text = app_entry.about_text(None)
     assert "Next Visual Granularity" in text and "emoji32" in text and "Data credits" in text
+    assert "library_name:" not in text and "# emoji32: the bundled NVG model" in text  # the card's metadata left out
 
 
 @pytest.mark.parametrize("stop, spaces_temp", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGTERM, True)])

@@ -39,7 +39,7 @@ def test_bundled_tokenizer_reconstructs_held_out_emoji(bundled):
 
 def test_evaluator_recognises_the_requested_class_in_generated_images(bundled):
     # Four images per class (image i: class i mod 32, seed i; the model's default settings) judged by the
-    # frozen evaluator. Measured (model card, bench/sweep_sampling.py, session 4 defaults): the trained model
+    # frozen evaluator. Measured (model card, bench/sweep_sampling.py, the 0.1.0 defaults): the trained model
     # gets 47 of 128; a random transformer with the same tokenizer 3 of 128 (chance is 4). 23 is half.
     evaluator = load_evaluator(BUNDLED_MODEL)
     classes = np.arange(128) % len(CLASSES)
