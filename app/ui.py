@@ -43,8 +43,11 @@ CSS = """
 }
 button[role='tab'] { padding-left: 10px; padding-right: 10px; }
 """
-SWAP_HINT = ("Swapping class? Keep the structure only: kept content keeps the old class (on the bundled model "
-             "the new class is read about twice as often; see its model card).")
+SWAP_HINT = ("Swapping class? Keep the structure only: kept content keeps the old class (bundled model, "
+             "stages 0..1 kept: the new class is read in 28% of swaps without the content, 2% with it).")
+TRANSFER_HINT = ("Bundled model, structure up to stage 2: classes drawn by their outline (hand, heart, arrow, flag, "
+                 "sign) rarely survive another outline; meal, drink, shape and electronics do best. The fruit "
+                 "example held as smiley, heart and drink, the heart example as fruit (bench/transfer_by_class.py).")
 log = logging.getLogger("nvg_studio")
 
 
@@ -179,9 +182,10 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                         reference_maps = gr.Gallery(label="Its structure at every stage", columns=S, height=120,
                                                     allow_preview=False, elem_id="reference-maps", elem_classes=["crisp"])
                         with gr.Row():
-                            reference_stage = RawSlider(0, S - 1, value=3, step=1, label="Reuse the structure up to stage")
+                            reference_stage = RawSlider(0, S - 1, value=2, step=1, label="Reuse the structure up to stage")  # measured: model card
                             reference_content = RawSlider(-1, S - 1, value=-1, step=1, label="Keep its content up to stage (-1: none)")
                         reference_btn = gr.Button("Generate from reference", variant="primary")
+                        gr.Markdown(TRANSFER_HINT, elem_id="transfer-hint")
                         gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("reference_*.png"))], [reference],
                                     label="Example references (held-out Noto emoji, Apache-2.0)")
                     with gr.Tab("Lock"):

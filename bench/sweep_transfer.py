@@ -33,6 +33,9 @@ def settings(pipe: NVGPipeline) -> dict[str, SamplingOptions]:
         "cg9_p1": replace(base, content_guidance=[9.0] * S, top_p=[1.0] * S),
         "cg6_p1_sg4": replace(base, content_guidance=[6.0] * S, top_p=[1.0] * S, structure_guidance=[4.0] * S),
         "cg6_t08": replace(base, content_guidance=[6.0] * S, temperature=[0.8] * S),
+        "p1": replace(base, top_p=[1.0] * S),
+        "early_cg4_p1": replace(base, content_guidance=[4.0] * 4 + list(base.content_guidance[4:]), top_p=[1.0] * S),
+        "t08": replace(base, temperature=[0.8] * S),
     }
 
 
@@ -56,6 +59,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=None, help="names from settings() (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", default=None, help="also write every report to this JSON file")
+    parser.add_argument("--no-free", action="store_true", help="leave out free generation (measured before)")
     args = parser.parse_args()
 
     torch.set_grad_enabled(False)
@@ -73,9 +77,9 @@ def main() -> None:
     for i, name in enumerate(names):
         start = time.perf_counter()
         report = transfer_and_swap(pipe, evaluator, data, args.pairs, args.seed, table[name],
-                                   pipe.default_options if i == 0 else None, tuple(args.swap_stages))
+                                   pipe.default_options if i == 0 and not args.no_free else None, tuple(args.swap_stages))
         reports[name] = {**report, "seconds": round(time.perf_counter() - start, 1)}
-        if i == 0:
+        if i == 0 and not args.no_free:
             free = (report["transfer_heldout"]["free"]["accuracy"], report["transfer_photos"]["free"]["accuracy"],
                     report["class_swap"]["free_b"]["class_b_accuracy"])
             print(f"free generation, same classes and seeds: held-out targets {free[0]:.3f}, photo targets "

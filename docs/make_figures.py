@@ -3,7 +3,7 @@
     python docs/make_figures.py [--out docs/figures/overview.png]
 
 Four rows, 64 px images shown at 128 px: every stage of one generated image (structure map over its
-canvas), a structure transfer (a held-out reference's structure up to stage 3 used for other classes), a
+canvas), a structure transfer (a held-out reference's structure up to stage 2 used for other classes), a
 class swap (stages 0..2 kept, structure only, the rest as another class) and a masked edit (the lower
 half of the image regenerated from stage 2, freeing clusters at least half painted). Seeds are fixed; the same command makes the same figure on
 the same device type.
@@ -61,8 +61,8 @@ def main() -> None:
     maps = pipe.extract_structure(reference)
     targets = ["smiley", "flower", "fruit", "sea_animal"]
     transfer = pipe.generate(targets, seeds=[7] * len(targets), locks=Locks.from_structure(
-        np.repeat(maps[None, :4], len(targets), 0)))
-    rows.append(row("structure transfer:\na reference's stages\n0..3, other classes",
+        np.repeat(maps[None, :3], len(targets), 0)))
+    rows.append(row("structure transfer:\na reference's stages\n0..2, other classes",
                     [reference.resize((TILE, TILE), Image.LANCZOS), *tiles(to_uint8(transfer.images))],
                     ["reference", *targets], width))
 

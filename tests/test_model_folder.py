@@ -65,6 +65,15 @@ def test_bundled_folder_writes_out_every_sampling_default():
     assert NVGPipeline.from_pretrained(device="cpu").default_options == SamplingOptions(**stored)
 
 
+def test_bundled_folder_stores_the_transfer_settings_chosen_by_the_sweep():
+    index = json.loads((BUNDLED_MODEL / MODEL_INDEX).read_text())
+    stored = index["transfer_options"]
+    assert set(stored) == {f.name for f in dataclasses.fields(SamplingOptions)}
+    # bench/sweep_transfer.py (model card): no setting tried beat the free-generation schedules beyond the noise
+    assert stored == index["default_options"]
+    assert NVGPipeline.from_pretrained(device="cpu").transfer_options == SamplingOptions(**stored)
+
+
 def test_pipeline_save_and_from_pretrained_round_trip_with_a_dtype(tiny_pipeline, tmp_path):
     tiny_pipeline.save_pretrained(tmp_path / "model")
     assert (tmp_path / "model" / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
