@@ -47,7 +47,7 @@ SWAP_HINT = ("Swapping class? Keep the structure only: kept content keeps the ol
              "stages 0..1 kept: the new class is read in 28% of swaps without the content, 2% with it).")
 TRANSFER_HINT = ("Bundled model, structure up to stage 2: classes drawn by their outline (hand, heart, arrow, flag, "
                  "sign) rarely survive another outline; meal, drink, shape and electronics do best. The fruit "
-                 "example held as smiley, heart and drink, the heart example as fruit (bench/transfer_by_class.py).")
+                 "example held as smiley, heart and drink, the heart example as fruit (model card).")
 log = logging.getLogger("nvg_studio")
 
 
