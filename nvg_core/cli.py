@@ -221,6 +221,18 @@ def _add_data(sub) -> None:
                              description="Fetch the pinned emoji packages with npm pack, render and normalise them.")
     add_arguments(emoji)
     emoji.set_defaults(run=_lazy("data.emoji", "run"))
+    folder = which.add_parser("folder", help="your own images: one subfolder per class, or a flat folder",
+                              description="Read an image folder (one subfolder per class, named by the class; a "
+                                          "flat folder is one class) into a dataset folder: images.npy "
+                                          "(memory-mapped), labels.npy and index.json with what was skipped and why.")
+    folder.add_argument("folder", type=Path, help="the image folder")
+    folder.add_argument("--size", type=int, default=64, help="image size in pixels (default 64; 128 and 256 work too)")
+    folder.add_argument("--fit", choices=("crop", "pad"), default="crop",
+                        help="make images square by a centre crop (default) or by padding on white")
+    folder.add_argument("--min-side", type=int, default=None,
+                        help="skip images whose shorter side is smaller (default: half of --size)")
+    folder.add_argument("--out", type=Path, required=True, help="output dataset folder")
+    folder.set_defaults(run=_lazy("data.folder", "run"))
 
 
 def build_parser() -> argparse.ArgumentParser:

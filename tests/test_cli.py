@@ -24,7 +24,7 @@ def test_help_of_every_command_imports_neither_torch_nor_diffusers():
     import subprocess
     import sys
     commands = [[], ["generate"], ["extract"], ["edit"], ["convert"], ["bench"], ["train", "generator"],
-                ["train", "evaluator"], ["eval"], ["data", "emoji"]]
+                ["train", "evaluator"], ["eval"], ["data", "emoji"], ["data", "folder"]]
     script = ("import sys\nfrom nvg_core.cli import build_parser\n"
               f"for argv in {commands!r}:\n"
               "    try:\n        build_parser().parse_args([*argv, '--help'])\n    except SystemExit:\n        pass\n"
