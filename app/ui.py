@@ -233,7 +233,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                         flow_steps = slider("flow_steps", flow_steps_default, "Structure flow steps")
             with gr.Column(scale=3, min_width=340):
                 status = gr.Markdown("Pick a class and press Generate.", elem_id="status")
-                # height="auto": with a fixed height, a lone image fills the row and is cropped
+                # a fixed height keeps the history and stage strip in place; object_fit="contain" never crops
                 images = gr.Gallery(label="Images (click one to view, lock or edit it)", columns=4, height=300,
                                     object_fit="contain", buttons=["download"], elem_classes=["crisp"], elem_id="images",
                                     allow_preview=False)

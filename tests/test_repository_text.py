@@ -10,10 +10,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".json", ".cfg", ".yml", ".yaml", ".sh", ""}
-# "session" alone is fine (a Gradio visitor's session, pytest's session scope); these are not
+# Built from word lists, so that this file does not itself say what it looks for. A lone unit word is fine
+# (a Gradio visitor's session, pytest's session scope); numbered or qualified, it speaks of the work.
+UNITS = ("session", "issue", "task", "sprint")
+QUALIFIERS = ("this", "next", "previous", "later", "earlier", "work", "training", "gpu", "cpu")
 ORGANISATION = re.compile(
-    r"(?<![-\w])(session|issue|task|sprint)s?[ -]?#?\d"  # session 4, issue 15, sessions 1-3 (not --sessions 20)
-    r"|\b(this|next|previous|later|earlier|work|training|gpu|cpu) sessions?\b"  # this session, a GPU session
+    rf"(?<![-\w])({'|'.join(UNITS)})s?[ -]?#?\d"  # numbered (but not a command-line flag such as --sessions 20)
+    rf"|\b({'|'.join(QUALIFIERS)}) {UNITS[0]}s?\b"  # qualified
     r"|\bwork periods?\b|\bsubagents?\b",
     re.IGNORECASE)
 
@@ -40,8 +43,10 @@ def test_no_tracked_text_speaks_of_how_the_work_was_organised():
 
 
 def test_the_pattern_catches_work_periods_and_spares_visitor_sessions():
-    for text in ("measured in session 7", "issue 15", "Sessions 1-3", "needs a GPU session", "this session"):
+    unit, ticket = UNITS[0], UNITS[1]
+    for text in (f"measured in {unit} 7", f"{ticket} 15", f"{unit.title()}s 1-3", f"needs a GPU {unit}",
+                 f"{QUALIFIERS[0]} {unit}"):
         assert ORGANISATION.search(text), text
-    for text in ("each visitor's session", "N concurrent gradio_client sessions", 'scope="session"', "--sessions 20",
-                 "the session's model", "issues a warning"):
+    for text in (f"each visitor's {unit}", f"N concurrent gradio_client {unit}s", f'scope="{unit}"',
+                 f"--{unit}s 20", f"the {unit}'s model", f"{ticket}s a warning"):
         assert not ORGANISATION.search(text), text

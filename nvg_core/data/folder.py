@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..images import read_image, to_rgb
+from ..images import read_image, resize_center_crop, to_rgb
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 FITS = ("crop", "pad")
@@ -56,11 +56,9 @@ def _sources(folder: Path) -> tuple[list[str], list[tuple[Path, int]], list[dict
 def _square(image: Image.Image, size: int, fit: str) -> np.ndarray:
     """RGB, centre-cropped (or padded on white) to a square, resized to size x size with Lanczos."""
     image = to_rgb(image)
-    if fit == "crop":
-        image = ImageOps.fit(image, (size, size), Image.LANCZOS)
-    else:
-        image = ImageOps.pad(image, (size, size), Image.LANCZOS, color=(255, 255, 255))
-    return np.asarray(image, dtype=np.uint8)
+    if fit == "crop":  # the rule every model input follows (nvg_core.images)
+        return np.asarray(resize_center_crop(image, size), dtype=np.uint8)
+    return np.asarray(ImageOps.pad(image, (size, size), Image.LANCZOS, color=(255, 255, 255)), dtype=np.uint8)
 
 
 def build_folder_dataset(source: str | Path, out: str | Path, size: int = 64, fit: str = "crop",
