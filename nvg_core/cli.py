@@ -138,30 +138,47 @@ def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",")]
 
 
+def _run_arguments(t: argparse.ArgumentParser, batch: int, data_help: str) -> None:
+    """What every training command takes: data, output, batch, schedule, checkpoints, device."""
+    t.add_argument("--data", required=True, type=Path, help=data_help)
+    t.add_argument("--out", required=True, type=Path, help="output folder (weights, train_log.jsonl, checkpoint.pt)")
+    t.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                   help="continue the run in DIR from its checkpoint.pt (optimiser, EMA, step, data order, RNG; on "
+                        "any number of processes), or start from the weights of a model folder without one")
+    t.add_argument("--steps", type=int, default=10_000)
+    t.add_argument("--batch-size", type=int, default=batch,
+                   help=f"global batch (default {batch}), split evenly among torchrun's processes")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    t.add_argument("--log-every", type=int, default=50)
+    t.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="write OUT/checkpoint.pt this often (also at SIGTERM, Ctrl-C, --max-minutes and the end)")
+    t.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
+    t.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only; slower than fp32 on CPUs)")
+
+
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train the tokenizer, the generator or the evaluator of the bundled model",
-                       description="Train the emoji tokenizer, then the generator on its codes, and the frozen "
-                                   "evaluator used by `nvg eval` (see the model card).")
+    p = sub.add_parser("train", help="train a tokenizer, a generator or the evaluator; plot a loss log",
+                       description="Train a tokenizer, then a generator on its codes (on the emoji-32 data or "
+                                   "your own folder dataset), and the frozen evaluator used by `nvg eval`. "
+                                   "Under torchrun (torchrun --nproc_per_node N -m nvg_core.cli train ...) the "
+                                   "same commands train on N processes.")
     which = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    for name, config, lr, batch in (("tokenizer", "emoji-f4", 2e-4, 32), ("generator", "emoji-s", 3e-4, 64)):
+    data_help = "an emoji .npz (nvg data emoji) or a folder dataset (nvg data folder)"
+    for name, lr, batch in (("tokenizer", 2e-4, 32), ("generator", 3e-4, 64)):
         t = which.add_parser(name, help=f"train the {name}")
-        t.add_argument("--data", required=True, type=Path, help="the emoji dataset .npz (nvg data emoji)")
-        t.add_argument("--out", required=True, type=Path, help="output folder (weights + train_log.jsonl)")
-        t.add_argument("--config", default=config, help=f"config name (default {config})")
-        t.add_argument("--resume", type=Path, default=None, help="a folder to continue from (weights only)")
-        t.add_argument("--steps", type=int, default=10_000)
-        t.add_argument("--batch-size", type=int, default=batch)
+        _run_arguments(t, batch, data_help)
         t.add_argument("--lr", type=float, default=lr)
         t.add_argument("--warmup", type=int, default=200)
         t.add_argument("--ema", type=float, default=0.999)
-        t.add_argument("--seed", type=int, default=0)
-        t.add_argument("--device", default=None)
-        t.add_argument("--log-every", type=int, default=50)
-        t.add_argument("--save-every", type=int, default=1000)
-        t.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
+        t.add_argument("--save-every", type=int, default=1000, help="steps between saves of the folders")
         if name == "tokenizer":
+            t.add_argument("--config", default=None,
+                           help="tokenizer config (default: emoji-f4 for 64 px data, small-128, small-256)")
             t.add_argument("--refresh-every", type=int, default=100, help="steps between dead-code refreshes")
         else:
+            t.add_argument("--config", default="emoji-s", help="generator config (default emoji-s; the number of "
+                                                               "classes comes from the data)")
             t.add_argument("--tokenizer", required=True, type=Path, help="folder with the trained tokenizer")
             t.add_argument("--stages-per-sample", type=int, default=2, help="random stages scored per image (0: all)")
             t.add_argument("--branch", choices=("all", "structure"), default="all",
@@ -176,23 +193,21 @@ def _add_train(sub) -> None:
             t.add_argument("--class-lr-mult", type=float, default=1.0,
                            help="learning-rate multiplier of the class embeddings and structure_class_proj")
             t.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-            t.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
             t.add_argument("--half-weights", action="store_true", help="store the weights in float16 (half the size)")
         t.set_defaults(run=_lazy("train", f"train_{name}"))
-    e = which.add_parser("evaluator", help="train the frozen evaluator (EmojiNet)")
-    e.add_argument("--data", required=True, type=Path, help="the emoji dataset .npz (nvg data emoji)")
-    e.add_argument("--out", required=True, type=Path,
-                   help="model folder to add the evaluator to (writes evaluator/config.json, its safetensors "
-                        "and logs/evaluator.jsonl)")
-    e.add_argument("--steps", type=int, default=20_000)
-    e.add_argument("--batch-size", type=int, default=128)
+    e = which.add_parser("evaluator", help="train the frozen evaluator (EmojiNet, emoji-32 data only)")
+    _run_arguments(e, 128, "the emoji dataset .npz (nvg data emoji)")
+    e.set_defaults(steps=20_000)
     e.add_argument("--lr", type=float, default=2e-3)
     e.add_argument("--weight-decay", type=float, default=0.05)
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--device", default=None)
-    e.add_argument("--log-every", type=int, default=50)
-    e.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (and save) after this long")
     e.set_defaults(run=_lazy("metrics", "train_evaluator"))
+    plot = which.add_parser("plot", help="draw loss logs (train_log.jsonl) as a PNG curve",
+                            description="Draw one or more JSON-lines loss logs as PNG curves (needs matplotlib: "
+                                        "pip install nvg-studio[train]).")
+    plot.add_argument("logs", nargs="+", type=Path, help="train_log.jsonl files (or folders holding one)")
+    plot.add_argument("--keys", default=None, help="comma-separated values to draw (default: every loss)")
+    plot.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    plot.set_defaults(run=_lazy("trainer", "plot"))
 
 
 def _add_eval(sub) -> None:

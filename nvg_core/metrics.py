@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from math import cos, pi
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -26,7 +25,7 @@ from torch import nn
 
 from .data.emoji import CLASSES, NO_FLIP_CLASSES, STYLES, load_emoji_dataset, split_by_emoji
 from .modeling import SpecModel
-from .train import Logger
+from .trainer import Run
 
 
 # --------------------------------------------------------------------------------------------------
@@ -213,49 +212,53 @@ def train_evaluator(args) -> None:
     """Cross-entropy on the class (labelled images), emoji and style heads, on the training split only.
 
     The learning-rate schedule follows whichever runs out first of --steps and --max-minutes, so a
-    time-limited run also ends at a low learning rate. Held-out class accuracy is logged at the end.
+    time-limited run also ends at a low learning rate. Held-out class accuracy is logged at the end. Under
+    torchrun each process augments the global batch alike and keeps its shard; BatchNorm statistics are
+    per process (the main process's are saved).
     """
-    from .pipeline import default_device
-    device = torch.device(args.device) if args.device else default_device()
-    torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    data = load_emoji_dataset(args.data)
-    train_idx, held_idx = split_by_emoji(data.emoji)
-    emoji_names, emoji_N = np.unique(data.emoji[train_idx], return_inverse=True)
-    style_N = np.array([STYLES.index(s) for s in data.style[train_idx]])
-    label_N = data.label[train_idx].astype(np.int64)
-    flip_ok_N = (label_N >= 0) & ~np.isin(label_N, [CLASSES.index(c) for c in NO_FLIP_CLASSES])
-    images = torch.from_numpy(data.images[train_idx])
-    targets = {name: torch.from_numpy(values) for name, values in
-               (("class", label_N), ("emoji", emoji_N), ("style", style_N), ("flip_ok", flip_ok_N))}
-    model = EmojiNet.from_spec(EmojiNetConfig(num_emoji=len(emoji_names))).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    out = Path(args.out)
-    log = Logger(out / "logs" / "evaluator.jsonl", args.steps)
-    start, budget = time.time(), args.max_minutes * 60
-    for step in range(args.steps):
-        progress = max(step / args.steps, (time.time() - start) / budget)
-        if progress >= 1:
-            print(f"stopping at step {step}: --max-minutes reached", file=sys.stderr)
-            break
-        for group in opt.param_groups:
-            group["lr"] = _schedule(progress, args.lr)
-        idx_B = torch.randint(len(images), (args.batch_size,), generator=generator)
-        x_BCHW = augment(_pixels(images[idx_B]), targets["flip_ok"][idx_B], generator).to(device)
-        _, class_BK, emoji_BE, style_BT = model(x_BCHW)
-        class_loss = F.cross_entropy(class_BK, targets["class"][idx_B].to(device), ignore_index=-1, label_smoothing=0.1)
-        emoji_loss = F.cross_entropy(emoji_BE, targets["emoji"][idx_B].to(device), label_smoothing=0.1)
-        style_loss = F.cross_entropy(style_BT, targets["style"][idx_B].to(device), label_smoothing=0.1)
-        loss = class_loss + emoji_loss + 0.5 * style_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % args.log_every == 0:
-            log(step, loss=loss.item(), class_loss=class_loss.item(), emoji_loss=emoji_loss.item(),
-                style_loss=style_loss.item(), lr=opt.param_groups[0]["lr"])
-    model.eval()
-    held_labelled = held_idx[data.label[held_idx] >= 0]
-    held_accuracy = class_accuracy(model, data.images[held_labelled], data.label[held_labelled])
-    log(step, held_out_class_accuracy=held_accuracy)
-    model.save_pretrained(out / "evaluator")
-    print(f"saved {out} (held-out class accuracy {held_accuracy:.3f})", file=sys.stderr)
+    with Run(args, "evaluator", log_name="logs/evaluator.jsonl") as run:
+        data = load_emoji_dataset(args.data)
+        train_idx, held_idx = split_by_emoji(data.emoji)
+        emoji_names, emoji_N = np.unique(data.emoji[train_idx], return_inverse=True)
+        style_N = np.array([STYLES.index(s) for s in data.style[train_idx]])
+        label_N = data.label[train_idx].astype(np.int64)
+        flip_ok_N = (label_N >= 0) & ~np.isin(label_N, [CLASSES.index(c) for c in NO_FLIP_CLASSES])
+        images = torch.from_numpy(data.images[train_idx])
+        targets = {name: torch.from_numpy(values) for name, values in
+                   (("class", label_N), ("emoji", emoji_N), ("style", style_N), ("flip_ok", flip_ok_N))}
+        config = EmojiNetConfig(**run.spec) if run.spec else EmojiNetConfig(num_emoji=len(emoji_names))
+        model = EmojiNet.from_spec(config).to(run.device).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        run.track(asdict(model.spec), model=model, optimizer=opt)
+        trained = run.procs.wrap(model)
+        budget = args.max_minutes * 60
+        step = run.start_step
+        for step in run.steps():
+            progress = max(step / args.steps, (time.time() - run.started) / budget)
+            for group in opt.param_groups:
+                group["lr"] = _schedule(min(progress, 1.0), args.lr)
+            idx_B = torch.randint(len(images), (args.batch_size,), generator=run.generator)
+            x_BCHW = run.procs.shard(augment(_pixels(images[idx_B]), targets["flip_ok"][idx_B], run.generator))
+            idx_B = run.procs.shard(idx_B)
+            with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=args.bf16 and run.device.type == "cuda"):
+                _, class_BK, emoji_BE, style_BT = trained(x_BCHW.to(run.device))
+            class_loss = F.cross_entropy(class_BK.float(), targets["class"][idx_B].to(run.device), ignore_index=-1,
+                                         label_smoothing=0.1)
+            emoji_loss = F.cross_entropy(emoji_BE.float(), targets["emoji"][idx_B].to(run.device), label_smoothing=0.1)
+            style_loss = F.cross_entropy(style_BT.float(), targets["style"][idx_B].to(run.device), label_smoothing=0.1)
+            loss = class_loss + emoji_loss + 0.5 * style_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % args.log_every == 0:
+                run.log(step, loss=loss.item(), class_loss=class_loss.item(), emoji_loss=emoji_loss.item(),
+                        style_loss=style_loss.item(), lr=opt.param_groups[0]["lr"])
+            if run.end_of_step(step, lambda: model.save_pretrained(run.out / "evaluator")) or progress >= 1:
+                break
+        if run.procs.is_main:
+            model.eval()
+            held_labelled = held_idx[data.label[held_idx] >= 0]
+            held_accuracy = class_accuracy(model, data.images[held_labelled], data.label[held_labelled])
+            run.log(step, held_out_class_accuracy=held_accuracy)
+            model.save_pretrained(run.out / "evaluator")
+            print(f"saved {run.out} (held-out class accuracy {held_accuracy:.3f})", file=sys.stderr)

@@ -25,16 +25,18 @@ from .transformer import NVGTransformer
 
 
 def drop_classes(class_labels_B: torch.Tensor, null_class: int, rate: float,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace each label by the null class with probability `rate` (for classifier-free guidance)."""
-    drop_B = torch.rand(class_labels_B.shape, generator=generator).to(class_labels_B.device) < rate
+                 generator: torch.Generator | None = None, shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+    """Replace each label by the null class with probability `rate` (for classifier-free guidance); with
+    shard=(index, count) the draws are those of shard `index` of a global batch `count` times as large."""
+    B, (index, count) = len(class_labels_B), shard
+    drop_B = torch.rand(B * count, generator=generator)[B * index:B * (index + 1)].to(class_labels_B.device) < rate
     return torch.where(drop_B, torch.full_like(class_labels_B, null_class), class_labels_B)
 
 
 def _pick_stages(batch: int, num: int, k: int | None, generator: torch.Generator | None,
-                 device: torch.device, weights: Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows (sample, stage): all `num` stages per sample, or k distinct ones drawn uniformly (or in
-    proportion to `weights`, one per stage)."""
+                 weights: Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows (sample, stage), sample-major, on the CPU: all `num` stages per sample, or k distinct ones drawn
+    uniformly (or in proportion to `weights`, one per stage)."""
     if weights is not None:
         if len(weights) != num or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"stage weights must be {num} non-negative numbers, not all 0; got {list(weights)}")
@@ -46,14 +48,15 @@ def _pick_stages(batch: int, num: int, k: int | None, generator: torch.Generator
     else:
         stage_BK = torch.rand(batch, num, generator=generator).argsort(dim=1)[:, :k]
     sample_BK = torch.arange(batch)[:, None].expand_as(stage_BK)
-    return sample_BK.flatten().to(device), stage_BK.flatten().to(device)
+    return sample_BK.flatten(), stage_BK.flatten()
 
 
 def nvg_loss(model: NVGTransformer, canvases_BSNC: torch.Tensor, final_BNC: torch.Tensor,
              labels_BSN: torch.Tensor, codes_BSN: torch.Tensor, class_labels_B: torch.Tensor,
              generator: torch.Generator | None = None, stages_per_sample: int | None = None,
              cfg_drop: float = 0.1, content: bool = True,
-             structure_stage_weights: Sequence[float] | None = None, split_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+             structure_stage_weights: Sequence[float] | None = None, split_weight: float = 0.0,
+             shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The training loss of one batch and its detached parts.
 
     canvases_BSNC: the canvas before each stage (zeros at stage 0); final_BNC: the final quantised latent;
@@ -68,6 +71,9 @@ def nvg_loss(model: NVGTransformer, canvases_BSNC: torch.Tensor, final_BNC: torc
     towards the first splits, not an unbiased estimate); split_weight adds that multiple of the loss on
     the bit each stage decides (dim i at stage i, the only one its split uses).
     Every random number (class dropout, stages, noise, flow times) comes from `generator` (CPU).
+    shard=(index, count): the batch is shard `index` of `count` equal shards of one global batch (one per
+    process in distributed training); the random numbers are drawn for the global batch and this shard's
+    kept, so that any number of processes draws what one process would.
     """
     cfg = model.spec
     B, S, N, _ = canvases_BSNC.shape
@@ -75,12 +81,20 @@ def nvg_loss(model: NVGTransformer, canvases_BSNC: torch.Tensor, final_BNC: torc
     if S != cfg.num_stages or N != cfg.num_positions:
         raise ValueError(f"expected (B, {cfg.num_stages}, {cfg.num_positions}, C) canvases, "
                          f"got {tuple(canvases_BSNC.shape)}")
-    class_B = drop_classes(class_labels_B, cfg.num_classes, cfg_drop, generator)
+    index, count = shard
+    lo, G = B * index, B * count  # this shard's first row and the global batch size
+
+    def local(b_R: torch.Tensor, i_R: torch.Tensor, *more_R: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The rows of a global draw that belong to this shard, sample ids made local, on the device."""
+        keep_R = (b_R >= lo) & (b_R < lo + B)
+        return tuple(t[keep_R].to(device) for t in (b_R - lo, i_R, *more_R))
+
+    class_B = drop_classes(class_labels_B, cfg.num_classes, cfg_drop, generator, shard)
 
     # Content: one row per (sample, stage).
     parts = {}
     if content:
-        b_P, i_P = _pick_stages(B, S, stages_per_sample, generator, device)
+        b_P, i_P = local(*_pick_stages(G, S, stages_per_sample, generator))
         canvas_PNC, labels_PN = canvases_BSNC[b_P, i_P], labels_BSN[b_P, i_P]
         x0_PNC, logits_PKV = model.forward_content(canvas_PNC, labels_PN, i_P, class_B[b_P])
         x0_mse_P = (x0_PNC - final_BNC[b_P]).pow(2).mean(dim=(1, 2))
@@ -96,9 +110,9 @@ def nvg_loss(model: NVGTransformer, canvases_BSNC: torch.Tensor, final_BNC: torc
     # Structure: one row per (sample, stage with a network); the noise is shared by a sample's stages.
     D = cfg.num_bits
     target_BND = bit_codes(labels_BSN[:, -1], D, D).float() - 1
-    eps_BND = torch.randn(B, N, D, generator=generator).to(device)
-    b_Q, i_Q = _pick_stages(B, cfg.num_structure_stages, stages_per_sample, generator, device, structure_stage_weights)
-    t_Q = torch.sigmoid(torch.randn(len(b_Q), generator=generator)).to(device)
+    eps_BND = torch.randn(G, N, D, generator=generator)[lo:lo + B].to(device)
+    b_Q, i_Q = _pick_stages(G, cfg.num_structure_stages, stages_per_sample, generator, structure_stage_weights)
+    b_Q, i_Q, t_Q = local(b_Q, i_Q, torch.sigmoid(torch.randn(len(b_Q), generator=generator)))
     error_QND = flow_error(model, canvases_BSNC[b_Q, i_Q + 1], labels_BSN[b_Q, i_Q], target_BND[b_Q], eps_BND[b_Q],
                            i_Q, t_Q, class_B[b_Q])
     parts["structure_mse"] = error_QND.mean()

@@ -64,6 +64,10 @@ TOKENIZER_CONFIGS: dict[str, TokenizerConfig] = {
     "emoji-f4": _EMOJI_F4,
     # The 8x8-grid alternative (7 stages; bench/bench_grid.py, model card): one more downsampling (f8).
     "emoji-f8": replace(_EMOJI_F4, channel_mult=(1, 2, 2), grid_size=8),
+    # The bundled model's widths for your own 128 px and 256 px images: one more downsampling per doubling,
+    # so the grid stays 16x16 (f8, f16). `nvg train tokenizer` picks them by the data's image size.
+    "small-128": replace(_EMOJI_F4, resolution=128, channel_mult=(1, 2, 2)),
+    "small-256": replace(_EMOJI_F4, resolution=256, channel_mult=(1, 2, 2, 2)),
     # For tests: 16 px -> 4x4x4, 16 codes (matches the "tiny" transformer).
     "tiny": TokenizerConfig(resolution=16, base_channels=32, channel_mult=(1, 2), num_res_blocks=1,
                             latent_channels=4, codebook_size=16, grid_size=4, unshuffle=2),

@@ -1,9 +1,12 @@
-"""Training loops for the bundled model: the tokenizer, then the generator on the tokenizer's codes.
+"""Training loops: the tokenizer, then the generator on the tokenizer's codes, on emoji-32 or your own folder.
 
-Both train on the emoji dataset minus its held-out emoji (data.emoji.split_by_emoji), so the held-out
-figures of `nvg eval` are honest. Both loops are device-agnostic (CUDA when present, else MPS or CPU), seeded, keep an EMA copy, log losses
-as JSON lines, save a model folder every `save_every` steps and at the end, and resume from a folder.
-`nvg train tokenizer ...` and `nvg train generator ...` call them; `--help` lists the knobs.
+`nvg train tokenizer|generator --data DATA --out OUT` (DATA: an emoji .npz, or a folder dataset from
+`nvg data folder`; data.load_training_set). The emoji set trains on its split without the held-out emoji,
+so `nvg eval`'s held-out figures stay honest. Both loops run in one process or under torchrun in many
+(nvg_core.distributed: --batch-size is the global batch, split among the processes), keep an EMA copy,
+log losses as JSON lines, checkpoint and resume (nvg_core.trainer) and save their folders every --save-every
+steps and at the end. The generator's folder is a complete model folder (tokenizer, transformer, class
+names, model card) that NVGPipeline.from_pretrained and `python app.py --model OUT` open.
 """
 
 from __future__ import annotations
@@ -11,97 +14,58 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json
-import math
+import shlex
 import sys
-import time
+from datetime import date
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data.emoji import CLASSES, NO_FLIP_CLASSES, load_emoji_dataset, split_by_emoji
+from .data import TrainingSet, load_training_set
+from .distributed import Processes
 from .objective import canvas_scale_factors, nvg_loss
-from .tokenizer import TOKENIZER_CONFIGS, NVGTokenizer
-from .transformer import TRANSFORMER_CONFIGS, NVGTransformer, cluster_mean
+from .tokenizer import TOKENIZER_CONFIGS, NVGTokenizer, TokenizerConfig
+from .trainer import Run, ema_update, lr_at
+from .transformer import TRANSFORMER_CONFIGS, NVGTransformer, TransformerConfig, cluster_mean
+
+TOKENIZER_FOR_RESOLUTION = {64: "emoji-f4", 128: "small-128", 256: "small-256"}  # the default --config by image size
 
 
-def _device(name: str | None) -> torch.device:
-    from .pipeline import default_device
-    return torch.device(name) if name else default_device()
-
-
-def _lr(step: int, total: int, peak: float, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-@torch.no_grad()
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1 - decay)
-
-
-def _optimise(opt: torch.optim.Optimizer, model: torch.nn.Module, ema: torch.nn.Module, loss: torch.Tensor,
-              step: int, args) -> None:
+def optimise(opt: torch.optim.Optimizer, model: torch.nn.Module, ema: torch.nn.Module, loss: torch.Tensor,
+             step: int, args) -> None:
     """One AdamW step at the scheduled learning rate (gradients clipped to norm 1), then the EMA update."""
     for group in opt.param_groups:
-        group["lr"] = _lr(step, args.steps, args.lr, args.warmup) * group.get("lr_mult", 1.0)
+        group["lr"] = lr_at(step, args.steps, args.lr, args.warmup) * group.get("lr_mult", 1.0)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    _ema_update(ema, model, args.ema if step > args.warmup else 0.0)
+    ema_update(ema, model, args.ema if step > args.warmup else 0.0)
 
 
-def _save_or_stop(step: int, args, deadline: float, ema: torch.nn.Module, model: torch.nn.Module, name: str,
-                  dtype: torch.dtype | None = None) -> bool:
-    """Save the EMA weights to OUT/NAME (and the raw ones to OUT/raw/NAME) when due, as diffusers models
-    (config.json + safetensors; floating weights stored in `dtype` if given); True when --max-minutes is reached."""
-    out_of_time = time.time() > deadline
-    if (step + 1) % args.save_every == 0 or step == args.steps - 1 or out_of_time:
-        for module, folder in ((ema, Path(args.out) / name), (model, Path(args.out) / "raw" / name)):
-            (copy.deepcopy(module).to(dtype) if dtype else module).save_pretrained(folder)
-    if out_of_time:
-        print(f"stopping at step {step + 1}: --max-minutes reached", file=sys.stderr)
-    return out_of_time
-
-
-class Logger:
-    """Prints a progress line and appends JSON lines to a log file."""
-
-    def __init__(self, path: Path, total: int):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file, self.total, self.start = open(path, "a"), total, time.time()
-
-    def __call__(self, step: int, **values: float) -> None:
-        record = {"step": step, "time_s": round(time.time() - self.start, 1), **{k: round(float(v), 5) for k, v in values.items()}}
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        rate = (step + 1) / max(1e-9, time.time() - self.start)
-        print(f"[{step + 1}/{self.total}] " + " ".join(f"{k} {v:.4g}" for k, v in values.items())
-              + f" | {rate:.2f} steps/s, eta {(self.total - step - 1) / rate / 60:.1f} min", file=sys.stderr, flush=True)
-
-
-def _flip_ok(labels: np.ndarray) -> np.ndarray:
-    """Images that may be mirrored: labelled, and not of a class where direction matters."""
-    no_flip = [CLASSES.index(c) for c in NO_FLIP_CLASSES]
-    return (labels >= 0) & ~np.isin(labels, no_flip)
-
-
-def _train_indices(emoji_ids: np.ndarray) -> np.ndarray:
-    """Indices of the training split (every emoji not held out), refusing an empty one."""
-    train_idx, _ = split_by_emoji(emoji_ids)
-    if len(train_idx) == 0:
-        raise ValueError("the dataset has no training images: every emoji in it is in the held-out split")
-    return train_idx
+def _save_pair(ema: torch.nn.Module, model: torch.nn.Module, out: Path, name: str,
+               dtype: torch.dtype | None = None) -> None:
+    """The EMA weights to OUT/NAME and the raw ones to OUT/raw/NAME (weights-only --resume reads those), as
+    diffusers models (config.json + safetensors; floating weights in `dtype` if given)."""
+    for module, folder in ((ema, out / name), (model, out / "raw" / name)):
+        (copy.deepcopy(module).to(dtype) if dtype else module).save_pretrained(folder)
 
 
 def _pixels(images_BHWC_uint8: torch.Tensor) -> torch.Tensor:
     return images_BHWC_uint8.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _autocast(args, device: torch.device):
+    """bf16 autocast with --bf16 on CUDA (this CPU runs bf16 slower than fp32, so it is off there)."""
+    if args.bf16 and device.type != "cuda":
+        print("--bf16 is used on CUDA only; training in fp32", file=sys.stderr)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16 and device.type == "cuda")
+
+
+def _rebuild(cls, spec_class, spec: dict):
+    return cls.from_spec(spec_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,60 +73,77 @@ def _pixels(images_BHWC_uint8: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
+def tokenizer_config(name: str | None, resolution: int) -> TokenizerConfig:
+    """The named tokenizer config (default: the one for the data's image size), checked against it."""
+    name = name or TOKENIZER_FOR_RESOLUTION.get(resolution)
+    if name is None:
+        raise ValueError(f"no default tokenizer config for {resolution} px images; build the data at "
+                         f"{', '.join(map(str, TOKENIZER_FOR_RESOLUTION))} px or pass --config")
+    if name not in TOKENIZER_CONFIGS:
+        raise ValueError(f"unknown tokenizer config {name!r}; known: {', '.join(TOKENIZER_CONFIGS)}")
+    config = TOKENIZER_CONFIGS[name]
+    if config.resolution != resolution:
+        raise ValueError(f"tokenizer config {name!r} is for {config.resolution} px images but the data has "
+                         f"{resolution} px images")
+    return config
+
+
 def train_tokenizer(args) -> None:
     """Reconstruction (L1 + MSE) + VQ loss on every image; dead codes are re-seeded from residuals."""
-    device = _device(args.device)
-    torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    data = load_emoji_dataset(args.data)
-    train_idx = _train_indices(data.emoji)
-    images = torch.from_numpy(data.images[train_idx]).to(device)
-    flip_ok = torch.from_numpy(_flip_ok(data.label[train_idx])).to(device)
-    out = Path(args.out)
-    if args.resume:
-        model = NVGTokenizer.from_pretrained(args.resume, subfolder="tokenizer", dtype=torch.float32)
-    else:
-        model = NVGTokenizer.from_spec(TOKENIZER_CONFIGS[args.config])
-    model.to(device).train()
-    ema = copy.deepcopy(model).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    usage_V = torch.zeros(model.config.codebook_size, device=device)
-    log = Logger(out / "train_log.jsonl", args.steps)
-    deadline = time.time() + args.max_minutes * 60
-    for step in range(args.steps):
-        idx_B = torch.randint(len(images), (args.batch_size,), generator=generator).to(device)
-        flip_B = (torch.rand(args.batch_size, generator=generator).to(device) < 0.5) & flip_ok[idx_B]
-        x_BCHW = _pixels(images[idx_B])
-        x_BCHW = torch.where(flip_B[:, None, None, None], x_BCHW.flip(-1), x_BCHW)
-        recon_BCHW, vq_loss = model(x_BCHW)
-        l1, mse = (recon_BCHW - x_BCHW).abs().mean(), (recon_BCHW - x_BCHW).pow(2).mean()
-        loss = l1 + mse + vq_loss
-        _optimise(opt, model, ema, loss, step, args)
-        if step % args.refresh_every == 0 or step == args.steps - 1:
-            usage_V = _refresh_dead_codes(model, x_BCHW, usage_V, generator, reseed=step < args.steps * 0.8)
-        if step % args.log_every == 0 or step == args.steps - 1:
-            log(step, loss=loss.item(), l1=l1.item(), psnr=-10 * math.log10(max(mse.item() / 4, 1e-10)),
-                vq=vq_loss.item(), lr=opt.param_groups[0]["lr"])
-        if _save_or_stop(step, args, deadline, ema, model, "tokenizer"):
-            break
+    with Run(args, "tokenizer") as run:
+        data = load_training_set(args.data)
+        device, generator = run.device, run.generator
+        if run.spec:
+            model = _rebuild(NVGTokenizer, TokenizerConfig, run.spec)
+        elif args.resume:
+            model = NVGTokenizer.from_pretrained(args.resume, subfolder="tokenizer", dtype=torch.float32)
+        else:
+            model = NVGTokenizer.from_spec(tokenizer_config(args.config, data.resolution))
+        model.to(device).train()
+        ema = copy.deepcopy(model).eval()
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
+        run.track(dataclasses.asdict(model.spec), model=model, ema=ema, optimizer=opt)
+        trained = run.procs.wrap(model)
+        autocast = _autocast(args, device)
+        for step in run.steps():
+            idx_B = run.procs.shard(torch.randint(len(data.images), (args.batch_size,), generator=generator))
+            flip_B = run.procs.shard(torch.rand(args.batch_size, generator=generator) < 0.5)
+            flip_B &= torch.from_numpy(data.flip_ok[idx_B.numpy()])
+            x_BCHW = _pixels(torch.from_numpy(data.images[idx_B.numpy()])).to(device)
+            x_BCHW = torch.where(flip_B.to(device)[:, None, None, None], x_BCHW.flip(-1), x_BCHW)
+            with autocast:
+                recon_BCHW, vq_loss = trained(x_BCHW)
+            recon_BCHW = recon_BCHW.float()
+            l1, mse = (recon_BCHW - x_BCHW).abs().mean(), (recon_BCHW - x_BCHW).pow(2).mean()
+            loss = l1 + mse + vq_loss
+            optimise(opt, model, ema, loss, step, args)
+            if step % args.refresh_every == 0 or step == args.steps - 1:
+                _refresh_dead_codes(model, x_BCHW, generator, run.procs, reseed=step < args.steps * 0.8)
+            if step % args.log_every == 0 or step == args.steps - 1:
+                run.log(step, loss=loss.item(), l1=l1.item(), psnr=-10 * np.log10(max(mse.item() / 4, 1e-10)),
+                        vq=vq_loss.item(), lr=opt.param_groups[0]["lr"])
+            if run.end_of_step(step, lambda: _save_pair(ema, model, run.out, "tokenizer"), args.save_every):
+                break
 
 
 @torch.no_grad()
-def _refresh_dead_codes(model: NVGTokenizer, x_BCHW: torch.Tensor, usage_V: torch.Tensor,
-                        generator: torch.Generator, reseed: bool) -> torch.Tensor:
-    """Count code use on a batch; codes unused since the last refresh get random cluster residuals."""
+def _refresh_dead_codes(model: NVGTokenizer, x_BCHW: torch.Tensor, generator: torch.Generator,
+                        procs: Processes, reseed: bool) -> None:
+    """Count code use on the (global) batch; unused codes get random cluster residuals of the main process's
+    shard, sent to every process."""
     tokens = model.encode(x_BCHW)
+    usage_V = torch.zeros(model.config.codebook_size, device=x_BCHW.device)
     residuals = []
     for stage, ids_BK in enumerate(tokens.ids):
         usage_V += torch.bincount(ids_BK.flatten(), minlength=len(usage_V))
         mean_BKC = cluster_mean(tokens.latent_BNC - tokens.canvases_BSNC[:, stage], tokens.labels_BSN[:, stage], 2**stage)
         residuals.append(mean_BKC.flatten(0, 1))
-    dead_V = usage_V == 0
+    dead_V = procs.sum_(usage_V) == 0
     if reseed and dead_V.any():
         pool_RC = torch.cat(residuals)
         pick = torch.randint(len(pool_RC), (int(dead_V.sum()),), generator=generator).to(pool_RC.device)
         model.quantize.embedding.weight[dead_V] = pool_RC[pick]
-    return torch.zeros_like(usage_V)
+        procs.broadcast_(model.quantize.embedding.weight.data)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,25 +152,40 @@ def _refresh_dead_codes(model: NVGTokenizer, x_BCHW: torch.Tensor, usage_V: torc
 
 
 @torch.no_grad()
-def tokenize_dataset(tokenizer: NVGTokenizer, images_NHWC: np.ndarray, labels_N: np.ndarray, device: torch.device,
+def tokenize_dataset(tokenizer: NVGTokenizer, data: TrainingSet, device: torch.device,
                      batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Teacher-forcing targets for every labelled image (and its mirror where flips are allowed)."""
-    keep = labels_N >= 0
-    images, labels = images_NHWC[keep], labels_N[keep]
-    flip = _flip_ok(labels)
-    images = np.concatenate([images, images[flip][:, :, ::-1]])
-    labels = np.concatenate([labels, labels[flip]])
+    """Teacher-forcing targets for every image with a class (and its mirror where mirroring is allowed)."""
+    keep = np.flatnonzero(data.label >= 0)
+    rows = np.concatenate([keep, keep[data.flip_ok[keep]]])
+    mirrored = np.arange(len(rows)) >= len(keep)
     parts = {"labels_BSN": [], "codes_BSN": [], "canvases_BSNC": [], "final_BNC": []}
-    for start in range(0, len(images), batch_size):
-        x = _pixels(torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device))
-        tokens = tokenizer.encode(x)
-        parts["labels_BSN"].append(tokens.labels_BSN)
-        parts["codes_BSN"].append(tokens.codes_BSN)
-        parts["canvases_BSNC"].append(tokens.canvases_BSNC)
-        parts["final_BNC"].append(tokens.final_BNC)
+    for start in range(0, len(rows), batch_size):
+        chunk = slice(start, start + batch_size)
+        images = np.stack([data.images[r, :, ::-1] if m else data.images[r] for r, m in zip(rows[chunk], mirrored[chunk])])
+        tokens = tokenizer.encode(_pixels(torch.from_numpy(images)).to(device))
+        for name in parts:
+            parts[name].append(getattr(tokens, name))
     out = {k: torch.cat(v) for k, v in parts.items()}
-    out["class_B"] = torch.from_numpy(labels.astype(np.int64)).to(device)
+    out["class_B"] = torch.from_numpy(data.label[rows]).to(device)
     return out
+
+
+def cached_targets(tokenizer: NVGTokenizer, tokenizer_folder: Path, data_path: Path, data: TrainingSet,
+                   procs: Processes) -> dict[str, torch.Tensor]:
+    """tokenize_dataset, cached beside (or in) the dataset under a key of the tokenizer weights and the data
+    (tokenizing the whole emoji set takes minutes on a 2-core CPU; every training run needs it). The main
+    process writes the cache; the others wait and read it."""
+    digest = hashlib.sha256((Path(tokenizer_folder) / "tokenizer" / "diffusion_pytorch_model.safetensors").read_bytes())
+    data_path = Path(data_path)
+    for part in (data_path / "index.json", data_path / "labels.npy") if data_path.is_dir() else (data_path,):
+        digest.update(part.read_bytes())
+    name = f"targets-{digest.hexdigest()[:16]}.pt"
+    cache = data_path / name if data_path.is_dir() else data_path.with_name(f"{data_path.stem}.{name}")
+    if procs.is_main and not cache.is_file():
+        targets = tokenize_dataset(tokenizer, data, procs.device)
+        torch.save({k: v.cpu() for k, v in targets.items()}, cache)
+    procs.barrier()
+    return {k: v.to(procs.device) for k, v in torch.load(cache, weights_only=True).items()}
 
 
 def with_config(model: NVGTransformer, **changes) -> NVGTransformer:
@@ -206,77 +202,152 @@ def with_config(model: NVGTransformer, **changes) -> NVGTransformer:
     return new
 
 
-def cached_targets(tokenizer: NVGTokenizer, tokenizer_folder: Path, data_path: Path, images_NHWC: np.ndarray,
-                   labels_N: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-    """tokenize_dataset, cached beside the dataset under a key of the tokenizer weights and the data file
-    (tokenizing the whole set takes minutes on a 2-core CPU; every training run needs it)."""
-    digest = hashlib.sha256((Path(tokenizer_folder) / "tokenizer" / "diffusion_pytorch_model.safetensors").read_bytes())
-    digest.update(Path(data_path).read_bytes())
-    cache = Path(data_path).with_name(f"{Path(data_path).stem}.targets-{digest.hexdigest()[:16]}.pt")
-    if cache.is_file():
-        return {k: v.to(device) for k, v in torch.load(cache, weights_only=True).items()}
-    targets = tokenize_dataset(tokenizer, images_NHWC, labels_N, device)
-    torch.save({k: v.cpu() for k, v in targets.items()}, cache)
-    return targets
+class NVGObjective(torch.nn.Module):
+    """nvg_loss as a module, so that DistributedDataParallel sees (and synchronises) the forward pass."""
+
+    def __init__(self, model: NVGTransformer, **options):
+        super().__init__()
+        self.model, self.options = model, options
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator, shard: tuple[int, int]):
+        return nvg_loss(self.model, batch["canvases_BSNC"], batch["final_BNC"], batch["labels_BSN"],
+                        batch["codes_BSN"], batch["class_B"], generator, shard=shard, **self.options)
+
+
+def _planned_grid(args, run: Run) -> int:
+    """The latent grid of the generator about to be trained (checked against the tokenizer's before tokenizing)."""
+    if run.spec:
+        return run.spec["grid_size"]
+    if args.resume:
+        return NVGTransformer.load_config(args.resume, subfolder="transformer")["grid_size"]
+    if args.config not in TRANSFORMER_CONFIGS:
+        raise ValueError(f"unknown generator config {args.config!r}; known: {', '.join(TRANSFORMER_CONFIGS)}")
+    return TRANSFORMER_CONFIGS[args.config].grid_size
+
+
+def _generator_model(args, run: Run, targets: dict[str, torch.Tensor], num_classes: int) -> NVGTransformer:
+    """The transformer to train: from the checkpoint being resumed, from a folder's weights, or new (with
+    the canvas scale factors measured on these targets and the data's number of classes)."""
+    if run.spec:
+        return _rebuild(NVGTransformer, TransformerConfig, run.spec)
+    if args.resume:
+        model = NVGTransformer.from_pretrained(args.resume, subfolder="transformer", dtype=torch.float32)
+        if args.structure_class_proj and not model.spec.use_structure_class_proj:
+            model = with_config(model, use_structure_class_proj=True)
+    else:
+        scales = canvas_scale_factors(targets["canvases_BSNC"][:1024], targets["final_BNC"][:1024])
+        model = NVGTransformer.from_spec(dataclasses.replace(
+            TRANSFORMER_CONFIGS[args.config], scale_factors=scales, num_classes=num_classes,
+            use_structure_class_proj=args.structure_class_proj))
+    if model.spec.num_classes != num_classes:
+        raise ValueError(f"the model in {args.resume} has {model.spec.num_classes} classes but the data has {num_classes}")
+    return model
 
 
 def train_generator(args) -> None:
     """The NVG objective on the tokenizer's codes, class-balanced sampling, k random stages per image."""
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    device = _device(args.device)
-    torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-    out = Path(args.out)
-    tokenizer = NVGTokenizer.from_pretrained(args.tokenizer, subfolder="tokenizer", dtype=torch.float32).to(device)
-    model = NVGTransformer.from_pretrained(args.resume, subfolder="transformer", dtype=torch.float32) \
-        if args.resume else None
-    if model is not None and args.structure_class_proj and not model.spec.use_structure_class_proj:
-        model = with_config(model, use_structure_class_proj=True)
-    grid = model.spec.grid_size if model is not None else TRANSFORMER_CONFIGS[args.config].grid_size
-    if grid != tokenizer.spec.grid_size:
-        raise ValueError(f"the generator's grid is {grid}x{grid} but the tokenizer in {args.tokenizer} makes "
-                         f"{tokenizer.config.grid_size}x{tokenizer.config.grid_size} latents: pick matching configs "
-                         "(emoji-f4 with emoji-s, emoji-f8 with emoji-s8)")
-    data = load_emoji_dataset(args.data)
-    train_idx = _train_indices(data.emoji)
-    targets = cached_targets(tokenizer, args.tokenizer, args.data, data.images[train_idx], data.label[train_idx], device)
-    if model is None:
-        scales = canvas_scale_factors(targets["canvases_BSNC"][:1024], targets["final_BNC"][:1024])
-        model = NVGTransformer.from_spec(dataclasses.replace(TRANSFORMER_CONFIGS[args.config], scale_factors=scales,
-                                                             use_structure_class_proj=args.structure_class_proj))
-    model.to(device).train()
-    ema = copy.deepcopy(model).eval()
-    train_content = args.branch == "all"
-    for name, p in model.named_parameters():
-        p.requires_grad_(train_content or name.startswith("structure_"))
-    groups = {}  # (weight decay, lr multiplier) -> parameters; the class path may learn faster
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            mult = args.class_lr_mult if "class_embed" in name or name.startswith("structure_class_proj") else 1.0
-            groups.setdefault((0.05 if p.ndim >= 2 else 0.0, mult), []).append(p)
-    opt = torch.optim.AdamW([{"params": ps, "weight_decay": wd, "lr_mult": mult} for (wd, mult), ps in groups.items()],
-                            lr=args.lr, betas=(0.9, 0.95))
-    order_N = targets["class_B"].argsort()
-    count_C = torch.bincount(targets["class_B"], minlength=model.config.num_classes)
-    offset_C = count_C.cumsum(0) - count_C
-    log = Logger(out / "train_log.jsonl", args.steps)
-    deadline = time.time() + args.max_minutes * 60
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16 and device.type == "cuda")
-    for step in range(args.steps):
-        class_B = torch.randint(model.config.num_classes, (args.batch_size,), generator=generator).to(device)
-        u_B = torch.rand(args.batch_size, generator=generator).to(device)  # classes evenly, then an image of it
-        pick_B = order_N[offset_C[class_B] + (u_B * count_C[class_B]).long()]
-        with autocast:
-            loss, parts = nvg_loss(model, targets["canvases_BSNC"][pick_B], targets["final_BNC"][pick_B],
-                                   targets["labels_BSN"][pick_B], targets["codes_BSN"][pick_B],
-                                   targets["class_B"][pick_B], generator, args.stages_per_sample or None,
-                                   content=train_content, structure_stage_weights=args.structure_stage_weights,
-                                   split_weight=args.split_weight)
-        _optimise(opt, model, ema, loss, step, args)
-        if step % args.log_every == 0 or step == args.steps - 1:
-            log(step, **{k: v.item() for k, v in parts.items()}, lr=opt.param_groups[0]["lr"])
-        if _save_or_stop(step, args, deadline, ema, model, "transformer", torch.float16 if args.half_weights else None):
-            break
+    with Run(args, "generator") as run:
+        device, generator = run.device, run.generator
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+        tokenizer = NVGTokenizer.from_pretrained(args.tokenizer, subfolder="tokenizer", dtype=torch.float32).to(device)
+        data = load_training_set(args.data)
+        if tokenizer.spec.resolution != data.resolution:
+            raise ValueError(f"the tokenizer in {args.tokenizer} is for {tokenizer.spec.resolution} px images but "
+                             f"the data has {data.resolution} px images")
+        grid = _planned_grid(args, run)
+        if grid != tokenizer.spec.grid_size:
+            raise ValueError(f"the generator's grid is {grid}x{grid} but the tokenizer in {args.tokenizer} makes "
+                             f"{tokenizer.spec.grid_size}x{tokenizer.spec.grid_size} latents: pick matching configs "
+                             "(emoji-f4 with emoji-s, emoji-f8 with emoji-s8)")
+        targets = cached_targets(tokenizer, args.tokenizer, args.data, data, run.procs)
+        model = _generator_model(args, run, targets, len(data.classes)).to(device).train()
+        ema = copy.deepcopy(model).eval()
+        train_content = args.branch == "all"
+        for name, p in model.named_parameters():
+            p.requires_grad_(train_content or name.startswith("structure_"))
+        groups = {}  # (weight decay, lr multiplier) -> parameters; the class path may learn faster
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                mult = args.class_lr_mult if "class_embed" in name or name.startswith("structure_class_proj") else 1.0
+                groups.setdefault((0.05 if p.ndim >= 2 else 0.0, mult), []).append(p)
+        opt = torch.optim.AdamW([{"params": ps, "weight_decay": wd, "lr_mult": mult} for (wd, mult), ps in groups.items()],
+                                lr=args.lr, betas=(0.9, 0.95))
+        run.track(dataclasses.asdict(model.spec), model=model, ema=ema, optimizer=opt)
+        objective = run.procs.wrap(NVGObjective(model, stages_per_sample=args.stages_per_sample or None,
+                                                content=train_content, structure_stage_weights=args.structure_stage_weights,
+                                                split_weight=args.split_weight))
+        order_N = targets["class_B"].argsort()
+        count_C = torch.bincount(targets["class_B"], minlength=model.spec.num_classes)
+        offset_C, present_K = count_C.cumsum(0) - count_C, count_C.nonzero().flatten()
+        shard = (run.procs.rank, run.procs.world)
+        autocast = _autocast(args, device)
+
+        def save() -> None:
+            dtype = torch.float16 if args.half_weights else None
+            _save_pair(ema, model, run.out, "transformer", dtype)
+            from .pipeline import NVGPipeline
+            NVGPipeline(tokenizer, copy.deepcopy(ema).to(dtype) if dtype else ema, list(data.classes),
+                        name=run.out.resolve().name).save_pretrained(run.out)
+            write_model_card(run, data, args)
+
+        for step in run.steps():
+            # Classes evenly (among those with images), then an image of the class; this process's shard.
+            class_B = present_K[torch.randint(len(present_K), (args.batch_size,), generator=generator).to(device)]
+            u_B = torch.rand(args.batch_size, generator=generator).to(device)
+            pick_B = run.procs.shard(order_N[offset_C[class_B] + (u_B * count_C[class_B]).long()])
+            with autocast:
+                loss, parts = objective({k: v[pick_B] for k, v in targets.items()}, generator, shard)
+            optimise(opt, model, ema, loss, step, args)
+            if step % args.log_every == 0 or step == args.steps - 1:
+                values = {k: run.procs.sum_(v.detach().float().clone()).item() / run.procs.world for k, v in parts.items()}
+                run.log(step, **values, lr=opt.param_groups[0]["lr"])
+            if run.end_of_step(step, save, args.save_every):
+                break
+
+
+def write_model_card(run: Run, data: TrainingSet, args) -> None:
+    """A model card stub for a trained folder: metadata, the data, the classes, the command and the losses."""
+    lines = run.log_path.read_text().splitlines() if run.log_path.is_file() else []
+    last = lines[-1] if lines else "{}"
+    launcher = f"torchrun --nproc_per_node {run.procs.world} -m nvg_core.cli" if run.procs.world > 1 else "nvg"
+    command = " ".join([launcher, *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["train"] else \
+        f"{launcher} train generator --data {args.data} --tokenizer {args.tokenizer} --out {args.out} --steps {args.steps}"
+    classes = ", ".join(data.classes[:50]) + (f" and {len(data.classes) - 50} more" if len(data.classes) > 50 else "")
+    card = f"""---
+library_name: diffusers
+pipeline_tag: unconditional-image-generation
+tags:
+  - next-visual-granularity
+  - nvg
+  - class-conditional
+  - nvg-studio
+---
+
+# {run.out.resolve().name}
+
+An NVG (Next Visual Granularity) class-conditional model trained with NVG Studio
+{metadata.version("nvg-studio")} on {date.today().isoformat()}. Open it with `python app.py --model {run.out}`
+or `NVGPipeline.from_pretrained("{run.out}")`.
+
+## Data
+
+Trained on {data.source}, {data.resolution} px, {len(data.classes)} classes: {classes}.
+
+## Training
+
+- tokenizer: `{args.tokenizer}`
+- generator: {sum(p.numel() for p in run.tracked["model"].parameters()):,} parameters, config
+  `{args.config if not args.resume else "from " + str(args.resume)}`, {args.steps} steps planned, global batch
+  {args.batch_size} on {run.procs.world} process(es) ({run.device.type})
+- command: `{command}`
+- last log line: `{last}`
+
+## Limitations
+
+Not evaluated: `nvg eval` measures models of the emoji-32 classes only. The sampling defaults are the
+authors' ImageNet schedules; tune them on your classes (`bench/sweep_sampling.py` shows how).
+"""
+    (run.out / "MODEL_CARD.md").write_text(card)

@@ -26,3 +26,25 @@ def make_tiny_pipeline(seed: int = 0) -> NVGPipeline:
 @pytest.fixture(scope="session")
 def tiny_pipeline() -> NVGPipeline:
     return make_tiny_pipeline()
+
+
+@pytest.fixture(scope="session")
+def shapes_folder(tmp_path_factory):
+    """An image folder of three classes (red squares, green discs, blue bars; 8 images each, varied in
+    size and place) and its folder dataset at 16 px, for training the tiny configs: (folder, dataset)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from nvg_core.data.folder import build_folder_dataset
+    root = tmp_path_factory.mktemp("shapes")
+    rng = np.random.default_rng(0)
+    for name, colour in (("squares", (220, 40, 40)), ("discs", (40, 180, 60)), ("bars", (40, 60, 220))):
+        (root / "images" / name).mkdir(parents=True)
+        for i in range(8):
+            image = Image.new("RGB", (48, 48), "white")
+            x, y, r = (int(v) for v in rng.integers([8, 8, 6], [32, 32, 14]))
+            box = {"squares": (x, y, x + r, y + r), "discs": (x, y, x + r, y + r), "bars": (x, 4, x + r // 2, 44)}[name]
+            (ImageDraw.Draw(image).ellipse if name == "discs" else ImageDraw.Draw(image).rectangle)(box, fill=colour)
+            image.save(root / "images" / name / f"{i}.png")
+    build_folder_dataset(root / "images", root / "dataset", size=16)
+    return root / "images", root / "dataset"
