@@ -127,7 +127,7 @@ class Run:
         self._images_at = (now, step + 1)
         record = {"step": step, "time_s": round(now - self.started, 1),
                   "images_per_s": round((step + 1 - then_step) * self.args.batch_size / max(now - then, 1e-9), 1),
-                  **{k: round(float(v), 5) for k, v in values.items()}}
+                  **{k: float(f"{float(v):.6g}") for k, v in values.items()}}
         with open(self.log_path, "a") as file:
             file.write(json.dumps(record) + "\n")
         if self.progress is not None:

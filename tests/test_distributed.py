@@ -1,0 +1,70 @@
+"""Training under torchrun: 2 CPU processes (gloo) give the single-process run with the same global batch.
+
+Tolerance: losses within 1e-5 relative and weights within 1e-5 absolute (the processes sum their gradients
+in another order than one process does; the random numbers are the same by construction)."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nvg_core.cli import main
+from nvg_core.pipeline import NVGPipeline
+from nvg_core.transformer import NVGTransformer
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without torch.distributed")
+
+
+def _args(data, tokenizer, out, *more) -> list[str]:
+    """Large steps (lr 1e-2 from the first step): a process that missed the others' gradients would drift."""
+    return ["train", "generator", "--data", str(data), "--tokenizer", str(tokenizer), "--out", str(out), "--config",
+            "tiny", "--steps", "4", "--batch-size", "8", "--lr", "1e-2", "--warmup", "1", "--log-every", "1",
+            "--device", "cpu", *more]
+
+
+def _torchrun(args: list[str]) -> str:
+    """Run `nvg` in 2 processes under torchrun; its stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "nvg_core.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+def _losses(folder) -> list[float]:
+    return [json.loads(line)["loss"] for line in (folder / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(shapes_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tok")
+    main(["train", "tokenizer", "--data", str(shapes_folder[1]), "--out", str(out), "--config", "tiny", "--steps", "2",
+          "--batch-size", "4", "--device", "cpu"])
+    return out
+
+
+def test_two_processes_train_as_one_with_the_same_global_batch_and_only_rank_0_writes(shapes_folder, tokenizer, tmp_path):
+    data = shapes_folder[1]
+    main(_args(data, tokenizer, tmp_path / "one"))
+    stderr = _torchrun(_args(data, tokenizer, tmp_path / "two"))
+    assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), rel=1e-5)
+    assert len(re.findall(r"^\[1/4\]", stderr, flags=re.M)) == 1  # one progress line: rank 0's
+    assert torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)["world"] == 2
+    one = NVGTransformer.from_pretrained(tmp_path / "one" / "raw", subfolder="transformer").state_dict()
+    two = NVGTransformer.from_pretrained(tmp_path / "two" / "raw", subfolder="transformer").state_dict()
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-5
+    assert NVGPipeline.from_pretrained(tmp_path / "two", device="cpu").class_names == ["bars", "discs", "squares"]
+
+
+def test_a_run_checkpointed_by_one_process_resumes_on_two(shapes_folder, tokenizer, tmp_path):
+    data = shapes_folder[1]
+    main(_args(data, tokenizer, tmp_path / "whole"))
+    main(_args(data, tokenizer, tmp_path / "cut", "--max-minutes", "0"))  # stops after its first step
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 1
+    stderr = _torchrun(_args(data, tokenizer, tmp_path / "cut", "--resume", str(tmp_path / "cut")))
+    assert "resumed the generator at step 1 (saved by 1 process(es), now 2)" in stderr
+    assert _losses(tmp_path / "cut") == pytest.approx(_losses(tmp_path / "whole"), rel=1e-5)
