@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import json
 import shlex
 import sys
 from datetime import date
@@ -288,9 +289,12 @@ def train_generator(args) -> None:
         def save() -> None:
             dtype = torch.float16 if args.half_weights else None
             _save_pair(ema, model, run.out, "transformer", dtype)
-            from .pipeline import NVGPipeline
+            from .pipeline import MODEL_INDEX, NVGPipeline
+            index = Path(args.resume or "") / MODEL_INDEX  # a model folder's sampling defaults carry over
+            options = json.loads(index.read_text()) if args.resume and index.is_file() else {}
             NVGPipeline(tokenizer, copy.deepcopy(ema).to(dtype) if dtype else ema, list(data.classes),
-                        name=run.out.resolve().name).save_pretrained(run.out)
+                        options.get("default_options"), run.out.resolve().name,
+                        transfer_options=options.get("transfer_options")).save_pretrained(run.out)
             write_model_card(run, data, args)
 
         for step in run.steps():
@@ -347,7 +351,8 @@ Trained on {data.source}, {data.resolution} px, {len(data.classes)} classes: {cl
 
 ## Limitations
 
-Not evaluated: `nvg eval` measures models of the emoji-32 classes only. The sampling defaults are the
-authors' ImageNet schedules; tune them on your classes (`bench/sweep_sampling.py` shows how).
+Not evaluated: `nvg eval` measures models of the emoji-32 classes only. The sampling defaults are
+{"those of " + str(args.resume) if args.resume else "the authors' ImageNet schedules"}; tune them on your classes
+(`bench/sweep_sampling.py` shows how).
 """
     (run.out / "MODEL_CARD.md").write_text(card)

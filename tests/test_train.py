@@ -177,3 +177,22 @@ def test_the_evaluator_trains_and_resumes_from_its_checkpoint(trainable_data, tm
     steps = [json.loads(line).get("step") for line in (tmp_path / "logs" / "evaluator.jsonl").read_text().splitlines()]
     assert steps == [0, 1, 1, 2, 2]  # steps 0-1, the held-out accuracy line, step 2 after resuming, accuracy
     assert (tmp_path / "evaluator" / "config.json").is_file()
+
+
+def test_the_prepared_continuation_of_the_bundled_model_runs_one_step_and_compares_both_evaluations(trainable_data, tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("continue_bundled", Path(__file__).parents[1] / "bench" / "continue_bundled.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--minutes", "0", "--out", str(tmp_path), "--data", str(trainable_data), "--batch-size", "4",
+                 "--num-samples", "4"])
+    assert [json.loads(line)["step"] for line in (tmp_path / "model" / "train_log.jsonl").read_text().splitlines()] == [0]
+    continued = NVGPipeline.from_pretrained(tmp_path / "model", device="cpu")
+    shipped = NVGPipeline.from_pretrained(device="cpu")
+    assert continued.default_options == shipped.default_options  # the shipped sampling defaults carry over
+    assert continued.transfer_options == shipped.transfer_options
+    verdict = json.loads((tmp_path / "verdict.json").read_text())
+    shipped_eval = json.loads((tmp_path / "eval_shipped.json").read_text())
+    assert verdict["fd"]["shipped"] == shipped_eval["fd"] and isinstance(verdict["better"], bool)
+    assert verdict["better"] == (verdict["fd"]["continued"] < verdict["fd"]["shipped"]
+                                 and verdict["class_accuracy"]["continued"] >= verdict["class_accuracy"]["shipped"])
