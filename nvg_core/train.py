@@ -352,7 +352,7 @@ Trained on {data.source}, {data.resolution} px, {len(data.classes)} classes: {cl
 ## Limitations
 
 Not evaluated: `nvg eval` measures models of the emoji-32 classes only. The sampling defaults are
-{"those of " + str(args.resume) if args.resume else "the authors' ImageNet schedules"}; tune them on your classes
-(`bench/sweep_sampling.py` shows how).
+{"those of " + str(args.resume) if args.resume else "the authors' ImageNet schedules"}; to store others, set
+`pipe.default_options` and `pipe.save_pretrained(folder)`.
 """
     (run.out / "MODEL_CARD.md").write_text(card)
