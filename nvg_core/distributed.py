@@ -73,6 +73,14 @@ class Processes:
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
         return tuple(bool(v) for v in values.tolist())
 
+    def mean(self, values: list[float]) -> list[float]:
+        """Each value averaged over the processes (logged losses are the global batch's)."""
+        if self.world == 1:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return (tensor / self.world).tolist()
+
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum a tensor over the processes, in place."""
         if self.world > 1:

@@ -213,8 +213,8 @@ def train_evaluator(args) -> None:
 
     The learning-rate schedule follows whichever runs out first of --steps and --max-minutes, so a
     time-limited run also ends at a low learning rate. Held-out class accuracy is logged at the end. Under
-    torchrun each process augments the global batch alike and keeps its shard; BatchNorm statistics are
-    per process (the main process's are saved).
+    torchrun each process augments the global batch alike and keeps its shard; BatchNorm normalises each
+    shard by its own statistics (DistributedDataParallel keeps the running statistics of the main process).
     """
     with Run(args, "evaluator", log_name="logs/evaluator.jsonl") as run:
         data = load_emoji_dataset(args.data)
@@ -255,10 +255,10 @@ def train_evaluator(args) -> None:
                         style_loss=style_loss.item(), lr=opt.param_groups[0]["lr"])
             if run.end_of_step(step, lambda: model.save_pretrained(run.out / "evaluator")) or progress >= 1:
                 break
+        model.eval()  # every process measures, so that the logged figure is averaged like the losses
+        held_labelled = held_idx[data.label[held_idx] >= 0]
+        held_accuracy = class_accuracy(model, data.images[held_labelled], data.label[held_labelled])
+        run.log(step, held_out_class_accuracy=held_accuracy)
         if run.procs.is_main:
-            model.eval()
-            held_labelled = held_idx[data.label[held_idx] >= 0]
-            held_accuracy = class_accuracy(model, data.images[held_labelled], data.label[held_labelled])
-            run.log(step, held_out_class_accuracy=held_accuracy)
             model.save_pretrained(run.out / "evaluator")
             print(f"saved {run.out} (held-out class accuracy {held_accuracy:.3f})", file=sys.stderr)

@@ -46,12 +46,10 @@ def optimise(opt: torch.optim.Optimizer, model: torch.nn.Module, ema: torch.nn.M
     ema_update(ema, model, args.ema if step > args.warmup else 0.0)
 
 
-def _save_pair(ema: torch.nn.Module, model: torch.nn.Module, out: Path, name: str,
-               dtype: torch.dtype | None = None) -> None:
-    """The EMA weights to OUT/NAME and the raw ones to OUT/raw/NAME (weights-only --resume reads those), as
-    diffusers models (config.json + safetensors; floating weights in `dtype` if given)."""
-    for module, folder in ((ema, out / name), (model, out / "raw" / name)):
-        (copy.deepcopy(module).to(dtype) if dtype else module).save_pretrained(folder)
+def _save(module: torch.nn.Module, folder: Path, dtype: torch.dtype | None = None) -> None:
+    """A network as a diffusers model folder (config.json + safetensors; floating weights in `dtype` if given).
+    Runs save the EMA weights to OUT/NAME and the raw ones to OUT/raw/NAME (weights-only --resume reads them)."""
+    (copy.deepcopy(module).to(dtype) if dtype else module).save_pretrained(folder)
 
 
 def _pixels(images_BHWC_uint8: torch.Tensor) -> torch.Tensor:
@@ -123,7 +121,8 @@ def train_tokenizer(args) -> None:
             if step % args.log_every == 0 or step == args.steps - 1:
                 run.log(step, loss=loss.item(), l1=l1.item(), psnr=-10 * np.log10(max(mse.item() / 4, 1e-10)),
                         vq=vq_loss.item(), lr=opt.param_groups[0]["lr"])
-            if run.end_of_step(step, lambda: _save_pair(ema, model, run.out, "tokenizer"), args.save_every):
+            if run.end_of_step(step, lambda: (_save(ema, run.out / "tokenizer"), _save(model, run.out / "raw" / "tokenizer")),
+                               args.save_every):
                 break
 
 
@@ -288,7 +287,7 @@ def train_generator(args) -> None:
 
         def save() -> None:
             dtype = torch.float16 if args.half_weights else None
-            _save_pair(ema, model, run.out, "transformer", dtype)
+            _save(model, run.out / "raw" / "transformer", dtype)
             from .pipeline import MODEL_INDEX, NVGPipeline
             index = Path(args.resume or "") / MODEL_INDEX  # a model folder's sampling defaults carry over
             options = json.loads(index.read_text()) if args.resume and index.is_file() else {}
@@ -306,8 +305,7 @@ def train_generator(args) -> None:
                 loss, parts = objective({k: v[pick_B] for k, v in targets.items()}, generator, shard)
             optimise(opt, model, ema, loss, step, args)
             if step % args.log_every == 0 or step == args.steps - 1:
-                values = {k: run.procs.sum_(v.detach().float().clone()).item() / run.procs.world for k, v in parts.items()}
-                run.log(step, **values, lr=opt.param_groups[0]["lr"])
+                run.log(step, **{k: v.item() for k, v in parts.items()}, lr=opt.param_groups[0]["lr"])
             if run.end_of_step(step, save, args.save_every):
                 break
 

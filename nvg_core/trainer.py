@@ -73,11 +73,6 @@ class Run:
         self.signalled: str | None = None
         self.progress: tqdm | None = None
         self._handlers = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._handlers[sig] = signal.signal(sig, self._on_signal)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
 
     def __enter__(self) -> Run:
         return self
@@ -86,6 +81,9 @@ class Run:
         self.close()
 
     def _on_signal(self, number: int, _frame) -> None:
+        """The first SIGTERM or Ctrl-C stops the run after this step, with a checkpoint; a second one now."""
+        if self.signalled:
+            raise KeyboardInterrupt
         self.signalled = signal.Signals(number).name
 
     @property
@@ -94,23 +92,32 @@ class Run:
         return None if self.checkpoint is None else self.checkpoint["spec"]
 
     def track(self, spec: dict, **states: Any) -> None:
-        """What a checkpoint holds: the model config (to rebuild it) and objects with state_dict (or tensors);
-        when resuming, they are loaded here, with the step and the RNG states."""
+        """What a checkpoint holds: the model config (to rebuild it) and objects with a state_dict; when
+        resuming, they are loaded here, with the step and the RNG states."""
         self.tracked, self.spec_to_save = states, spec
         if self.checkpoint is None:
             return
         for name, obj in states.items():
             saved = self.checkpoint["states"][name]
-            obj.copy_(saved) if isinstance(obj, torch.Tensor) else obj.load_state_dict(saved)
+            obj.load_state_dict(saved)
         self.start_step = self.checkpoint["step"]
         self.generator.set_state(self.checkpoint["data_rng"])
         torch.set_rng_state(self.checkpoint["torch_rng"])
         if self.procs.is_main:
             print(f"resumed the {self.what} at step {self.start_step} (saved by {self.checkpoint['world']} "
                   f"process(es), now {self.procs.world})", file=sys.stderr)
+            if self.checkpoint["batch_size"] != self.args.batch_size:
+                print(f"note: the checkpoint's global batch was {self.checkpoint['batch_size']}, now "
+                      f"{self.args.batch_size}", file=sys.stderr)
 
     def steps(self) -> range:
-        """The steps left; starts the progress bar (main process only)."""
+        """The steps left. From here a first SIGTERM or Ctrl-C ends the run after its step, with a checkpoint;
+        starts the progress bar (main process only)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._handlers[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
         if self.procs.is_main:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self.progress = tqdm(total=self.args.steps * self.args.batch_size, initial=self.start_step * self.args.batch_size,
@@ -120,7 +127,9 @@ class Run:
         return range(self.start_step, self.args.steps)
 
     def log(self, step: int, **values: float) -> None:
-        """Append a JSON line (step, seconds, images/s since the last line, the values); main process only."""
+        """Append a JSON line (step, seconds, images/s since the last line, the values averaged over the
+        processes); every process calls it, the main one writes."""
+        values = dict(zip(values, self.procs.mean([float(v) for v in values.values()])))
         if not self.procs.is_main:
             return
         now, (then, then_step) = time.time(), self._images_at
@@ -157,8 +166,7 @@ class Run:
 
     def save_checkpoint(self, next_step: int) -> None:
         """Write OUT/checkpoint.pt atomically (a partial file never replaces a good one)."""
-        states = {name: obj.detach().cpu().clone() if isinstance(obj, torch.Tensor) else obj.state_dict()
-                  for name, obj in self.tracked.items()}
+        states = {name: obj.state_dict() for name, obj in self.tracked.items()}
         payload = {"what": self.what, "step": next_step, "spec": self.spec_to_save, "states": states,
                    "data_rng": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
                    "world": self.procs.world, "batch_size": self.args.batch_size}
