@@ -294,7 +294,7 @@ def train_generator(args) -> None:
             NVGPipeline(tokenizer, copy.deepcopy(ema).to(dtype) if dtype else ema, list(data.classes),
                         options.get("default_options"), run.out.resolve().name,
                         transfer_options=options.get("transfer_options")).save_pretrained(run.out)
-            write_model_card(run, data, args)
+            write_model_card(run, data, args, args.resume if options else None)
 
         for step in run.steps():
             # Classes evenly (among those with images), then an image of the class; this process's shard.
@@ -310,13 +310,17 @@ def train_generator(args) -> None:
                 break
 
 
-def write_model_card(run: Run, data: TrainingSet, args) -> None:
-    """A model card stub for a trained folder: metadata, the data, the classes, the command and the losses."""
+def write_model_card(run: Run, data: TrainingSet, args, options_from: Path | None) -> None:
+    """A model card stub for a trained folder: metadata, the data, the classes, the command, the last losses
+    and where the sampling defaults came from (`options_from`: the resumed model folder, or the authors')."""
     lines = run.log_path.read_text().splitlines() if run.log_path.is_file() else []
     last = lines[-1] if lines else "{}"
     launcher = f"torchrun --nproc_per_node {run.procs.world} -m nvg_core.cli" if run.procs.world > 1 else "nvg"
     command = " ".join([launcher, *map(shlex.quote, sys.argv[1:])]) if sys.argv[1:2] == ["train"] else \
         f"{launcher} train generator --data {args.data} --tokenizer {args.tokenizer} --out {args.out} --steps {args.steps}"
+    parameters = sum(p.numel() for p in run.tracked["model"].parameters())
+    config = f"from {args.resume}" if args.resume else args.config
+    defaults = f"those of {options_from}" if options_from else "the authors' ImageNet schedules"
     classes = ", ".join(data.classes[:50]) + (f" and {len(data.classes) - 50} more" if len(data.classes) > 50 else "")
     card = f"""---
 library_name: diffusers
@@ -330,9 +334,9 @@ tags:
 
 # {run.out.resolve().name}
 
-An NVG (Next Visual Granularity) class-conditional model trained with NVG Studio
-{metadata.version("nvg-studio")} on {date.today().isoformat()}. Open it with `python app.py --model {run.out}`
-or `NVGPipeline.from_pretrained("{run.out}")`.
+An NVG (Next Visual Granularity) class-conditional model trained with NVG Studio {metadata.version("nvg-studio")}
+on {date.today().isoformat()}. Open it with `python app.py --model {run.out}` or
+`NVGPipeline.from_pretrained("{run.out}")`.
 
 ## Data
 
@@ -341,16 +345,14 @@ Trained on {data.source}, {data.resolution} px, {len(data.classes)} classes: {cl
 ## Training
 
 - tokenizer: `{args.tokenizer}`
-- generator: {sum(p.numel() for p in run.tracked["model"].parameters()):,} parameters, config
-  `{args.config if not args.resume else "from " + str(args.resume)}`, {args.steps} steps planned, global batch
-  {args.batch_size} on {run.procs.world} process(es) ({run.device.type})
+- generator: {parameters:,} parameters, config `{config}`
+- {args.steps} steps planned, global batch {args.batch_size}, {run.procs.world} process(es) on {run.device.type}
 - command: `{command}`
 - last log line: `{last}`
 
 ## Limitations
 
-Not evaluated: `nvg eval` measures models of the emoji-32 classes only. The sampling defaults are
-{"those of " + str(args.resume) if args.resume else "the authors' ImageNet schedules"}; to store others, set
-`pipe.default_options` and `pipe.save_pretrained(folder)`.
+Not evaluated: `nvg eval` measures models of the emoji-32 classes only. The sampling defaults are {defaults};
+to store others, set `pipe.default_options` and `pipe.save_pretrained(folder)`.
 """
     (run.out / "MODEL_CARD.md").write_text(card)

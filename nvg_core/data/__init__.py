@@ -36,7 +36,7 @@ def load_training_set(path: str | Path) -> TrainingSet:
         from .folder import load_folder_dataset
         data = load_folder_dataset(path)
         return TrainingSet(data.images, data.label.astype(np.int64), np.ones(len(data.label), bool), data.classes,
-                           f"the image folder dataset {path.name} ({len(data.label)} images)")
+                           f"the image folder dataset `{path}` ({len(data.label)} images)")
     from .emoji import CLASSES, NO_FLIP_CLASSES, load_emoji_dataset, split_by_emoji
     data = load_emoji_dataset(path)
     train_idx, _ = split_by_emoji(data.emoji)
