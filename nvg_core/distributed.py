@@ -12,8 +12,10 @@ Gradients are averaged by DistributedDataParallel; only the main process (rank 0
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -97,6 +99,16 @@ class Processes:
         if self.world > 1:
             dist.barrier()
 
-    def close(self) -> None:
-        if self.world > 1 and dist.is_initialized():
+
+def in_process_group(loop: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A training loop whose process group (joined by Processes.start) is destroyed after the loop returns.
+
+    Not before: a DistributedDataParallel wrapper freed after its group was destroyed frees the gloo group
+    while holding the GIL, which can deadlock (pytorch/pytorch#56297); the loop's locals, the wrapper among
+    them, are gone once it returns. After an error the group is left to the process's exit."""
+    @functools.wraps(loop)
+    def run(args: Any) -> None:
+        loop(args)
+        if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+    return run

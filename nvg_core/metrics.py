@@ -25,6 +25,7 @@ from torch import nn
 
 from .data.emoji import CLASSES, NO_FLIP_CLASSES, STYLES, load_emoji_dataset, split_by_emoji
 from .modeling import SpecModel
+from .distributed import in_process_group
 from .trainer import Run
 
 
@@ -208,6 +209,7 @@ def class_accuracy(evaluator: EmojiNet, images_NHWC: np.ndarray, labels_N: np.nd
     return float((probs_NK.argmax(1) == labels_N).mean())
 
 
+@in_process_group
 def train_evaluator(args) -> None:
     """Cross-entropy on the class (labelled images), emoji and style heads, on the training split only.
 

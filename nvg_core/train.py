@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .data import TrainingSet, load_training_set
-from .distributed import Processes
+from .distributed import Processes, in_process_group
 from .objective import canvas_scale_factors, nvg_loss
 from .tokenizer import TOKENIZER_CONFIGS, NVGTokenizer, TokenizerConfig
 from .trainer import Run, ema_update, lr_at
@@ -87,6 +87,7 @@ def tokenizer_config(name: str | None, resolution: int) -> TokenizerConfig:
     return config
 
 
+@in_process_group
 def train_tokenizer(args) -> None:
     """Reconstruction (L1 + MSE) + VQ loss on every image; dead codes are re-seeded from residuals."""
     with Run(args, "tokenizer") as run:
@@ -244,6 +245,7 @@ def _generator_model(args, run: Run, targets: dict[str, torch.Tensor], num_class
     return model
 
 
+@in_process_group
 def train_generator(args) -> None:
     """The NVG objective on the tokenizer's codes, class-balanced sampling, k random stages per image."""
     if args.num_threads:

@@ -179,7 +179,6 @@ class Run:
             self.progress.close()
         for sig, handler in self._handlers.items():
             signal.signal(sig, handler)
-        self.procs.close()
 
 
 LOSS_KEYS = ("loss", "x0_mse", "code_ce", "structure_mse", "l1", "vq", "class_loss")

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,7 +31,7 @@ def _torchrun(args: list[str]) -> str:
     """Run `nvg` in 2 processes under torchrun; its stderr."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "nvg_core.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+                           "-m", "nvg_core.cli", *args], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stderr
 
@@ -68,3 +69,18 @@ def test_a_run_checkpointed_by_one_process_resumes_on_two(shapes_folder, tokeniz
     stderr = _torchrun(_args(data, tokenizer, tmp_path / "cut", "--resume", str(tmp_path / "cut")))
     assert "resumed the generator at step 1 (saved by 1 process(es), now 2)" in stderr
     assert _losses(tmp_path / "cut") == pytest.approx(_losses(tmp_path / "whole"), rel=1e-5)
+
+
+def test_the_tokenizer_and_the_evaluator_train_under_torchrun(shapes_folder, tmp_path):
+    from nvg_core.tokenizer import NVGTokenizer
+    fixture = os.path.join(os.path.dirname(__file__), "fixtures", "emoji_tiny.npz")
+    _torchrun(["train", "tokenizer", "--data", str(shapes_folder[1]), "--out", str(tmp_path / "tok"), "--config", "tiny",
+               "--steps", "2", "--batch-size", "4", "--refresh-every", "1", "--device", "cpu"])
+    assert NVGTokenizer.from_pretrained(tmp_path / "tok", subfolder="tokenizer").spec.resolution == 16
+    emoji = tmp_path / "emoji.npz"  # the fixture with new emoji ids, so that its training split is not empty
+    with np.load(fixture) as data:
+        np.savez(emoji, **{**{k: data[k] for k in data}, "emoji": np.array([f"T{i}" for i in range(len(data["emoji"]))])})
+    _torchrun(["train", "evaluator", "--data", str(emoji), "--out", str(tmp_path / "eval"), "--steps", "2",
+               "--batch-size", "8", "--device", "cpu"])
+    assert torch.load(tmp_path / "eval" / "checkpoint.pt", weights_only=True)["world"] == 2
+    assert (tmp_path / "eval" / "evaluator" / "config.json").is_file()

@@ -112,3 +112,17 @@ def test_split_weight_adds_the_deciding_bit_loss():
     torch.testing.assert_close(loss, plain["loss"] + 2.0 * plain["split_mse"])
     with pytest.raises(ValueError, match="stage weights"):
         nvg_loss(model, *batch, structure_stage_weights=[1.0, 2.0])
+
+
+def test_shards_of_a_global_batch_draw_what_the_whole_batch_draws():
+    """Two processes' shards (random numbers drawn for the global batch) average to the one-process loss."""
+    torch.manual_seed(0)
+    model = NVGTransformer.from_spec(CFG).eval()
+    batch = random_batch(batch=6)
+    with torch.no_grad():
+        whole, _ = nvg_loss(model, *batch, generator=torch.Generator().manual_seed(5), stages_per_sample=2)
+        halves = [nvg_loss(model, *(t[3 * i:3 * (i + 1)] for t in batch), generator=torch.Generator().manual_seed(5),
+                           stages_per_sample=2, shard=(i, 2))[0] for i in range(2)]
+        unsharded = nvg_loss(model, *(t[:3] for t in batch), generator=torch.Generator().manual_seed(5), stages_per_sample=2)[0]
+    assert (halves[0] + halves[1]).item() / 2 == pytest.approx(whole.item(), rel=1e-5)
+    assert halves[0].item() != pytest.approx(unsharded.item(), rel=1e-3)  # the shard did not draw as a batch of 3
