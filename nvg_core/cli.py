@@ -138,10 +138,11 @@ def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",")]
 
 
-def _run_arguments(t: argparse.ArgumentParser, batch: int, data_help: str) -> None:
+def _run_arguments(t: argparse.ArgumentParser, batch: int, data_help: str,
+                   out_help: str = "output folder (weights, train_log.jsonl, checkpoint.pt)") -> None:
     """What every training command takes: data, output, batch, schedule, checkpoints, device."""
     t.add_argument("--data", required=True, type=Path, help=data_help)
-    t.add_argument("--out", required=True, type=Path, help="output folder (weights, train_log.jsonl, checkpoint.pt)")
+    t.add_argument("--out", required=True, type=Path, help=out_help)
     t.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue the run in DIR from its checkpoint.pt (optimiser, EMA, step, data order, RNG; on "
                         "any number of processes), or start from the weights of a model folder without one")
@@ -196,7 +197,8 @@ def _add_train(sub) -> None:
             t.add_argument("--half-weights", action="store_true", help="store the weights in float16 (half the size)")
         t.set_defaults(run=_lazy("train", f"train_{name}"))
     e = which.add_parser("evaluator", help="train the frozen evaluator (EmojiNet, emoji-32 data only)")
-    _run_arguments(e, 128, "the emoji dataset .npz (nvg data emoji)")
+    _run_arguments(e, 128, "the emoji dataset .npz (nvg data emoji)",
+                   "model folder to add the evaluator to (evaluator/, logs/evaluator.jsonl, checkpoint.pt)")
     e.set_defaults(steps=20_000)
     e.add_argument("--lr", type=float, default=2e-3)
     e.add_argument("--weight-decay", type=float, default=0.05)
