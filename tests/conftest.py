@@ -48,3 +48,13 @@ def shapes_folder(tmp_path_factory):
             image.save(root / "images" / name / f"{i}.png")
     build_folder_dataset(root / "images", root / "dataset", size=16)
     return root / "images", root / "dataset"
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(shapes_folder, tmp_path_factory):
+    """A tiny tokenizer trained for 2 steps on the shapes folder dataset (a folder to read, not to write)."""
+    from nvg_core.cli import main
+    out = tmp_path_factory.mktemp("tok")
+    main(["train", "tokenizer", "--data", str(shapes_folder[1]), "--out", str(out), "--config", "tiny", "--steps", "2",
+          "--batch-size", "4", "--device", "cpu"])
+    return out

@@ -40,18 +40,10 @@ def _losses(folder) -> list[float]:
     return [json.loads(line)["loss"] for line in (folder / "train_log.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def tokenizer(shapes_folder, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tok")
-    main(["train", "tokenizer", "--data", str(shapes_folder[1]), "--out", str(out), "--config", "tiny", "--steps", "2",
-          "--batch-size", "4", "--device", "cpu"])
-    return out
-
-
-def test_two_processes_train_as_one_with_the_same_global_batch_and_only_rank_0_writes(shapes_folder, tokenizer, tmp_path):
+def test_two_processes_train_as_one_with_the_same_global_batch_and_only_rank_0_writes(shapes_folder, tiny_tokenizer, tmp_path):
     data = shapes_folder[1]
-    main(_args(data, tokenizer, tmp_path / "one"))
-    stderr = _torchrun(_args(data, tokenizer, tmp_path / "two"))
+    main(_args(data, tiny_tokenizer, tmp_path / "one"))
+    stderr = _torchrun(_args(data, tiny_tokenizer, tmp_path / "two"))
     assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), rel=1e-5)
     assert len(re.findall(r"^\[1/4\]", stderr, flags=re.M)) == 1  # one progress line: rank 0's
     assert torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)["world"] == 2
@@ -61,12 +53,12 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_only_rank_0_w
     assert NVGPipeline.from_pretrained(tmp_path / "two", device="cpu").class_names == ["bars", "discs", "squares"]
 
 
-def test_a_run_checkpointed_by_one_process_resumes_on_two(shapes_folder, tokenizer, tmp_path):
+def test_a_run_checkpointed_by_one_process_resumes_on_two(shapes_folder, tiny_tokenizer, tmp_path):
     data = shapes_folder[1]
-    main(_args(data, tokenizer, tmp_path / "whole"))
-    main(_args(data, tokenizer, tmp_path / "cut", "--max-minutes", "0"))  # stops after its first step
+    main(_args(data, tiny_tokenizer, tmp_path / "whole"))
+    main(_args(data, tiny_tokenizer, tmp_path / "cut", "--max-minutes", "0"))  # stops after its first step
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 1
-    stderr = _torchrun(_args(data, tokenizer, tmp_path / "cut", "--resume", str(tmp_path / "cut")))
+    stderr = _torchrun(_args(data, tiny_tokenizer, tmp_path / "cut", "--resume", str(tmp_path / "cut")))
     assert "resumed the generator at step 1 (saved by 1 process(es), now 2)" in stderr
     assert _losses(tmp_path / "cut") == pytest.approx(_losses(tmp_path / "whole"), rel=1e-5)
 

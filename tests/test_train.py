@@ -86,15 +86,6 @@ def _losses(folder) -> dict[int, float]:
             if "loss" in r}
 
 
-@pytest.fixture(scope="module")
-def tiny_tokenizer(shapes_folder, tmp_path_factory):
-    """A tiny tokenizer trained for 2 steps on the shapes folder dataset."""
-    out = tmp_path_factory.mktemp("tok")
-    run(["train", "tokenizer", "--data", str(shapes_folder[1]), "--out", str(out), "--config", "tiny", "--steps", "2",
-         "--batch-size", "4", "--device", "cpu"])
-    return out
-
-
 def _generator_args(data, tokenizer, out, *more) -> list[str]:
     return ["train", "generator", "--data", str(data), "--tokenizer", str(tokenizer), "--out", str(out),
             "--config", "tiny", "--batch-size", "4", "--log-every", "1", "--device", "cpu", *more]
