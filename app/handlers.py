@@ -19,20 +19,24 @@ from nvg_core import recipe as recipes
 from nvg_core import seeds as seeding
 from nvg_core import sketch
 from nvg_core.images import read_image, read_mask, to_pil, to_uint8
+from nvg_core.limits import LimitError
 from nvg_core.locks import Locks
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import NVGResult, SamplingOptions
 from nvg_core.structure import render_map
 
 from .history import Entry, History
+from .limits import SERVER_LIMITS
 
 PREVIEW_SIZE = 192
 DOWNLOAD_SCALE = 4  # the 64-px model's images are also offered this many times larger (nearest neighbour)
 KEEP = object()  # an output the handler leaves as it is (the previous images stay until new ones arrive)
 EDIT_SIZE = 256  # the edit canvas: the image enlarged with square pixels, big enough to paint on
-# The range of every numeric input, read by the page's sliders too: API clients may send anything.
-LIMITS = {"num_images": (1, 8), "num_variations": (1, 8), "content_guidance": (1.0, 6.0),
-          "structure_guidance": (1.0, 5.0), "top_p": (0.05, 1.0), "flow_steps": (1, 50), "sketch_stage": (1, 4), "cover": (0.25, 1.0)}
+# The range of every numeric input, read by the page's sliders too: API clients may send anything. Images
+# and flow steps are the server's bounds (app/limits.py), which nvg_core checks again with every run.
+LIMITS = {"num_images": (1, SERVER_LIMITS.max_images), "num_variations": (1, SERVER_LIMITS.max_images),
+          "content_guidance": (1.0, 6.0), "structure_guidance": (1.0, 5.0), "top_p": (0.05, 1.0),
+          "flow_steps": (1, SERVER_LIMITS.max_flow_steps), "sketch_stage": (1, 4), "cover": (0.25, 1.0)}
 
 
 class UserError(ValueError):
@@ -173,7 +177,8 @@ def generate(pipe: NVGPipeline, history: History | None, class_name: str, seed: 
     seeds = seeds_for(seed, num_images)
     options = sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p)
     strip, stages = [], []
-    for stage in pipe.iter_stages([class_id] * len(seeds), seeds=seeds, options=options, preview=False):
+    for stage in pipe.iter_stages([class_id] * len(seeds), seeds=seeds, options=options, preview=False,
+                                  limits=SERVER_LIMITS):
         stages.append(stage)
         canvas = to_pil(pipe.decode(stage.canvas_BNC[:1]))[0]
         strip.append((_stage_tile(pipe, stage.labels_BN[0], canvas, stage.stage), f"stage {stage.stage}"))
@@ -311,7 +316,8 @@ def regenerate(pipe: NVGPipeline, history: History | None, keep_stage: int, keep
     seeds = _fresh_seeds(seed, num_variations, entry.seeds[i])
     variations = pipe.regenerate(entry.result, from_stage=keep_stage + 1, keep_content=keep_content,
                                  class_labels=target, num_variations=len(seeds), seeds=seeds, index=i,
-                                 options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True))
+                                 options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True),
+                                 limits=SERVER_LIMITS)
     kept = "structure and content" if keep_content else "structure"
     label = f"lock 0..{keep_stage} of {_file_stem(pipe, entry.result, i, entry.seeds)}"
     return (_images(pipe, variations, seeds), _record(history, pipe, variations, seeds, label),
@@ -373,7 +379,7 @@ def sketch_generate(pipe: NVGPipeline, history: History | None, drawing, stage: 
     seeds = seeds_for(seed, num_images)
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, locks=Locks.from_structure(projection.labels),
                            options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True),
-                           action=f"sketch up to stage {len(projection.labels) - 1}")
+                           action=f"sketch up to stage {len(projection.labels) - 1}", limits=SERVER_LIMITS)
     label = f"sketch {pipe.class_names[class_id]}"
     return (_projected(drawing, projection), _images(pipe, result, seeds), _record(history, pipe, result, seeds, label),
             f"{projection.summary()}; {_made(pipe, result, seeds)}")
@@ -423,7 +429,7 @@ def reference_generate(pipe: NVGPipeline, history: History | None, image_path: s
     kept = f"structure of stages 0..{k}" + (f", content of stages 0..{j}" if j >= 0 else "")
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, locks=Locks.from_result(tokens, k, content_up_to=j),
                            options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True),
-                           action=f"reference: {kept}")
+                           action=f"reference: {kept}", limits=SERVER_LIMITS)
     status = f"kept the reference's {kept}; {_made(pipe, result, seeds)}" + (f" ({note})" if note else "")
     return (_images(pipe, result, seeds), _record(history, pipe, result, seeds, f"reference {pipe.class_names[class_id]}"),
             status)
@@ -448,7 +454,10 @@ def open_image(pipe: NVGPipeline, history: History | None, file: str | bytes | N
         return KEEP, KEEP, ("that image carries no NVG recipe; it is now the reference on the Reference tab, "
                             "to reuse its structure"), file
     try:
-        result = pipe.reproduce(recipe)
+        result = pipe.reproduce(recipe, limits=SERVER_LIMITS)
+    except LimitError as error:
+        raise UserError(f"this server cannot make that image again ({error}); `nvg generate --recipe IMAGE.png "
+                        "--out again.png` makes it on your own machine") from error
     except ValueError as error:
         raise UserError(f"that image cannot be made again: {error}") from error
     seeds = [recipe.seed]
@@ -505,7 +514,7 @@ def edit_region(pipe: NVGPipeline, history: History | None, mask: dict | None, f
     target = class_of(pipe, class_name) if class_name else None
     seeds = _fresh_seeds(seed, num_variations, entry.seeds[i])
     edited = pipe.regenerate(entry.result, from_stage=from_stage, class_labels=target, num_variations=len(seeds),
-                             seeds=seeds, index=i, locks=locks,
+                             seeds=seeds, index=i, locks=locks, limits=SERVER_LIMITS,
                              options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True))
     freed = locks.freed_per_stage()[-1]
     status = (f"resampled under the mask from stage {from_stage} ({freed:.0%} of the image free at the last stage); "
@@ -549,7 +558,7 @@ def edit_cluster(pipe: NVGPipeline, history: History | None, stage: int, cluster
     seeds = _fresh_seeds(seed, num_variations, entry.seeds[i])
     done = f"{action} (stage {stage}, cluster {cluster}{f', donor image {donor}' if kind == 'copy' else ''})"
     edited = pipe.regenerate(entry.result, from_stage=stage, num_variations=len(seeds), seeds=seeds, index=i,
-                             locks=locks, action=done,
+                             locks=locks, action=done, limits=SERVER_LIMITS,
                              options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True))
     label = f"edit (cluster) of {_file_stem(pipe, entry.result, i, entry.seeds)}"
     return (_images(pipe, edited, seeds), _record(history, pipe, edited, seeds, label),

@@ -55,7 +55,7 @@ log = logging.getLogger("nvg_studio")
 def _error(error: Exception) -> gr.Error:
     """What the page shows for a failed event: a short notice the person can dismiss. Our own messages are
     shown as they are and logged without a traceback; anything else is logged in full, never shown."""
-    if isinstance(error, ValueError):  # UserError and nvg_core's ValueErrors are written for people
+    if isinstance(error, (ValueError, TimeoutError)):  # UserError, nvg_core's ValueErrors and time budgets: for people
         log.info("refused a request: %s", error)
         return gr.Error(str(error), print_exception=False)
     log.exception("unexpected error in an event")

@@ -43,6 +43,7 @@ from PIL import Image
 from . import recipe as recipes
 from .images import (blend_outside, from_uint8, load_image, resize_center_crop, to_pil, to_pixels, to_rgb,
                      to_uint8)
+from .limits import DEFAULT_LIMITS, Limits, RunCost, estimate_cost
 from .locks import Locks
 from .recipe import Recipe
 from .sampling import (Generators, NVGResult, SamplingOptions, StageOutput, class_schedule, iter_stages,
@@ -238,24 +239,40 @@ class NVGPipeline(DiffusionPipeline):
 
     def iter_stages(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
                     options: SamplingOptions | None = None, locks: Locks | None = None, preview: bool = True,
-                    structure_noise: torch.Tensor | None = None) -> Iterator[StageOutput]:
-        """Stage-by-stage generation (see sampling.iter_stages); previews are decoded when asked."""
-        return iter_stages(self.transformer, self.tokenizer, *self._inputs(class_labels, seeds, generator, options, locks),
-                           preview, structure_noise)
+                    structure_noise: torch.Tensor | None = None, limits: Limits | None = None) -> Iterator[StageOutput]:
+        """Stage-by-stage generation (see sampling.iter_stages); previews are decoded when asked.
+
+        The run is checked against `limits` (default: nvg_core.limits.DEFAULT_LIMITS) before anything is
+        computed, a LimitError naming the bound passed; with a time budget it stops with TimeBudgetExceeded
+        once the budget, counted from this call, has passed."""
+        limits = limits or DEFAULT_LIMITS
+        class_B, generators, options, locks = self._inputs(class_labels, seeds, generator, options, locks)
+        options.resolved(self.num_stages)  # every option checked (finite, in range) before the cost is estimated
+        limits.check(self.transformer.spec, self.tokenizer.spec, len(class_B), options.flow_steps, self.device)
+        return iter_stages(self.transformer, self.tokenizer, class_B, generators, options, locks, preview, structure_noise,
+                           limits.deadline())
+
+    def run_cost(self, num_images: int, options: SamplingOptions | None = None) -> RunCost:
+        """The estimated time and peak memory of a run of `num_images` images on this pipeline's device
+        (nvg_core.limits.estimate_cost), with `options` (default: the model's)."""
+        flow_steps = (options or self.default_options).flow_steps
+        return estimate_cost(self.transformer.spec, self.tokenizer.spec, num_images, flow_steps, self.device)
 
     def generate(self, class_labels, seeds: Sequence[int] | None = None, generator: Generators = None,
                  options: SamplingOptions | None = None, locks: Locks | None = None,
                  structure_noise: torch.Tensor | None = None,
-                 on_stage: Callable[[StageOutput], None] | None = None, action: str = "generate") -> NVGResult:
+                 on_stage: Callable[[StageOutput], None] | None = None, action: str = "generate",
+                 limits: Limits | None = None) -> NVGResult:
         """Generate images; `locks` keeps maps and codes of a source (nvg_core.locks.Locks), `structure_noise`
-        (B, N, D) replaces the drawn start noise of the structure flows; on_stage sees every StageOutput.
+        (B, N, D) replaces the drawn start noise of the structure flows; on_stage sees every StageOutput;
+        `limits` bounds the run (see iter_stages).
 
         Each image gets a recipe that says `action` made it. It can be made again when its seeds are known:
         `seeds`, or fresh generators (seeded and not drawn from yet; one per image or one for the run).
         """
         seeds_B, shared_seed = recipes.run_seeds(seeds, generator)  # before the run draws from the generators
         stages = []
-        for stage in self.iter_stages(class_labels, seeds, generator, options, locks, False, structure_noise):
+        for stage in self.iter_stages(class_labels, seeds, generator, options, locks, False, structure_noise, limits):
             stages.append(stage)
             if on_stage is not None:
                 on_stage(stage)
@@ -286,16 +303,17 @@ class NVGPipeline(DiffusionPipeline):
         result.recipes = recipes.run_recipes(self, run, action, blended, provenance)
         return result
 
-    def reproduce(self, recipe: Recipe) -> NVGResult:
+    def reproduce(self, recipe: Recipe, limits: Limits | None = None) -> NVGResult:
         """The image a recipe describes, made again: its whole run is run again (sampling is not batch-invariant
         bit for bit) and its image taken, and a masked edit's blend is re-applied. Exact on the device type
         that made it. A 1-image result whose recipe is `recipe`, to lock, edit or save again.
 
         ValueError when the loaded model's weights are not the recipe's (both named), when the seeds are
-        unknown, or when the recipe's run is not valid (the field named).
+        unknown, or when the recipe's run is not valid (the field named); a LimitError when the run is larger
+        than `limits` allow (see iter_stages; run_cost says what it costs first).
         """
         recipes.check_model(recipe, self)
-        out = self.generate(**recipes.run_arguments(recipe)).select(recipe.index)
+        out = self.generate(**recipes.run_arguments(recipe, self.num_stages), limits=limits).select(recipe.index)
         if recipe.blend is not None:
             free_N, kept_HW3 = recipes.blend_inputs(recipe.blend, self.transformer.spec.grid_size**2,
                                                     self.tokenizer.spec.resolution)
@@ -345,7 +363,8 @@ class NVGPipeline(DiffusionPipeline):
     def regenerate(self, result: NVGResult, from_stage: int, keep_content: bool = True, class_labels=None,
                    num_variations: int = 1, seeds: Sequence[int] | None = None, index: int = 0,
                    options: SamplingOptions | None = None, mask: np.ndarray | None = None,
-                   locks: Locks | None = None, blend: bool = True, action: str | None = None) -> NVGResult:
+                   locks: Locks | None = None, blend: bool = True, action: str | None = None,
+                   limits: Limits | None = None) -> NVGResult:
         """Variations of image `index` of `result` that keep part of it (seeds default to fresh random ones).
 
         Without a mask: keep stages 0..from_stage-1 (keep_content=False: only their maps) and resample the
@@ -356,7 +375,7 @@ class NVGPipeline(DiffusionPipeline):
         the source's beyond a 2-pixel feather outside the freed cells (images.blend_outside): the decoder
         otherwise moves pixels just outside them (bench/bench_edit.py measures it).
         The recipes say `action` made the images (default: said from the arguments) and keep the source's
-        recipe, and for a blend the freed cells and the source's pixels.
+        recipe, and for a blend the freed cells and the source's pixels. `limits` bounds the run (iter_stages).
         """
         if not 0 <= from_stage < self.num_stages or (mask is None and locks is None and from_stage == 0):
             raise ValueError(f"from_stage must be in [1, {self.num_stages - 1}] (0 with a mask), got {from_stage}")
@@ -375,7 +394,7 @@ class NVGPipeline(DiffusionPipeline):
             classes_S[:from_stage] = old_S[:from_stage]
         seeds = list(seeds) if seeds is not None else torch.randint(0, 2**31, (num_variations,)).tolist()  # fresh
         classes_BS = classes_S.expand(num_variations, -1)
-        stages = list(self.iter_stages(classes_BS, seeds=seeds, options=options, locks=locks, preview=False))
+        stages = list(self.iter_stages(classes_BS, seeds=seeds, options=options, locks=locks, preview=False, limits=limits))
         return self.collect(stages, classes_BS, seeds, options, locks, action, source=source, blend=blend)
 
     def from_image(self, image, class_label: str | int) -> NVGResult:

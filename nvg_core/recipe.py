@@ -39,6 +39,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
+from .limits import MAX_ARRAY_BYTES, MAX_IMAGES
 from .locks import Locks
 from .sampling import Generators, SamplingOptions
 
@@ -57,7 +58,6 @@ PNG_KEY = "nvg_recipe"  # PNG iTXt chunk with the recipe's JSON
 PARAMETERS_KEY = "parameters"  # PNG text chunk with the one-line summary
 PROVENANCE_DEPTH = 8  # source recipes kept: older ones are dropped, so a long chain of edits stays small
 DTYPES = {"bool": "|u1", "uint8": "|u1", "uint16": "<u2", "int64": "<i8", "float32": "<f4"}  # stored arrays
-MAX_ARRAY_BYTES = 1 << 26  # a stored array larger than this unpacked is refused (a damaged or hostile file)
 
 
 @dataclass(frozen=True)
@@ -234,9 +234,13 @@ def check_model(recipe: Recipe, pipe: Model) -> None:
                          f"the loaded model is {pipe.name} (weights {weights_hash(pipe)})")
 
 
-def run_arguments(recipe: Recipe) -> dict:
-    """The keyword arguments of NVGPipeline.generate that run the recipe's batch again."""
+def run_arguments(recipe: Recipe, num_stages: int) -> dict:
+    """The keyword arguments of NVGPipeline.generate that run the recipe's batch again with a model of
+    `num_stages` stages (a recipe of another stage count is refused)."""
     run = recipe.run
+    if len(run["classes_BS"][0]) != num_stages:
+        raise ValueError(f"recipe field 'run.classes_BS' has {len(run['classes_BS'][0])} stages per image; "
+                         f"the loaded model has {num_stages}")
     if run["seeds"] is None and run["shared_seed"] is None:
         raise ValueError("this image cannot be made again: it was drawn from a generator whose seed is unknown")
     noise = run["structure_noise"]
@@ -394,6 +398,9 @@ def _checked_run(run: dict, path: str) -> dict:
     """A recipe's run, refused with a ValueError naming the field unless it has every part."""
     classes = _field(run, f"{path}.classes_BS", lambda v: isinstance(v, list) and v and all(
         _ints(row) and row and len(row) == len(v[0]) for row in v), "a list of class ids per stage per image")
+    if len(classes) > MAX_IMAGES:
+        raise ValueError(f"recipe field {path + '.classes_BS'!r} has {len(classes)} images; a run has at most "
+                         f"{MAX_IMAGES} (nvg_core.limits.MAX_IMAGES)")
     _field(run, f"{path}.seeds", lambda v: v is None or (isinstance(v, list) and len(v) == len(classes)
                                                            and all(_is_seed(s) for s in v)), "a seed per image or null")
     _field(run, f"{path}.shared_seed", lambda v: v is None or _is_seed(v), "a seed or null")

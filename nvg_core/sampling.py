@@ -18,12 +18,14 @@ ties explicitly and gives the same maps on every device.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from .limits import MAX_FLOW_STEPS, Deadline
 from .locks import Locks
 from .structure import bit_codes
 
@@ -51,13 +53,20 @@ def slow_then_fast_schedule(start: float, end: float, num_stages: int) -> list[f
 
 
 def per_stage(value: float | Sequence[float], num_stages: int, name: str) -> list[float]:
-    """A constant or an explicit list of per-stage values, checked for length."""
-    if isinstance(value, (int, float)):
-        return [float(value)] * num_stages
-    values = [float(v) for v in value]
+    """A constant or an explicit list of per-stage values, checked for length and refused unless every
+    value is a finite number (NaN and infinities are JSON that Python reads)."""
+    if isinstance(value, (str, bytes, dict)):
+        raise ValueError(f"{name} must be a number or one number per stage, got {type(value).__name__}")
+    try:
+        values = [value] * num_stages if isinstance(value, numbers.Number) else list(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a number or one number per stage, got {type(value).__name__}") from None
     if len(values) != num_stages:
         raise ValueError(f"{name} needs one value per stage ({num_stages}), got {len(values)}")
-    return values
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise ValueError(f"{name} values must be finite numbers, got {v!r}"[:120])
+    return [float(v) for v in values]
 
 
 # The authors' sampling settings: SamplingOptions' defaults, written out for a model by official_options.
@@ -89,9 +98,13 @@ class SamplingOptions:
 
     def resolved(self, num_stages: int) -> dict[str, list[float]]:
         """Every per-stage control as a list of num_stages values."""
-        if self.flow_steps < 1:
-            raise ValueError(f"flow_steps must be at least 1, got {self.flow_steps}")
-        if self.split_rule not in SPLIT_RULES:
+        steps = self.flow_steps
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= MAX_FLOW_STEPS:
+            raise ValueError(f"flow_steps must be a whole number from 1 to {MAX_FLOW_STEPS} "
+                             f"(nvg_core.limits.MAX_FLOW_STEPS), got {steps!r}"[:160])
+        if not isinstance(self.gumbel_split, bool):
+            raise ValueError(f"gumbel_split must be true or false, got {self.gumbel_split!r}"[:80])
+        if not isinstance(self.split_rule, str) or self.split_rule not in SPLIT_RULES:
             raise ValueError(f"split_rule must be one of {SPLIT_RULES}, got {self.split_rule!r}")
         out = {name: shape(first, last, num_stages) if getattr(self, name) is None
                else per_stage(getattr(self, name), num_stages, name)
@@ -104,6 +117,9 @@ class SamplingOptions:
         for t in out["temperature"]:
             if t <= 0:
                 raise ValueError(f"temperature must be positive, got {t}")
+        for k in out["top_k"]:
+            if k < 0 or k != int(k):
+                raise ValueError(f"top_k values must be whole numbers from 0, got {k}")
         return out
 
     def explicit(self, num_stages: int) -> SamplingOptions:
@@ -263,12 +279,13 @@ def split_clusters(labels_BN: torch.Tensor, stage: int, scores_BN: torch.Tensor,
 
 def structure_flow(model, canvas_BNC: torch.Tensor, labels_BN: torch.Tensor, stage: int, noise_BND: torch.Tensor,
                    class_B: torch.Tensor, null_B: torch.Tensor | None, guidance: float, steps: int,
-                   held: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                   held: tuple[torch.Tensor, torch.Tensor] | None = None, deadline: Deadline | None = None) -> torch.Tensor:
     """Integrate the structure flow from noise to bits; returns the final state (B, N, D).
 
     Known bits (the first `stage` dims) are reset to +-1 after every Euler step; guidance (null_B given)
     mixes the velocities of the class and the null class. held = (next map, kept (B, N)): the kept
     positions' bit of this split is known too, so the free positions split in the context of the kept ones.
+    deadline: checked before every step (TimeBudgetExceeded once it has passed).
     """
     D = noise_BND.shape[-1]
     known_BND = bit_codes(labels_BN, stage, D).float() - 1
@@ -280,7 +297,9 @@ def structure_flow(model, canvas_BNC: torch.Tensor, labels_BN: torch.Tensor, sta
         known_BND_mask = known_BND_mask | at_split_BND
     z_BND = torch.where(known_BND_mask, known_BND, noise_BND)
     times = flow_times(steps)
-    for t_cur, t_next in zip(times[:-1], times[1:]):
+    for step, (t_cur, t_next) in enumerate(zip(times[:-1], times[1:])):
+        if deadline is not None:
+            deadline.check(f"stage {stage}, flow step {step + 1} of {steps}")
         t_B = torch.full((len(z_BND),), t_cur, device=z_BND.device)
         if null_B is None:
             v_BND = model.forward_structure(canvas_BNC, z_BND, labels_BN, stage, t_B, class_B)
@@ -353,7 +372,7 @@ def class_schedule(class_labels: torch.Tensor, num_stages: int, num_classes: int
 @torch.inference_mode()
 def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generators = None,
                 options: SamplingOptions | None = None, locks: Locks | None = None, preview: bool = False,
-                structure_noise: torch.Tensor | None = None) -> Iterator[StageOutput]:
+                structure_noise: torch.Tensor | None = None, deadline: Deadline | None = None) -> Iterator[StageOutput]:
     """Generate stage by stage, yielding a StageOutput after every stage.
 
     class_labels: (B,) or (B, S) per-stage class ids (a class swap from stage k is a change of column k).
@@ -362,6 +381,7 @@ def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generat
         by cluster, and a stage whose codes are all kept skips its content pass.
     structure_noise: (B, N, D) finite start noise of the structure flows (the authors' `structure_noise`,
         shared by every stage; dim S-2 decides the last split) instead of the generator's draw.
+    deadline: checked before every network pass; a run past it stops with limits.TimeBudgetExceeded.
     Every random number is drawn whether or not a stage is kept or the noise supplied, so a seed's
     other numbers do not depend on what was locked or given.
     """
@@ -386,6 +406,8 @@ def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generat
         uniform_BK = _draw("uniform", generator, B, (2**stage,), device)
         gumbel_BN = gumbel(_draw("uniform", generator, B, (N,), device)) if options.gumbel_split else None
         class_B = classes_BS[:, stage]
+        if deadline is not None:
+            deadline.check(f"stage {stage} of 0..{S - 1}")
         kept_codes = None if locks is None else locks.codes(stage, labels_BN)
         if kept_codes is not None and kept_codes[1].all():
             ids_BK = kept_codes[0]
@@ -405,7 +427,8 @@ def iter_stages(model, tokenizer, class_labels: torch.Tensor, generator: Generat
             else:
                 guidance = plan["structure_guidance"][stage]
                 z_BND = structure_flow(model, canvas_BNC, labels_BN, stage, noise_BND, class_B,
-                                       null_B if guidance != 1.0 else None, guidance, options.flow_steps, kept_map)
+                                       null_B if guidance != 1.0 else None, guidance, options.flow_steps, kept_map,
+                                       deadline)
                 next_BN = split_clusters(labels_BN, stage, z_BND[:, :, stage], gumbel_BN, options.split_rule)
             if kept_map is not None:  # whole clusters are kept or free, so the merged map is a balanced tree
                 next_BN = torch.where(kept_map[1], kept_map[0], next_BN)

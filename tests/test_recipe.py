@@ -86,7 +86,7 @@ def test_a_masked_edit_reproduces_bit_for_bit_with_its_blend(tiny_pipeline, run,
     read = saved_and_read(recipe.attach(to_pil(edited.images), edited.recipes)[1], tmp_path / "edit.png")
     again = tiny_pipeline.reproduce(read)
     assert_same_image(again, edited, 1)
-    unblended = tiny_pipeline.generate(**recipe.run_arguments(read)).select(1)
+    unblended = tiny_pipeline.generate(**recipe.run_arguments(read, tiny_pipeline.num_stages)).select(1)
     assert not np.array_equal(to_uint8(unblended.images), to_uint8(again.images))  # the blend was re-applied
 
 
