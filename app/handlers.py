@@ -481,8 +481,13 @@ def edit_background(pipe: NVGPipeline, history: History | None, index: int = 1) 
 
 def _painted(editor: dict | None) -> np.ndarray:
     """The union of the editor's painted layers (their painted pixels), refused when nothing is painted."""
-    layers = (editor or {}).get("layers") or []
-    masks = [read_mask(layer) for layer in layers if layer is not None]
+    layers = (editor or {}).get("layers") if isinstance(editor, dict) or editor is None else None
+    if not isinstance(layers, (list, type(None))):
+        raise UserError("the mask must be the image editor's value (a dict with its painted layers)")
+    try:
+        masks = [read_mask(layer) for layer in layers or [] if layer is not None]
+    except ValueError as error:
+        raise UserError(f"the mask cannot be read: {error}") from error
     if not masks or not any(m.any() for m in masks):
         raise UserError("paint over the part of the image to regenerate first")
     return np.any([m if m.shape == masks[0].shape else np.asarray(Image.fromarray(m).resize(masks[0].shape[::-1]))

@@ -23,6 +23,7 @@ def _model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
 
 
+LARGE_RUN_S = 60  # generate asks for --yes before a run estimated to take longer (nvg_core.limits.estimate_cost)
 SKETCH_MODES = ("palette", "outline")  # nvg_core.sketch.MODES, written here so that --help imports no OpenCV
 
 
@@ -52,6 +53,9 @@ def _add_generate(sub) -> None:
                    help="palette: regions filled with the app's palette colours; outline: closed strokes of any colour")
     p.add_argument("--out", required=True, type=Path,
                    help="output PNG, with the image's recipe (with several images: NAME_0.png, ...)")
+    p.add_argument("--yes", action="store_true",
+                   help=f"go on with a run estimated to take over {LARGE_RUN_S} s (its estimated time and memory "
+                        "are printed first; without --yes such a run is refused)")
     p.add_argument("--stages-out", type=Path, default=None, help="also save a PNG strip of every stage")
     p.add_argument("--gif", type=Path, default=None,
                    help="also save an animated GIF of the first image made coarse to fine (each stage's structure "
@@ -305,6 +309,7 @@ def _run_generate(args) -> None:
         locks = Locks.from_structure(projection.labels)
     # what is not given stays the model's default: transfer_options where the sketch imposes stages
     options = dataclasses.replace(pipe.options_for(locks), **{k: v for k, v in overrides.items() if v is not None})
+    _check_cost(args, pipe, len(seeds), options)
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options, locks=locks,
                            action=f"sketch (structure of stages 0..{args.sketch_stage})" if args.sketch else "generate")
     images = attach(to_pil(result.images), result.recipes)
@@ -318,7 +323,8 @@ def _run_generate(args) -> None:
 def _run_reproduce(args) -> None:
     """generate --recipe: the image a PNG's recipe describes, made again."""
     from .images import to_pil
-    from .recipe import attach, read_recipe
+    from .recipe import attach, check_model, read_recipe
+    from .sampling import SamplingOptions
     given = [flag for name, flag in RECIPE_SETS.items() if getattr(args, name) is not None]
     if given:
         raise ValueError(f"--recipe makes the image as its recipe says: leave out {', '.join(given)}")
@@ -326,10 +332,23 @@ def _run_reproduce(args) -> None:
     if recipe is None:
         raise ValueError(f"{args.recipe} carries no nvg recipe")
     pipe = _load(args)
+    check_model(recipe, pipe)
+    _check_cost(args, pipe, len(recipe.run["classes_BS"]), SamplingOptions(**recipe.run["options"]))
     result = pipe.reproduce(recipe)
     _save_image(attach(to_pil(result.images), result.recipes)[0], args.out)
     print(f"saved {args.out}, made again from the recipe in {args.recipe}: {recipe.parameters()}{_recipe_note(args.out)}")
     _save_extras(args, pipe, result)
+
+
+def _check_cost(args, pipe, num_images: int, options) -> None:
+    """Say what a large run will cost before it starts, and refuse it without --yes (a run past the library's
+    bounds is refused by nvg_core whatever the flag)."""
+    options.resolved(pipe.num_stages)
+    cost = pipe.run_cost(num_images, options)
+    if cost.seconds > LARGE_RUN_S or num_images > 1:
+        print(f"the run makes {cost}")
+    if cost.seconds > LARGE_RUN_S and not args.yes:
+        raise ValueError(f"the run is estimated to take over {LARGE_RUN_S} s: add --yes to go on")
 
 
 def _save_extras(args, pipe, result) -> None:

@@ -72,7 +72,7 @@ def read_mask(source: ImageLike) -> np.ndarray:
     same checks as read_image."""
     if isinstance(source, np.ndarray) and source.ndim == 2:
         return source > 0
-    image = _open(source) if isinstance(source, (str, os.PathLike, bytes)) else source
+    image = source if isinstance(source, (np.ndarray, Image.Image)) else _open(source)
     if isinstance(image, np.ndarray):
         image = _array_to_pil(image)
     if "A" in image.getbands() and image.getchannel("A").getextrema()[0] < 255:

@@ -14,9 +14,10 @@ numbers only. A run that passes its time budget stops between two network passes
 
 The cost is an estimate from the model's sizes: FLOPs of every network pass (content passes per stage,
 structure-flow steps per split, both guided: twice the batch), seconds at a nominal speed per device type
-(DEVICE_FLOPS), and the peak memory of the batch's largest transient tensors beyond the weights
-(the decoder's first feature maps, a block's activations, the code logits and their sorting). bench/bench_limits.py
-compares the estimate with measured time and peak memory.
+(DEVICE_FLOPS), and the peak memory beyond the weights: the larger of sampling's transient tensors (a
+block's activations and the last stage's code logits with their sorting) and the decoder's first feature
+maps. bench/bench_limits.py compares the estimate with measured time and peak memory (on the bundled
+model the estimate is above the measured peak).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def estimate_cost(transformer: Any, tokenizer: Any, num_images: int, flow_steps:
     block_bytes = 4 * (N + 1) * (8 * transformer.hidden + 3 * mlp)  # input, qkv + mlp, rotated q/k, attention, output
     logits_bytes = 4 * N * V * (g + 7)  # logits (class and null), guided, softmax, sort (values, int64 order), cumsum
     decoder_bytes = 4 * tokenizer.resolution**2 * tokenizer.base_channels * tokenizer.channel_mult[0] * 4
-    peak = num_images * max(g * block_bytes, logits_bytes, decoder_bytes)
+    peak = num_images * max(g * block_bytes + logits_bytes, decoder_bytes)  # sampling, then decoding
     device = torch.device(device).type
     return RunCost(num_images, float(flops), flops / DEVICE_FLOPS.get(device, DEVICE_FLOPS["cpu"]), int(peak), device)
 

@@ -373,6 +373,8 @@ def read_recipe(file: str | os.PathLike | bytes | IO[bytes] | Image.Image) -> Re
     ValueError naming the field when it has one that cannot be read."""
     if isinstance(file, Image.Image):
         chunk = _chunk(file)
+    elif not isinstance(file, (str, os.PathLike, bytes)) and not hasattr(file, "read"):
+        raise ValueError(f"cannot read a recipe from a {type(file).__name__}; pass a PNG's path, bytes or an image")
     else:
         try:
             with Image.open(io.BytesIO(file) if isinstance(file, bytes) else file) as image:
