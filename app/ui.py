@@ -55,7 +55,10 @@ log = logging.getLogger("nvg_studio")
 def _error(error: Exception) -> gr.Error:
     """What the page shows for a failed event: a short notice the person can dismiss. Our own messages are
     shown as they are and logged without a traceback; anything else is logged in full, never shown."""
-    if isinstance(error, (ValueError, TimeoutError)):  # UserError, nvg_core's ValueErrors and time budgets: for people
+    if isinstance(error, TimeoutError):  # nvg_core.limits.TimeBudgetExceeded: the run stopped at the server's budget
+        log.info("stopped a request: %s", error)
+        return gr.Error(f"{error} (this server's budget per request: NVG_MAX_SECONDS)", print_exception=False)
+    if isinstance(error, ValueError):  # UserError and nvg_core's ValueErrors are written for people
         log.info("refused a request: %s", error)
         return gr.Error(str(error), print_exception=False)
     log.exception("unexpected error in an event")

@@ -219,3 +219,49 @@ def test_uploads_over_the_size_limit_are_refused(url, tmp_path):
         client.predict(handle_file(str(path)), api_name="/extract_structure")
     _, images, _ = client.predict("cat", 1, 1, *ADVANCED, api_name="/generate")
     assert len(images) == 1
+
+
+def forged_png(tiny_pipeline, path, edit_run) -> str:
+    """A PNG saved by the library whose recipe's run was then edited by edit_run(run)."""
+    from nvg_core import recipe
+    image = tiny_pipeline(["cat"], seeds=[3]).images[0]
+    data = recipe.read_recipe(image).to_dict()
+    edit_run(data["run"])
+    image.info[recipe.PNG_KEY] = json.dumps(data)
+    recipe.save_png(image, path)
+    return str(path)
+
+
+def test_forged_recipes_asking_for_huge_runs_are_refused_naming_the_bound_without_computing(url, tiny_pipeline, tmp_path,
+                                                                                           monkeypatch):
+    huge_batch = forged_png(tiny_pipeline, tmp_path / "batch.png",
+                            lambda run: run.update(classes_BS=run["classes_BS"] * 5000, seeds=list(range(5000))))
+    endless_flow = forged_png(tiny_pipeline, tmp_path / "flow.png", lambda run: run["options"].update(flow_steps=10_000_000))
+    honest_16 = forged_png(tiny_pipeline, tmp_path / "honest.png",  # what the library makes at batch 16
+                           lambda run: run.update(classes_BS=run["classes_BS"] * 16, seeds=list(range(16))))
+
+    def computed(*args, **kwargs):
+        raise AssertionError("a refused request reached the network")
+
+    for name in ("forward_content", "forward_structure"):  # the server runs in this process
+        monkeypatch.setattr(tiny_pipeline.transformer, name, computed)
+    client = Client(url, verbose=False)
+    for path, bound in ((huge_batch, "has 5000 images; a run has at most 1024"),
+                        (endless_flow, "flow_steps must be a whole number from 1 to 1000"),
+                        (honest_16, "the limit is 8 images per run.*nvg generate --recipe")):
+        with pytest.raises(Exception, match=bound):
+            client.submit(handle_file(path), api_name="/open_image").result(timeout=60)  # bench/bench_limits.py times it
+    monkeypatch.undo()
+    _, images, status = client.predict("cat", 1, 1, *ADVANCED, api_name="/generate")
+    assert len(images) == 1 and "done" in status
+
+
+def test_a_request_past_the_time_budget_is_stopped_with_a_message_and_the_worker_is_free(url, monkeypatch):
+    from nvg_core.limits import Limits
+    monkeypatch.setattr(handlers, "SERVER_LIMITS", Limits(max_images=8, max_flow_steps=50, max_seconds=1e-6))
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="stopped at stage 0 of 0..4: it passed its time budget"):
+        client.predict("cat", 1, 2, *ADVANCED, api_name="/generate")
+    monkeypatch.undo()
+    _, images, status = client.predict("cat", 1, 2, *ADVANCED, api_name="/generate")
+    assert len(images) == 2
