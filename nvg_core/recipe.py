@@ -410,7 +410,7 @@ def _checked_run(run: dict, path: str) -> dict:
     try:
         SamplingOptions(**options).resolved(len(classes[0]))
     except (TypeError, ValueError) as error:
-        raise ValueError(f"recipe field {path + '.options'!r} is not valid sampling options: {str(error)[:120]}") from error
+        raise ValueError(f"recipe field {path + '.options'!r} is not valid sampling options: {str(error)[:200]}") from error
     for name in ("locks", "structure_noise"):
         _field(run, f"{path}.{name}", lambda v: v is None or isinstance(v, dict), "an object or null")
     return run
