@@ -80,6 +80,7 @@ def main() -> None:
     private_temp_dir()
     import torch
 
+    from app.limits import MAX_SESSIONS
     from app.models import ModelStore, default_sources
     from app.ui import CSS, MAX_FILE_SIZE, build_demo
 
@@ -88,7 +89,8 @@ def main() -> None:
     demo = build_demo(store, about=about_text(args.model), decorate=gpu_decorator())
     concurrency = args.concurrency or (2 if torch.cuda.is_available() else 1)
     demo.queue(max_size=64, default_concurrency_limit=concurrency)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE, css=CSS)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE, css=CSS,
+                state_session_capacity=MAX_SESSIONS)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,17 @@ Space's variables), read once at start:
 
 from __future__ import annotations
 
+import ctypes
 import os
-from typing import Mapping
+import sys
+from typing import Callable, Mapping
 
 from nvg_core.limits import Limits
 
+# Visitors whose session (history, component values) the server keeps in memory, the most recently active
+# first (Gradio's state_session_capacity; its default is 10,000). A full history of the bundled model is
+# about 3 MB, and Gradio keeps a closed session for an hour.
+MAX_SESSIONS = 500
 DEFAULTS = {"NVG_MAX_IMAGES": ("max_images", int, 8), "NVG_MAX_FLOW_STEPS": ("max_flow_steps", int, 50),
             "NVG_MAX_SECONDS": ("max_seconds", float, 120.0), "NVG_MEMORY_SHARE": ("memory_share", float, 0.5)}
 
@@ -39,3 +45,25 @@ def server_limits(environ: Mapping[str, str] = os.environ) -> Limits:
 
 
 SERVER_LIMITS = server_limits()
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, where the C library has it (Linux with glibc); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Give the heap's free pages back to the system after a request. A server's requests interleave
+    short-lived model buffers with long-lived history entries, and glibc keeps the freed pages between them:
+    with 20 visitors at once the resident memory kept growing by tens of MB a round without this
+    (bench/bench_load.py; docs/benchmarks.md). A no-op where glibc's malloc_trim is missing."""
+    if _TRIM is not None:
+        _TRIM(0)

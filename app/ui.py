@@ -24,6 +24,7 @@ from nvg_core.sketch import PALETTE
 from . import handlers
 from .components import ImageFiles, RawImage, RawImageEditor, RawNumber, RawSlider
 from .history import History
+from .limits import release_memory
 from .models import ModelLoading, ModelStore
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
@@ -91,6 +92,8 @@ def _bind(store: ModelStore, fn: Callable, decorate: Callable, files: ImageFiles
                     yield files.replace(outputs, sent)
             except Exception as error:
                 raise _error(error) from error
+            finally:
+                release_memory()
     else:
         def event(*values):
             try:
@@ -98,6 +101,8 @@ def _bind(store: ModelStore, fn: Callable, decorate: Callable, files: ImageFiles
                 return files.replace(fn(pipe, *args, **kwargs))
             except Exception as error:
                 raise _error(error) from error
+            finally:
+                release_memory()
     event.__signature__ = inspect.Signature(params)
     event.__name__ = fn.__name__
     return decorate(event)
