@@ -19,7 +19,7 @@ from nvg_core import recipe as recipes
 from nvg_core import seeds as seeding
 from nvg_core import sketch
 from nvg_core.images import read_image, read_mask, to_pil, to_uint8
-from nvg_core.limits import LimitError
+from nvg_core.limits import LimitError, TimeBudgetExceeded
 from nvg_core.locks import Locks
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import NVGResult, SamplingOptions
@@ -177,12 +177,16 @@ def generate(pipe: NVGPipeline, history: History | None, class_name: str, seed: 
     seeds = seeds_for(seed, num_images)
     options = sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p)
     strip, stages = [], []
-    for stage in pipe.iter_stages([class_id] * len(seeds), seeds=seeds, options=options, preview=False,
-                                  limits=SERVER_LIMITS):
-        stages.append(stage)
-        canvas = to_pil(pipe.decode(stage.canvas_BNC[:1]))[0]
-        strip.append((_stage_tile(pipe, stage.labels_BN[0], canvas, stage.stage), f"stage {stage.stage}"))
-        yield list(strip), KEEP, KEEP, f"made stages 0..{stage.stage} of 0..{pipe.num_stages - 1} (seed {seeds[0]})"
+    try:
+        for stage in pipe.iter_stages([class_id] * len(seeds), seeds=seeds, options=options, preview=False,
+                                      limits=SERVER_LIMITS):
+            stages.append(stage)
+            canvas = to_pil(pipe.decode(stage.canvas_BNC[:1]))[0]
+            strip.append((_stage_tile(pipe, stage.labels_BN[0], canvas, stage.stage), f"stage {stage.stage}"))
+            yield list(strip), KEEP, KEEP, f"made stages 0..{stage.stage} of 0..{pipe.num_stages - 1} (seed {seeds[0]})"
+    except TimeBudgetExceeded as error:  # the page's status says so too, beside the stages made
+        yield list(strip), KEEP, KEEP, f"stopped: {error}"
+        raise
     result = pipe.collect(stages, [class_id] * len(seeds), seeds=seeds, options=options)
     label = f"generate {pipe.class_names[class_id]}"
     yield strip, _images(pipe, result, seeds), _record(history, pipe, result, seeds, label), \
