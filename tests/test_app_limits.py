@@ -151,3 +151,12 @@ def test_a_request_past_the_time_budget_stops_with_a_message_and_the_next_one_ru
         handlers.regenerate(tiny_pipeline, history, 1, True, 1, "", 3, **ADVANCED, index=1)
     monkeypatch.undo()
     assert handlers.regenerate(tiny_pipeline, history, 1, True, 1, "", 3, **ADVANCED, index=1)
+
+
+def test_a_generation_past_the_time_budget_says_so_in_the_status_before_the_error(tiny_pipeline, monkeypatch):
+    monkeypatch.setattr(handlers, "SERVER_LIMITS", Limits(max_images=8, max_flow_steps=50, max_seconds=1e-6))
+    updates = handlers.generate(tiny_pipeline, History(), "cat", 1, 2, **ADVANCED)
+    strip, images, state, status = next(updates)
+    assert status.startswith("stopped: the run was stopped at stage 0") and images is handlers.KEEP
+    with pytest.raises(TimeoutError):
+        next(updates)
