@@ -1,8 +1,8 @@
 """Many people at once: `python app.py` in a subprocess, N concurrent gradio_client sessions, then SIGTERM.
 
 Usage: python bench/bench_load.py [--sessions 20] [--rounds 5] [--rss-rounds 10] [--repo DIR] [--concurrency N]
-                                  [--phases load,rss,actions] [--actions-rounds 50] [--actions-sessions 20]
-                                  [--actions-sessions-rounds N]
+                                  [--phases load,rss,actions] [--actions-rounds 50] [--visitors 20]
+                                  [--visitor-rounds N]
 
 Phases (--phases picks which run, in this order; default all):
 - load: every session generates `rounds` times and fetches the files it is sent; prints client errors, the
@@ -13,8 +13,8 @@ Phases (--phases picks which run, in this order; default all):
   API endpoints, with 1 image / 1 variation and fresh seeds: /generate, /regenerate (a lock), /edit_region (a
   painted mask), /edit_cluster, /sketch_generate (an example layout), /reference_generate (an example
   reference), /open_image (the PNG that round's /generate returned). It runs twice: (a) one visitor for
-  `actions-rounds` rounds, after 2 priming rounds, with the RSS every 5 rounds; (b) `actions-sessions`
-  concurrent visitors for `actions-rounds // 5` rounds each (or --actions-sessions-rounds), with the RSS
+  `actions-rounds` rounds, after 2 priming rounds, with the RSS every 5 rounds; (b) `visitors`
+  concurrent visitors for `actions-rounds // 5` rounds each (or --visitor-rounds), with the RSS
   after each round. Prints the RSS figures (first, last, max, last vs first), the median wait and the
   errors per action.
 At the end: the files the server left in its temp folders after SIGTERM. --repo serves another checkout
@@ -238,7 +238,7 @@ def actions_phase(url: str, server: subprocess.Popen, rounds: int, sessions: int
                   rss, [visitor], time.perf_counter() - start)
 
     # (b) many visitors at once, each on its own session
-    why = f"--actions-rounds // 5 = {rounds} // 5" if few is None else "--actions-sessions-rounds"
+    why = f"--actions-rounds // 5 = {rounds} // 5" if few is None else "--visitor-rounds"
     few = max(1, rounds // 5) if few is None else few
     print(f"  (b) {sessions} concurrent visitors x {few} rounds each ({why}); "
           f"RSS after each round (all visitors finish a round, then RSS)", flush=True)
@@ -263,9 +263,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=None, help="passed to app.py (generations run at once)")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"which phases run, comma-separated: {','.join(PHASES)}")
     parser.add_argument("--actions-rounds", type=int, default=50, help="rounds of every action for the one visitor")
-    parser.add_argument("--actions-sessions", type=int, default=20,
+    parser.add_argument("--visitors", type=int, default=20,
                         help="concurrent visitors in the second actions part (each does actions-rounds // 5 rounds)")
-    parser.add_argument("--actions-sessions-rounds", type=int, default=None,
+    parser.add_argument("--visitor-rounds", type=int, default=None,
                         help="rounds per concurrent visitor in the second actions part (default: actions-rounds // 5)")
     args = parser.parse_args()
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
@@ -316,7 +316,7 @@ def main() -> None:
                   f"{sum(len(s.errors) for s in sessions) - errors_before}", flush=True)
 
     if "actions" in phases:
-        actions_phase(url, server, args.actions_rounds, args.actions_sessions, args.actions_sessions_rounds, temp)
+        actions_phase(url, server, args.actions_rounds, args.visitors, args.visitor_rounds, temp)
 
     count, size = files_under(temp / "server")
     print(f"temp files while running: {count - 1} ({size / 1e6:.1f} MB)")  # minus server.log
