@@ -18,7 +18,7 @@ from PIL import Image
 from nvg_core import recipe as recipes
 from nvg_core import seeds as seeding
 from nvg_core import sketch
-from nvg_core.images import read_image, read_mask, to_pil, to_uint8
+from nvg_core.images import PERCEPTIBLE, changed_shares, mask_at, read_image, read_mask, to_pil, to_uint8
 from nvg_core.limits import LimitError, TimeBudgetExceeded
 from nvg_core.locks import Locks
 from nvg_core.pipeline import NVGPipeline
@@ -36,7 +36,7 @@ EDIT_SIZE = 256  # the edit canvas: the image enlarged with square pixels, big e
 # and flow steps are the server's bounds (app/limits.py), which nvg_core checks again with every run.
 LIMITS = {"num_images": (1, SERVER_LIMITS.max_images), "num_variations": (1, SERVER_LIMITS.max_images),
           "content_guidance": (1.0, 6.0), "structure_guidance": (1.0, 5.0), "top_p": (0.05, 1.0),
-          "flow_steps": (1, SERVER_LIMITS.max_flow_steps), "sketch_stage": (1, 4), "cover": (0.25, 1.0)}
+          "flow_steps": (1, SERVER_LIMITS.max_flow_steps), "sketch_stage": (1, 4), "cover": (0.0, 1.0)}
 
 
 class UserError(ValueError):
@@ -135,9 +135,13 @@ class Download:
 
 
 def _file_stem(pipe: NVGPipeline, result: NVGResult, i: int, seeds: list[int]) -> str:
-    """'smiley-seed42': the class of the last stage and the image's seed."""
-    name = pipe.class_names[int(result.class_labels_BS[i, -1])]
-    return f"{name}-seed{seeds[i]}"
+    """'smiley-seed42': the image's class and its seed. The class is that of the last stage, except for an
+    inpainting (its recipe has a blend: the source's pixels outside the mask), which stays its source's
+    class whatever class was drawn under the mask (the recipe says that one)."""
+    recipe = result.recipes[i] if result.recipes else None
+    if recipe is not None and recipe.blend is not None and recipe.source is not None:
+        return f"{recipe.source.class_names[-1]}-seed{seeds[i]}"
+    return f"{pipe.class_names[int(result.class_labels_BS[i, -1])]}-seed{seeds[i]}"
 
 
 def _images(pipe: NVGPipeline, result: NVGResult, seeds: list[int]) -> list[tuple[Download, str]]:
@@ -228,9 +232,10 @@ def _viewed(pipe: NVGPipeline, history: History | None, index: Any) -> tuple[Ent
         return entry, 0
 
 
-def show_stage(pipe: NVGPipeline, history: History | None, stage: int, index: int = 1
+def show_stage(pipe: NVGPipeline, history: History | None, stage: int, index: int = 1, *, cluster: int | None = None
                ) -> tuple[Image.Image, Image.Image, Image.Image]:
-    """One stage of the viewed image: coloured structure map, boundaries over the final image, canvas.
+    """One stage of the viewed image: coloured structure map, boundaries over the final image (the cluster
+    picked for Edit highlighted, when it exists at this stage), canvas.
 
     Nothing to show (blank outputs) until there is a result.
     """
@@ -238,7 +243,9 @@ def show_stage(pipe: NVGPipeline, history: History | None, stage: int, index: in
     if viewed is None:
         return None, None, None
     stage = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1)
-    return pipe.stage_view(viewed[0].result, viewed[1], stage, size=PREVIEW_SIZE)
+    picked = None if cluster is None else number(cluster, "cluster", whole=True, low=-math.inf, high=math.inf)
+    highlight = picked if picked is not None and 0 <= picked < 2**stage else None
+    return pipe.stage_view(viewed[0].result, viewed[1], stage, size=PREVIEW_SIZE, highlight=highlight)
 
 
 def stage_strip(pipe: NVGPipeline, history: History | None, index: int = 1) -> list:
@@ -498,18 +505,22 @@ def _painted(editor: dict | None) -> np.ndarray:
                    for m in masks], axis=0)
 
 
-def _changed(source: NVGResult, edited: NVGResult) -> str:
-    """The share of each variation's pixels that differ from the source image, for the status line."""
-    before, after = to_uint8(source.images), to_uint8(edited.images)
-    return ", ".join(f"{(after[i] != before[0]).any(-1).mean():.0%}" for i in range(len(after)))
+def _changed(source: NVGResult, edited: NVGResult, region_HW: np.ndarray, where: str) -> str:
+    """For the status line: per variation, the share of the region's pixels that changed perceptibly and
+    the share of the other pixels that changed at all (nvg_core.images.changed_shares)."""
+    before, after = to_uint8(source.images)[0], to_uint8(edited.images)
+    shares = [changed_shares(before, image, region_HW) for image in after]
+    return (f"{where} changed perceptibly (> {PERCEPTIBLE}/255): {', '.join(f'{a:.0%}' for a, _ in shares)}; "
+            f"pixels elsewhere changed: {', '.join(f'{b:.0%}' for _, b in shares)}")
 
 
 def edit_region(pipe: NVGPipeline, history: History | None, mask: dict | None, from_stage: int, class_name: str | None,
                 num_variations: int, seed: float | None, content_guidance: float, structure_guidance: float,
-                flow_steps: int, top_p: float | None = None, index: int = 1, cover: float = 1.0
+                flow_steps: int, top_p: float | None = None, index: int = 1, cover: float = 0.0
                 ) -> tuple[list, History, str]:
-    """Variations of the current image resampled under the painted mask from `from_stage` on (optionally
-    as another class there); outside it every stage's codes, and the pixels, are the image's own."""
+    """Variations of the current image inpainted under the painted mask from `from_stage` on (optionally as
+    another class there): every cluster the mask touches is resampled (cover 1: only those wholly under
+    it), and outside the mask, beyond a 2 px feather, the pixels are the image's own."""
     entry = _current(pipe, history)
     i = _image_index(entry.result, index)
     from_stage = number(from_stage, "the edit stage", whole=True, low=0, high=pipe.num_stages - 1)
@@ -523,12 +534,13 @@ def edit_region(pipe: NVGPipeline, history: History | None, mask: dict | None, f
     target = class_of(pipe, class_name) if class_name else None
     seeds = _fresh_seeds(seed, num_variations, entry.seeds[i])
     edited = pipe.regenerate(entry.result, from_stage=from_stage, class_labels=target, num_variations=len(seeds),
-                             seeds=seeds, index=i, locks=locks, limits=SERVER_LIMITS,
+                             seeds=seeds, index=i, locks=locks, mask=painted, limits=SERVER_LIMITS,
                              options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True))
-    freed = locks.freed_per_stage()[-1]
-    status = (f"resampled under the mask from stage {from_stage} ({freed:.0%} of the image free at the last stage); "
-              f"pixels changed: {_changed(source, edited)}; {_made(pipe, edited, seeds)}")
-    label = f"edit (mask) of {_file_stem(pipe, entry.result, i, entry.seeds)}"
+    drawn = f" as {pipe.class_names[target]}" if target is not None else ""
+    status = (f"inpainted under the mask from stage {from_stage}{drawn}; "
+              f"{_changed(source, edited, mask_at(painted, pipe.tokenizer.spec.resolution), 'painted pixels')}; "
+              f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+    label = f"edit (mask{drawn}) of {_file_stem(pipe, entry.result, i, entry.seeds)}"
     return _images(pipe, edited, seeds), _record(history, pipe, edited, seeds, label), status
 
 
@@ -564,11 +576,14 @@ def edit_cluster(pipe: NVGPipeline, history: History | None, stage: int, cluster
         locks = Locks.from_donor(source, entry.result.select(d), stage, cluster)
     else:
         locks = Locks.from_clusters(source, stage, [cluster], invert=kind == "keep")
+    changed_N = source.labels_BSN[0, stage].cpu() == cluster
+    region_HW = pipe.cells_to_pixels(~changed_N if kind == "keep" else changed_N)
     seeds = _fresh_seeds(seed, num_variations, entry.seeds[i])
     done = f"{action} (stage {stage}, cluster {cluster}{f', donor image {donor}' if kind == 'copy' else ''})"
     edited = pipe.regenerate(entry.result, from_stage=stage, num_variations=len(seeds), seeds=seeds, index=i,
-                             locks=locks, action=done, limits=SERVER_LIMITS,
+                             locks=locks, mask=region_HW, action=done, limits=SERVER_LIMITS,
                              options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True))
     label = f"edit (cluster) of {_file_stem(pipe, entry.result, i, entry.seeds)}"
+    where = "pixels of the rest" if kind == "keep" else "cluster pixels"
     return (_images(pipe, edited, seeds), _record(history, pipe, edited, seeds, label),
-            f"{done}; pixels changed: {_changed(source, edited)}; {_made(pipe, edited, seeds)}")
+            f"{done}; {_changed(source, edited, region_HW, where)}; {_made(pipe, edited, seeds)}")

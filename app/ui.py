@@ -49,6 +49,10 @@ SWAP_HINT = ("Swapping class? Keep the structure only: kept content keeps the ol
 TRANSFER_HINT = ("Bundled model, structure up to stage 2: classes drawn by their outline (hand, heart, arrow, flag, "
                  "sign) rarely survive another outline; meal, drink, shape and electronics do best. The fruit "
                  "example held as smiley, heart and drink, the heart example as fruit (model card).")
+# The Edit tab's defaults, chosen by `python bench/bench_edit.py --page` (docs/benchmarks.md): an inpainting from
+# stage EDIT_STAGE freeing every cluster the mask touches (cover 0); the stage viewer (and so the cluster
+# edits) starts at VIEWED_STAGE.
+EDIT_STAGE, EDIT_COVER, VIEWED_STAGE = 2, 0.0, 1
 log = logging.getLogger("nvg_studio")
 
 
@@ -212,21 +216,26 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                         edit_mask = RawImageEditor(type="filepath", canvas_size=(handlers.EDIT_SIZE, handlers.EDIT_SIZE),
                                                    brush=gr.Brush(colors=[("#ff00ff", 0.5)], color_mode="fixed", default_size=16),
                                                    eraser=gr.Eraser(), sources=(), elem_id="edit-mask", elem_classes=["crisp"],
-                                                   label="Paint over what to regenerate (the viewed image)", transforms=())
+                                                   label="Paint over what to change (the viewed image); the rest stays as it is",
+                                                   transforms=())
                         with gr.Row():
-                            edit_stage = RawSlider(0, S - 1, value=3, step=1, label="Resample from stage")
-                            edit_cover = slider("cover", 1.0, "Free a cluster once this share of it is painted "
-                                                "(1: nothing outside the mask changes)", 0.05)
+                            edit_stage = RawSlider(0, S - 1, value=EDIT_STAGE, step=1,
+                                                   label="Change from stage (0-2: new shapes and colours; 3-5: new details)")
+                            # API only (the exact-cluster edit at 1); the page always frees what the mask touches
+                            edit_cover = RawSlider(*handlers.LIMITS["cover"], value=EDIT_COVER, step=0.05, label="Cover",
+                                                   visible=False)
                         with gr.Row():
                             edit_class = classes("Class under the mask (empty: same)")
                             edit_variations = slider("num_variations", 4, "Variations")
                             edit_seed = RawNumber(value=-1, precision=0, label="Seed (-1: random)", min_width=100)
                         edit_btn = gr.Button("Regenerate under the mask", variant="primary")
                         with gr.Row():
-                            cluster = RawNumber(value=0, precision=0, label="Cluster (click the clusters image below)")
+                            cluster = RawNumber(value=None, precision=0, elem_id="cluster",
+                                                label="Cluster of the viewed stage (click one in the clusters image below; "
+                                                      "it is highlighted there)")
                             donor = RawNumber(value=2, precision=0, label="Donor image number")
                         cluster_action = gr.Radio(list(handlers.CLUSTER_ACTIONS), value=next(iter(handlers.CLUSTER_ACTIONS)),
-                                                  label="Cluster edit (at the stage viewed below)")
+                                                  label="Cluster edit (the highlighted cluster, at the stage viewed below)")
                         cluster_btn = gr.Button("Edit the cluster")
                     with gr.Tab("Open"):
                         opened = RawImage(type="filepath", elem_id="open-image", height=220,
@@ -256,7 +265,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                            columns=S, height=180, allow_preview=False, elem_id="stage-strip", elem_classes=["crisp"],
                            fit_columns=False, object_fit="contain")
         with gr.Row():
-            stage = RawSlider(0, S - 1, value=1, step=1, label="Stage")
+            stage = RawSlider(0, S - 1, value=VIEWED_STAGE, step=1, label="Stage")
             index = RawNumber(value=1, precision=0, label="Image number (or click an image)")
         with gr.Row():
             stage_map = gr.Image(label="Structure map", type="pil", elem_classes=["crisp"], height=200)
@@ -381,7 +390,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         images.select(select_image, None, index, api_visibility="private")  # view that image
         gr.on([state.change, index.change], bind(handlers.stage_strip), [state, index, model], strip,
               api_visibility="private", show_progress="hidden")
-        gr.on([state.change, index.change, stage.change], bind(handlers.show_stage), [state, stage, index, model],
+        gr.on([state.change, index.change, stage.change, cluster.change], bind(handlers.show_stage),
+              [state, stage, index, model, cluster],
               [stage_map, stage_bounds, stage_canvas], api_visibility="private", show_progress="hidden")
         gr.on([state.change, index.change], bind(handlers.progression_gif), [state, index, model], progression,
               api_visibility="private", show_progress="hidden")

@@ -1,6 +1,20 @@
-"""Masked regeneration with the bundled model: what moves outside the mask, and local vs global class swaps.
+"""Masked regeneration with the bundled model: what people see change, what moves outside the mask, and local
+vs global class swaps.
 
-Usage: python bench/bench_edit.py [--num 24] [--stages 3 5] [--data data/emoji64.npz]
+Usage: python bench/bench_edit.py --page [--classes 32] [--seeds 2] [--from-stage S] [--cover C]
+       python bench/bench_edit.py [--num 24] [--stages 3 5] [--data data/emoji64.npz]
+
+--page measures the Edit tab as people use it, through the app's handlers at the page's defaults (or the
+given stage and cover): every class x seeds generated images, 4 masks each (the upper-right quarter, the
+left half, a centred disc of a quarter of the area, a 6 px brush stroke across the image, painted on the
+page's 256 px canvas), 4 variations per edit. Printed: the median share of painted pixels that change by
+more than PERCEPTIBLE/255 in some channel; the pixels outside the mask beyond the 2 px feather that
+change at all (the promise: 0); the median share of painted pixels where the 4 variations differ among
+themselves by more than PERCEPTIBLE/255; "resample this cluster" at the page's default stage (the
+cluster under the image's centre): the median share of the cluster's pixels changed perceptibly; and
+the seconds per edit (run it on a quiet machine).
+
+Without --page:
 
 Sources are generated images and, when --data exists, held-out emoji (tokenized). Each gets a random
 rectangle mask covering 10-40% of the image and one masked regeneration per stage (pipe.regenerate /
@@ -22,6 +36,7 @@ import argparse
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -57,13 +72,89 @@ def crop(image_HW3: np.ndarray, mask_HW: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(box).resize(image_HW3.shape[:2][::-1], Image.BILINEAR))
 
 
+PERCEPTIBLE = 24  # a pixel changed perceptibly: by more than this (of 255) in some channel
+
+
+def page_masks(size: int) -> dict[str, np.ndarray]:
+    """The four masks of the page protocol, painted on a size x size canvas."""
+    rows, cols = np.mgrid[:size, :size]
+    stroke = np.zeros((size, size), np.uint8)
+    cv2.line(stroke, (size // 8, size * 3 // 4), (size * 7 // 8, size // 4), 255, thickness=6 * size // 64)
+    return {"upper-right quarter": (rows < size // 2) & (cols >= size // 2), "left half": cols < size // 2,
+            "centred disc": (rows - size / 2 + 0.5) ** 2 + (cols - size / 2 + 0.5) ** 2 <= size**2 / 4 / np.pi,
+            "6 px stroke": stroke > 0}
+
+
+def page_protocol(args: argparse.Namespace) -> None:
+    """The Edit tab's region and cluster edits at the page's defaults, measured on what people download."""
+    from app import handlers
+    from app.history import History
+
+    pipe = NVGPipeline.from_pretrained(device="cpu")
+    advanced = handlers.advanced_values(pipe.default_options)
+    size = pipe.tokenizer.spec.resolution
+    canvas = handlers.EDIT_SIZE
+    masks = page_masks(canvas)
+    feather = max(1, size // 32)
+    painted_share, outside_moved, diverse, cluster_share, seconds = [], 0, [], [], []
+    for c in range(min(args.classes, len(pipe.class_names))):
+        for seed in range(args.seeds):
+            *_, (_, _, history, _) = handlers.generate(pipe, History(), pipe.class_names[c], 1000 * c + seed, 1, *advanced)
+            before = to_uint8(history.current.result.images)[0].astype(int)
+            for name, mask in masks.items():
+                start = time.perf_counter()
+                images, _, status = handlers.edit_region(pipe, history, {"layers": [mask.astype(np.uint8) * 255]},
+                                                         args.from_stage, "", 4, 7 + seed, *advanced, 1, args.cover)
+                seconds.append(time.perf_counter() - start)
+                painted = np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
+                beyond = cv2.distanceTransform((~painted).astype(np.uint8), cv2.DIST_L2, 3) > feather
+                after = np.stack([np.asarray(d.data.convert("RGB")).astype(int) for d, _ in images])
+                moved = np.abs(after - before).max(-1)
+                painted_share += [float((m[painted] > PERCEPTIBLE).mean()) for m in moved]
+                outside_moved += int((moved[:, beyond] > 0).sum())
+                spread = (after.max(0) - after.min(0)).max(-1)
+                diverse.append(float((spread[painted] > PERCEPTIBLE).mean()))
+            stage = args.cluster_stage
+            cell = (pipe.transformer.spec.grid_size // 2) * (pipe.transformer.spec.grid_size + 1)
+            cluster = int(history.current.result.labels_BSN[0, stage, cell])
+            images, _, _ = handlers.edit_cluster(pipe, history, stage, cluster, "resample this cluster", 4, 7 + seed,
+                                                 *advanced, 1)
+            cells = pipe.cells_to_pixels(history.current.result.labels_BSN[0, stage] == cluster)
+            after = np.stack([np.asarray(d.data.convert("RGB")).astype(int) for d, _ in images])
+            cluster_share += [float((np.abs(a - before).max(-1)[cells] > PERCEPTIBLE).mean()) for a in after]
+        print(f"  class {c + 1}/{args.classes} done", flush=True)
+    print(f"page protocol: {args.classes} classes x {args.seeds} seeds x {len(masks)} masks x 4 variations; edit from "
+          f"stage {args.from_stage}, cover {args.cover}; cluster edit at stage {args.cluster_stage}; "
+          f"perceptible: > {PERCEPTIBLE}/255 in some channel")
+    print(f"  painted pixels changed perceptibly, median {np.median(painted_share):.0%} (quartiles "
+          f"{np.percentile(painted_share, 25):.0%}-{np.percentile(painted_share, 75):.0%})")
+    print(f"  pixels outside the mask beyond the {feather} px feather that changed: {outside_moved}")
+    print(f"  painted pixels where the 4 variations differ perceptibly, median {np.median(diverse):.0%}")
+    print(f"  resample this cluster (stage {args.cluster_stage}): cluster pixels changed perceptibly, median "
+          f"{np.median(cluster_share):.0%}")
+    print(f"  seconds per edit (4 variations): median {np.median(seconds):.2f} ({torch.get_num_threads()} threads)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--page", action="store_true", help="the Edit tab's protocol (see above)")
+    parser.add_argument("--classes", type=int, default=32, help="--page: classes (the first N)")
+    parser.add_argument("--seeds", type=int, default=2, help="--page: generated images per class")
+    parser.add_argument("--from-stage", type=int, default=None, help="--page: the edit stage (default: the page's)")
+    parser.add_argument("--cover", type=float, default=None, help="--page: cover (default: the page's)")
+    parser.add_argument("--cluster-stage", type=int, default=None, help="--page: the cluster edit's stage (default: the page's)")
     parser.add_argument("--num", type=int, default=24, help="sources of each kind")
     parser.add_argument("--stages", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--data", type=Path, default=Path("data/emoji64.npz"))
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.page:
+        from app import ui
+        args.from_stage = ui.EDIT_STAGE if args.from_stage is None else args.from_stage
+        args.cover = ui.EDIT_COVER if args.cover is None else args.cover
+        args.cluster_stage = ui.VIEWED_STAGE if args.cluster_stage is None else args.cluster_stage
+        page_protocol(args)
+        return
     pipe = NVGPipeline.from_pretrained(device="cpu")
     evaluator = load_evaluator(BUNDLED_MODEL)
     size, rng = pipe.tokenizer.spec.resolution, np.random.default_rng(0)

@@ -212,8 +212,32 @@ def to_pil(pixels_BCHW: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(array) for array in to_uint8(pixels_BCHW)]
 
 
+def mask_at(mask_HW: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) bool: a mask of any size (nonzero = painted; the max over channels) resized by area, a
+    pixel painted when at least half of it is: the region an inpainting takes from its new images."""
+    mask_HW = np.asarray(mask_HW)
+    if mask_HW.ndim == 3:
+        mask_HW = mask_HW.max(axis=-1)
+    if mask_HW.ndim != 2 or mask_HW.size == 0:
+        raise ValueError(f"a mask must be a non-empty (H, W) array, got shape {mask_HW.shape}")
+    return cv2.resize((mask_HW > 0).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) >= 0.5
+
+
+PERCEPTIBLE = 24  # a pixel changed perceptibly: by more than this (of 255) in some channel
+
+
+def changed_shares(before_HW3: np.ndarray, after_HW3: np.ndarray, region_HW: np.ndarray) -> tuple[float, float]:
+    """(share of the region's pixels changed perceptibly, share of the pixels outside it changed at all)
+    between two uint8 images: what an edit did where it was asked to, and what it did elsewhere."""
+    moved_HW = np.abs(after_HW3.astype(np.int16) - before_HW3.astype(np.int16)).max(-1)
+    region_HW = np.asarray(region_HW, bool)
+    inside = float((moved_HW[region_HW] > PERCEPTIBLE).mean()) if region_HW.any() else 0.0
+    outside = float((moved_HW[~region_HW] > 0).mean()) if (~region_HW).any() else 0.0
+    return inside, outside
+
+
 def blend_outside(new_HW3: np.ndarray, source_HW3: np.ndarray, region_HW: np.ndarray, feather: int | None = None) -> np.ndarray:
-    """`new` inside a region, `source` beyond `feather` pixels outside it, mixed linearly in between (uint8).
+    """`new` inside a region, `source` exactly beyond `feather` pixels outside it, mixed linearly in between (uint8).
 
     Masked regeneration keeps every latent code outside its freed clusters, but the decoder's receptive
     field carries the change a few pixels across the border; this puts the source's pixels back there.
@@ -223,5 +247,5 @@ def blend_outside(new_HW3: np.ndarray, source_HW3: np.ndarray, region_HW: np.nda
         raise ValueError(f"blend needs equal image and region sizes, got {new_HW3.shape}, {source_HW3.shape}, {region_HW.shape}")
     feather = feather or max(1, min(region_HW.shape) // 32)
     distance_HW = cv2.distanceTransform((~region_HW).astype(np.uint8), cv2.DIST_L2, 3)
-    weight_HW1 = np.clip(1 - distance_HW / (feather + 1), 0, 1)[..., None]
+    weight_HW1 = np.where(distance_HW > feather, 0.0, np.clip(1 - distance_HW / (feather + 1), 0, 1))[..., None]
     return np.round(weight_HW1 * new_HW3 + (1 - weight_HW1) * source_HW3).astype(np.uint8)

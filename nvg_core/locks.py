@@ -3,7 +3,7 @@
     Locks.from_result(result, up_to_stage=3)                   # maps and codes of stages 0..3
     Locks.from_result(result, up_to_stage=3, content_up_to=-1) # maps only (a reference's structure)
     Locks.from_structure(projection.labels)                    # a sketch: maps of stages 0..k
-    Locks.from_mask(result, mask_HW, from_stage=4)             # resample only under a painted mask
+    Locks.from_mask(result, mask_HW, from_stage=2)             # an inpainting: every cluster the mask touches
     Locks.from_clusters(result, stage=3, clusters=[5])         # resample one cluster (invert: all but it)
     Locks.from_donor(result, donor, stage=3, cluster=5)        # that cluster takes the donor's code there
     pipe.generate(classes, seeds=seeds, locks=locks)
@@ -16,10 +16,11 @@ so every map stays a balanced tree and outside the free positions every stage's 
 source's.
 
 NVG's clusters group similar content, not neighbouring cells: a stage-3 cluster is scattered over the
-whole image. So a mask frees, at each stage from `from_stage` on, the source clusters that lie under it
-(by default wholly: `cover` = 1.0); coarse clusters rarely do, fine ones do, and at the last stage
-every painted cell is free. Lower `cover` frees clusters mostly under the mask: bigger changes, which
-then reach cells outside it.
+whole image. So a mask frees, from `from_stage` on, every source cluster it touches (`cover` = 0: any
+painted cell), which reaches cells outside it: an inpainting then keeps the source's pixels outside the
+painted mask (NVGPipeline.regenerate blends by the mask). `cover` = 1.0 frees only the clusters that lie
+wholly under the mask (coarse clusters rarely do, fine ones do, and at the last stage every painted cell
+is free): nothing outside the mask changes in the codes either, and little changes inside it.
 """
 
 from __future__ import annotations
@@ -139,19 +140,20 @@ class Locks:
         return cls(labels_BSN, tuple(ids), free_BSN)
 
     @classmethod
-    def from_mask(cls, source: Tokens, mask_HW: np.ndarray, from_stage: int, cover: float = 1.0) -> Locks:
+    def from_mask(cls, source: Tokens, mask_HW: np.ndarray, from_stage: int, cover: float = 0.0) -> Locks:
         """Resample under a painted mask (any size; nonzero = painted) from `from_stage` on, one image.
 
         At each stage from from_stage on, a source cluster is freed when at least `cover` of its cells are
-        painted (mask_cells); cover = 1.0 keeps every cell outside the mask exactly."""
+        painted (mask_cells): cover 0 (the default) frees every cluster with a painted cell; cover = 1.0
+        keeps every cell outside the mask exactly, codes included."""
         labels_BSN = source.labels_BSN.cpu()
         B, S, N = labels_BSN.shape
         if B != 1:
             raise ValueError("a mask applies to one image: select it first (result.select(index))")
         if not 0 <= from_stage < S:
             raise ValueError(f"from_stage must be in [0, {S - 1}], got {from_stage}")
-        if not 0 < cover <= 1:
-            raise ValueError(f"cover must be in (0, 1], got {cover}")
+        if not 0 <= cover <= 1:
+            raise ValueError(f"cover must be in [0, 1], got {cover}")
         cells_N = torch.as_tensor(mask_cells(mask_HW, int(round(N**0.5))))
         if not cells_N.any():
             raise ValueError(f"the mask covers no latent cell: paint at least {MASK_COVER:.0%} of a cell "
@@ -160,7 +162,7 @@ class Locks:
         for s in range(from_stage, S):
             labels_N = labels_BSN[0, s]
             painted_K = torch.zeros(2**s).index_add_(0, labels_N, cells_N.float())
-            freed_N = (painted_K >= cover * (N // 2**s) - 1e-6)[labels_N]
+            freed_N = (painted_K >= max(cover * (N // 2**s) - 1e-6, 0.5))[labels_N]  # at least one painted cell
             free_BSN[0, s] = free_BSN[0, s - 1] | freed_N if s > from_stage else freed_N
         return cls(labels_BSN, tuple(i.cpu() for i in source.ids), free_BSN)
 

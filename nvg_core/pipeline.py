@@ -6,7 +6,7 @@
     maps = pipe.extract_structure(reference_image)                    # every stage's structure map
     result = pipe.generate(["fruit"], seeds=[1], locks=Locks.from_structure(maps[:4]))  # reuse stages 0..3
     variations = pipe.regenerate(result, from_stage=4, num_variations=4, class_labels=["flower"])
-    edited = pipe.regenerate(result, from_stage=3, mask=mask_HW, num_variations=4)     # only under the mask
+    edited = pipe.regenerate(result, from_stage=2, mask=mask_HW, num_variations=4)     # inpaint under the mask
     recipe.save_png(pipe(["fruit"], seeds=[2]).images[0], "fruit.png")                # the image and its recipe
     again = pipe.reproduce(recipe.read_recipe("fruit.png"))                           # the same pixels again
 
@@ -41,7 +41,7 @@ from diffusers.utils import BaseOutput, is_accelerate_available
 from PIL import Image
 
 from . import recipe as recipes
-from .images import (blend_outside, from_uint8, load_image, resize_center_crop, to_pil, to_pixels, to_rgb,
+from .images import (blend_outside, from_uint8, load_image, mask_at, resize_center_crop, to_pil, to_pixels, to_rgb,
                      to_uint8)
 from .limits import DEFAULT_LIMITS, Limits, RunCost, estimate_cost
 from .locks import Locks
@@ -282,23 +282,23 @@ class NVGPipeline(DiffusionPipeline):
     def collect(self, stages: Sequence[StageOutput], class_labels, seeds: Sequence[int] | None,
                 options: SamplingOptions | None = None, locks: Locks | None = None, action: str = "generate", *,
                 shared_seed: int | None = None, structure_noise: torch.Tensor | None = None,
-                source: NVGResult | None = None, blend: bool = False) -> NVGResult:
+                source: NVGResult | None = None, region_HW: np.ndarray | None = None) -> NVGResult:
         """The result of a finished run of iter_stages (called with the same arguments): the last canvas
         decoded, and a recipe per image saying `action` made it (seeds None and no shared_seed: it cannot be
         made again).
 
-        source: the one-image result the run was made from; its recipe is kept as provenance. With blend,
-        and locks that free cells, the images are the source's pixels beyond a 2-pixel feather outside the
-        cells freed at the last stage (images.blend_outside), and the recipes store both to do it again.
+        source: the one-image result the run was made from; its recipe is kept as provenance. With a region
+        (H, W) bool at the model's resolution, the images are the source's pixels beyond a 2-pixel feather
+        outside it (images.blend_outside), and the recipes store both to do it again.
         """
         classes_BS = class_schedule(self.class_ids(class_labels), self.num_stages, len(self.class_names))
         result = result_from_stages(stages, classes_BS, self.decode(stages[-1].canvas_BNC))
         run = recipes.make_run(classes_BS, seeds, options or self.options_for(locks), locks, shared_seed, structure_noise)
         blended = None
-        if blend and source is not None and source.images is not None and locks is not None and locks.free_BSN is not None:
-            free_N, kept_HW3 = locks.free_BSN[0, -1], to_uint8(source.images)[0]
-            result.images = self._blend(result.images, kept_HW3, free_N)
-            blended = recipes.blend_data(free_N, kept_HW3)
+        if region_HW is not None and source is not None and source.images is not None:
+            kept_HW3 = to_uint8(source.images)[0]
+            result.images = self._blend(result.images, kept_HW3, region_HW)
+            blended = recipes.blend_data(region_HW, kept_HW3)
         provenance = None if source is None or not source.recipes else source.recipes[0]
         result.recipes = recipes.run_recipes(self, run, action, blended, provenance)
         return result
@@ -315,16 +315,16 @@ class NVGPipeline(DiffusionPipeline):
         recipes.check_model(recipe, self)
         out = self.generate(**recipes.run_arguments(recipe, self.num_stages), limits=limits).select(recipe.index)
         if recipe.blend is not None:
-            free_N, kept_HW3 = recipes.blend_inputs(recipe.blend, self.transformer.spec.grid_size**2,
+            region_HW, kept_HW3 = recipes.blend_inputs(recipe.blend, self.transformer.spec.grid_size,
                                                     self.tokenizer.spec.resolution)
-            out.images = self._blend(out.images, kept_HW3, free_N)
+            out.images = self._blend(out.images, kept_HW3, region_HW)
         out.recipes = [recipe]
         return out
 
-    def _blend(self, images: torch.Tensor, kept_HW3: np.ndarray, free_N: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """images.blend_outside for every image: `kept` beyond a feather outside the freed cells."""
-        freed_HW = self.cells_to_pixels(free_N)
-        blended = np.stack([blend_outside(image, kept_HW3, freed_HW) for image in to_uint8(images)])
+    @staticmethod
+    def _blend(images: torch.Tensor, kept_HW3: np.ndarray, region_HW: np.ndarray) -> torch.Tensor:
+        """images.blend_outside for every image: `kept` beyond a feather outside the region."""
+        blended = np.stack([blend_outside(image, kept_HW3, region_HW) for image in to_uint8(images)])
         return from_uint8(blended).to(images.device)
 
     def __call__(self, class_labels, generator: Generators = None, output_type: str = "pil", return_dict: bool = True,
@@ -364,18 +364,19 @@ class NVGPipeline(DiffusionPipeline):
                    num_variations: int = 1, seeds: Sequence[int] | None = None, index: int = 0,
                    options: SamplingOptions | None = None, mask: np.ndarray | None = None,
                    locks: Locks | None = None, blend: bool = True, action: str | None = None,
-                   limits: Limits | None = None) -> NVGResult:
+                   limits: Limits | None = None, cover: float = 0.0) -> NVGResult:
         """Variations of image `index` of `result` that keep part of it (seeds default to fresh random ones).
 
         Without a mask: keep stages 0..from_stage-1 (keep_content=False: only their maps) and resample the
-        rest. With a mask (H, W), any size, nonzero = painted: from from_stage on, resample the clusters that
-        lie under the mask and keep everything else (Locks.from_mask, cover 1). Or pass any `locks` made
-        from this image. class_labels (one class) is used from from_stage on: a class swap,
-        global without a mask, local with one. With freed clusters and blend (the default), the images are
-        the source's beyond a 2-pixel feather outside the freed cells (images.blend_outside): the decoder
-        otherwise moves pixels just outside them (bench/bench_edit.py measures it).
-        The recipes say `action` made the images (default: said from the arguments) and keep the source's
-        recipe, and for a blend the freed cells and the source's pixels. `limits` bounds the run (iter_stages).
+        rest. With a mask (H, W), any size, nonzero = painted, an inpainting: from from_stage on every source
+        cluster with a painted cell is resampled (Locks.from_mask; cover=1.0 frees only the clusters that
+        lie wholly under the mask, the exact-cluster edit), and with blend (the default) the images are the
+        source's pixels beyond a 2-pixel feather outside the painted mask (images.blend_outside). Or pass
+        any `locks` made from this image: the blend is then by the mask when one is given, else by the
+        cells free at the last stage. class_labels (one class) is used from from_stage on: a class swap,
+        global without a mask, local with one. The recipes say `action` made the images (default: said
+        from the arguments) and keep the source's recipe, and for a blend its region and the source's
+        pixels. `limits` bounds the run (iter_stages).
         """
         if not 0 <= from_stage < self.num_stages or (mask is None and locks is None and from_stage == 0):
             raise ValueError(f"from_stage must be in [1, {self.num_stages - 1}] (0 with a mask), got {from_stage}")
@@ -387,7 +388,12 @@ class NVGPipeline(DiffusionPipeline):
                                               None if new is None else self.class_names[new])
         if locks is None:
             locks = Locks.from_result(source, from_stage - 1, None if keep_content else -1) if mask is None \
-                else Locks.from_mask(source, mask, from_stage)
+                else Locks.from_mask(source, mask, from_stage, cover)
+        region_HW = None
+        if blend and mask is not None:
+            region_HW = mask_at(mask, self.tokenizer.spec.resolution)
+        elif blend and locks.free_BSN is not None:
+            region_HW = self.cells_to_pixels(locks.free_BSN[0, -1])
         old_S = source.class_labels_BS[0].cpu()
         classes_S = torch.full_like(old_S, int(old_S[-1]) if new is None else new)
         if keep_content or mask is not None:
@@ -395,7 +401,7 @@ class NVGPipeline(DiffusionPipeline):
         seeds = list(seeds) if seeds is not None else torch.randint(0, 2**31, (num_variations,)).tolist()  # fresh
         classes_BS = classes_S.expand(num_variations, -1)
         stages = list(self.iter_stages(classes_BS, seeds=seeds, options=options, locks=locks, preview=False, limits=limits))
-        return self.collect(stages, classes_BS, seeds, options, locks, action, source=source, blend=blend)
+        return self.collect(stages, classes_BS, seeds, options, locks, action, source=source, region_HW=region_HW)
 
     def from_image(self, image, class_label: str | int) -> NVGResult:
         """An image as a result to lock, edit or regenerate: its tokenized maps and codes (class_label for
@@ -471,15 +477,20 @@ class NVGPipeline(DiffusionPipeline):
                        duration=[frame_ms] * (len(frames) - 1) + [last_frame_ms])
         return buffer.getvalue()
 
-    def stage_view(self, result: NVGResult, index: int, stage: int, size: int = 128
+    def stage_view(self, result: NVGResult, index: int, stage: int, size: int = 128, highlight: int | None = None
                    ) -> tuple[Image.Image, Image.Image, Image.Image]:
         """One stage of one image, size x size each: its coloured structure map, its cluster boundaries
-        drawn over the finished image, and the decoded canvas after that stage."""
+        drawn over the finished image (with `highlight`, that cluster as it is and the rest faded), and the
+        decoded canvas after that stage."""
         if not 0 <= stage < self.num_stages:
             raise ValueError(f"stage must be in [0, {self.num_stages - 1}], got {stage}")
         source = result.select(index)
         labels_N = source.labels_BSN[0, stage]
         final = np.asarray(to_pil(source.images)[0].resize((size, size), Image.NEAREST))
+        if highlight is not None:
+            inside_HW = self.cells_to_pixels(labels_N == highlight)
+            inside_HW = np.asarray(Image.fromarray(inside_HW).resize((size, size), Image.NEAREST))
+            final = np.where(inside_HW[..., None], final, (final.astype(np.uint16) + 3 * 255) // 4).astype(np.uint8)
         canvas = self.stage_canvases(result, index, stages=[stage])[0].resize((size, size), Image.NEAREST)
         return Image.fromarray(render_map(labels_N, stage, size)), Image.fromarray(draw_boundaries(final, labels_N)), canvas
 

@@ -9,9 +9,10 @@ and the whole run that made it: every image's class schedule, all the seeds, the
 out and the locks (the source maps and codes that were kept). Sampling is not batch-invariant bit for bit
 (batched matmuls round differently at another batch size, which can flip a sampled code), so an image is
 made again by running its whole batch and taking its `index`: exact on the same device type and torch
-build. A masked edit also stores the cells freed at the last stage and the source's pixels, so the blend
-outside them is re-applied without running the source again. `source` is the recipe of the image an edit
-started from (provenance, the last PROVENANCE_DEPTH steps).
+build. A masked edit also stores the region it took from the new images (the painted mask, at the image's
+resolution) and the source's pixels, so the blend outside it is re-applied without running the source again
+(version 1 stored the cells freed at the last stage instead; such recipes are still read). `source` is the
+recipe of the image an edit started from (provenance, the last PROVENANCE_DEPTH steps).
 
 A PNG keeps the recipe as JSON in a compressed iTXt chunk (PNG_KEY) and a one-line summary for people
 (PARAMETERS_KEY, as other image generators write). Arrays are stored as zlib + base64 of their raw
@@ -53,7 +54,7 @@ class Model(Protocol):
     transformer: torch.nn.Module
 
 RECIPE_FORMAT = "nvg-recipe"
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: a blend stores its region in pixels (region_HW); 1: in latent cells (free_N)
 PNG_KEY = "nvg_recipe"  # PNG iTXt chunk with the recipe's JSON
 PARAMETERS_KEY = "parameters"  # PNG text chunk with the one-line summary
 PROVENANCE_DEPTH = 8  # source recipes kept: older ones are dropped, so a long chain of edits stays small
@@ -70,7 +71,7 @@ class Recipe:
     run: dict  # {"classes_BS", "seeds", "shared_seed", "options", "locks", "structure_noise"}: make_run
     index: int  # this image's place in the run
     action: str  # what made it, for people: "generate", "edit under a mask from stage 3", ...
-    blend: dict | None = None  # masked edits: {"free_N", "source_png"}: blend_data
+    blend: dict | None = None  # masked edits: {"region_HW", "source_png"} (blend_data; version 1: "free_N")
     source: Recipe | None = None  # the recipe of the image this one was made from
 
     def to_dict(self) -> dict:
@@ -115,8 +116,9 @@ class Recipe:
             seed=_field(data, prefix + "seed", lambda v: v is None or _is_seed(v), "a seed (0..2^64-1) or null"),
             run=run, index=index,
             action=_field(data, prefix + "action", lambda v: isinstance(v, str), "a string"),
-            blend=_field(data, prefix + "blend", lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("free_N"), dict)
-                         and isinstance(v.get("source_png"), str)), 'null or an object with "free_N" and "source_png"'),
+            blend=_field(data, prefix + "blend", lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("source_png"), str)
+                         and isinstance(v.get("region_HW", v.get("free_N")), dict)),
+                         'null or an object with "region_HW" (version 1: "free_N") and "source_png"'),
             source=None if source is None else cls.from_dict(source, prefix + "source."))
 
     def parameters(self) -> str:
@@ -198,11 +200,11 @@ def make_run(classes_BS: torch.Tensor, seeds: Sequence[int] | None, options: Sam
             pack_array(torch.as_tensor(structure_noise_BND).detach().cpu().float().numpy())}
 
 
-def blend_data(free_N: torch.Tensor, source_HW3: np.ndarray) -> dict:
-    """A masked edit's blend: the cells freed at the last stage and the source's pixels as a PNG."""
+def blend_data(region_HW: np.ndarray, source_HW3: np.ndarray) -> dict:
+    """A masked edit's blend: the region taken from the new images (H, W) bool and the source's pixels as a PNG."""
     buffer = io.BytesIO()
     Image.fromarray(source_HW3).save(buffer, format="PNG")
-    return {"free_N": pack_array(np.asarray(free_N.cpu(), bool)), "source_png": base64.b64encode(buffer.getvalue()).decode()}
+    return {"region_HW": pack_array(np.asarray(region_HW, bool)), "source_png": base64.b64encode(buffer.getvalue()).decode()}
 
 
 def run_recipes(pipe: Model, run: dict, action: str, blend: dict | None = None,
@@ -251,16 +253,24 @@ def run_arguments(recipe: Recipe, num_stages: int) -> dict:
             "structure_noise": None if noise is None else torch.from_numpy(unpack_array(noise, "run.structure_noise").copy())}
 
 
-def blend_inputs(blend: dict, num_cells: int, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-    """(freed cells (N,) bool, source pixels (H, W, 3) uint8) of a recipe's blend, checked against the model."""
-    free_N = unpack_array(blend["free_N"], "blend.free_N")
-    if free_N.shape != (num_cells,) or free_N.dtype != bool:
-        raise ValueError(f"recipe field 'blend.free_N' must be {num_cells} bits, got {free_N.dtype} {free_N.shape}")
+def blend_inputs(blend: dict, grid: int, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """(region (H, W) bool, source pixels (H, W, 3) uint8) of a recipe's blend, checked against the model (a
+    grid x grid latent, resolution-pixel images); a version-1 blend's freed cells become their pixels."""
+    if "region_HW" in blend:
+        region_HW = unpack_array(blend["region_HW"], "blend.region_HW")
+        if region_HW.shape != (resolution, resolution) or region_HW.dtype != bool:
+            raise ValueError(f"recipe field 'blend.region_HW' must be {resolution}x{resolution} bits, "
+                             f"got {region_HW.dtype} {region_HW.shape}")
+    else:
+        free_N = unpack_array(blend["free_N"], "blend.free_N")
+        if free_N.shape != (grid * grid,) or free_N.dtype != bool:
+            raise ValueError(f"recipe field 'blend.free_N' must be {grid * grid} bits, got {free_N.dtype} {free_N.shape}")
+        region_HW = np.kron(free_N.reshape(grid, grid), np.ones((resolution // grid,) * 2, bool)).astype(bool)
     try:
         with Image.open(io.BytesIO(base64.b64decode(blend["source_png"], validate=True)), formats=["PNG"]) as image:
             if image.size != (resolution, resolution):
                 raise ValueError(f"recipe field 'blend.source_png' must be {resolution}x{resolution}, got {image.size}")
-            return free_N, np.asarray(image.convert("RGB"))
+            return region_HW, np.asarray(image.convert("RGB"))
     except (OSError, SyntaxError, Image.DecompressionBombError, binascii.Error) as error:
         raise ValueError("recipe field 'blend.source_png' is not a base64 PNG") from error
 

@@ -1,9 +1,11 @@
 """Locks: prefix locks, masks and clusters; outside what is freed, every stage stays the source's exactly."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from nvg_core.images import to_uint8
 from nvg_core.locks import Locks, mask_cells
 from nvg_core.structure import validate
 
@@ -38,14 +40,14 @@ def left_half_mask(size=16):
 
 
 @pytest.mark.parametrize("from_stage", [1, 2, 3])
-def test_masked_regeneration_keeps_every_stage_outside_the_mask(tiny_pipeline, source, from_stage):
+def test_the_exact_cluster_edit_keeps_every_stage_outside_the_mask(tiny_pipeline, source, from_stage):
     painted_N = torch.as_tensor(mask_cells(left_half_mask(), 4))
-    locks = Locks.from_mask(source, left_half_mask(), from_stage)
+    locks = Locks.from_mask(source, left_half_mask(), from_stage, cover=1.0)
     free_SN = locks.free_BSN[0]
     assert not free_SN[:from_stage].any() and not free_SN[:, ~painted_N].any()
     assert torch.equal(free_SN[-1], painted_N)  # at the last stage every cluster is one cell
     out = tiny_pipeline.regenerate(source, from_stage=from_stage, mask=left_half_mask(), num_variations=4,
-                                   seeds=[10, 11, 12, 13])
+                                   seeds=[10, 11, 12, 13], cover=1.0)
     validate(out.labels_BSN)
     codes_BSN, source_SN = out.codes_BSN, source.codes_BSN[0]
     assert torch.equal(codes_BSN[:, :, ~painted_N], source_SN[None, :, ~painted_N].expand(4, -1, -1))
@@ -54,10 +56,26 @@ def test_masked_regeneration_keeps_every_stage_outside_the_mask(tiny_pipeline, s
     assert not torch.equal(codes_BSN[:, :, painted_N], source_SN[None, :, painted_N].expand(4, -1, -1))
 
 
-def test_a_lower_cover_frees_clusters_mostly_under_the_mask(source):
-    exact, loose = (Locks.from_mask(source, left_half_mask(), 1, cover=c).freed_per_stage() for c in (1.0, 0.5))
+def test_a_lower_cover_frees_clusters_mostly_under_the_mask_and_cover_0_every_cluster_it_touches(source):
+    exact, loose, touched = (Locks.from_mask(source, left_half_mask(), 1, cover=c).freed_per_stage() for c in (1.0, 0.5, 0.0))
     assert exact == [0.0, 0.0, 0.0, 0.25, 0.5]  # pinned: the tiny source's clusters under the left half
     assert all(b >= a for a, b in zip(exact, loose)) and loose[1] > 0
+    assert all(c >= b for b, c in zip(loose, touched)) and touched == Locks.from_mask(source, left_half_mask(), 1).freed_per_stage()
+    painted_N = torch.as_tensor(mask_cells(corner_mask(), 4))  # one cell: its stage-2 cluster is freed from stage 2 on
+    free_SN = Locks.from_mask(source, corner_mask(), 2).free_BSN[0]
+    cluster_N = source.labels_BSN[0, 2] == source.labels_BSN[0, 2][painted_N]
+    assert not free_SN[:2].any() and all(torch.equal(free_SN[s], cluster_N) for s in range(2, 5))
+
+
+@pytest.mark.parametrize("from_stage", [0, 1, 2, 3, 4])
+def test_an_inpainting_keeps_the_pixels_outside_the_painted_mask_at_every_stage(tiny_pipeline, source, from_stage):
+    mask = np.zeros((16, 16), np.uint8)
+    mask[2:9, 3:12] = 255  # not aligned with the 4 px cells
+    out = tiny_pipeline.regenerate(source, from_stage=from_stage, mask=mask, num_variations=3, seeds=[5, 6, 7])
+    beyond_HW = cv2.distanceTransform((mask == 0).astype(np.uint8), cv2.DIST_L2, 3) > 1  # the 16 px model's feather: 1 px
+    before, after = to_uint8(source.images)[0], to_uint8(out.images)
+    assert (after[:, beyond_HW] == before[beyond_HW]).all()
+    assert (after[:, mask > 0] != before[mask > 0]).any()
 
 
 def test_masked_regeneration_with_a_class_uses_it_from_the_stage_on(tiny_pipeline, source):
@@ -66,10 +84,14 @@ def test_masked_regeneration_with_a_class_uses_it_from_the_stage_on(tiny_pipelin
 
 
 def test_masked_regeneration_is_pinned(tiny_pipeline, source):
-    """A fixed source, mask and seed give these maps and codes (tiny random model)."""
-    out = tiny_pipeline.regenerate(source, from_stage=1, mask=left_half_mask(), seeds=[7])
+    """A fixed source, mask and seed give these maps and codes (tiny random model), the exact-cluster edit
+    and the inpainting (the default)."""
+    out = tiny_pipeline.regenerate(source, from_stage=1, mask=left_half_mask(), seeds=[7], cover=1.0)
     assert out.labels_BSN[0, 4].tolist() == PINNED_LABELS_STAGE4
     assert out.ids[4][0].tolist() == PINNED_IDS_STAGE4
+    out = tiny_pipeline.regenerate(source, from_stage=1, mask=left_half_mask(), seeds=[7])
+    assert out.labels_BSN[0, 4].tolist() == PINNED_INPAINT_LABELS_STAGE4
+    assert out.ids[4][0].tolist() == PINNED_INPAINT_IDS_STAGE4
 
 
 # The source's were [13, 8, 0, 15, 12, 14, 4, ...] and [9, 8, 8, 8, 9, 10, 8, 13, 8, 8, 4, 4, 13, 8, 9, 13]:
@@ -77,6 +99,8 @@ def test_masked_regeneration_is_pinned(tiny_pipeline, source):
 # the painted cells' clusters.
 PINNED_LABELS_STAGE4 = [12, 8, 0, 15, 13, 14, 4, 6, 1, 9, 7, 2, 5, 10, 11, 3]
 PINNED_IDS_STAGE4 = [9, 9, 8, 8, 9, 9, 8, 13, 13, 4, 13, 4, 8, 13, 4, 13]
+PINNED_INPAINT_LABELS_STAGE4 = [12, 9, 0, 15, 14, 13, 1, 5, 7, 10, 4, 3, 2, 11, 8, 6]
+PINNED_INPAINT_IDS_STAGE4 = [8, 1, 8, 4, 8, 9, 9, 13, 2, 8, 13, 8, 9, 1, 4, 8]
 
 
 def test_a_cluster_alone_or_all_but_it_is_resampled(tiny_pipeline, source):
@@ -101,8 +125,9 @@ def test_bad_locks_get_clear_errors(source):
         Locks(source.labels_BSN, source.ids, one_cell_BSN)
     with pytest.raises(ValueError, match="must stay free"):
         Locks(source.labels_BSN, source.ids, torch.ones(1, 5, 16, dtype=torch.bool) & (torch.arange(5) < 2)[:, None])
-    with pytest.raises(ValueError, match="cover must be"):
-        Locks.from_mask(source, corner_mask(), 2, cover=0)
+    for cover in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="cover must be"):
+            Locks.from_mask(source, corner_mask(), 2, cover=cover)
     with pytest.raises(ValueError, match="covers no latent cell"):
         Locks.from_mask(source, np.zeros((16, 16)), 2)
     with pytest.raises(ValueError, match="one image"):
