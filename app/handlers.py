@@ -18,7 +18,7 @@ from PIL import Image
 from nvg_core import recipe as recipes
 from nvg_core import seeds as seeding
 from nvg_core import sketch
-from nvg_core.images import PERCEPTIBLE, changed_shares, mask_at, read_image, read_mask, to_pil, to_uint8
+from nvg_core.images import PERCEPTIBLE, changed_shares, feather_width, mask_at, read_image, read_mask, to_pil, to_uint8
 from nvg_core.limits import LimitError, TimeBudgetExceeded
 from nvg_core.locks import Locks
 from nvg_core.pipeline import NVGPipeline
@@ -505,13 +505,14 @@ def _painted(editor: dict | None) -> np.ndarray:
                    for m in masks], axis=0)
 
 
-def _changed(source: NVGResult, edited: NVGResult, region_HW: np.ndarray, where: str) -> str:
+def _changed(source: NVGResult, edited: NVGResult, region_HW: np.ndarray, where: str, elsewhere: str) -> str:
     """For the status line: per variation, the share of the region's pixels that changed perceptibly and
-    the share of the other pixels that changed at all (nvg_core.images.changed_shares)."""
+    the share of the pixels beyond the blend's feather outside it that changed at all (changed_shares)."""
     before, after = to_uint8(source.images)[0], to_uint8(edited.images)
     shares = [changed_shares(before, image, region_HW) for image in after]
     return (f"{where} changed perceptibly (> {PERCEPTIBLE}/255): {', '.join(f'{a:.0%}' for a, _ in shares)}; "
-            f"pixels elsewhere changed: {', '.join(f'{b:.0%}' for _, b in shares)}")
+            f"{elsewhere} (beyond a {feather_width(len(region_HW))} px feather) changed at all: "
+            f"{', '.join(f'{b:.0%}' for _, b in shares)}")
 
 
 def edit_region(pipe: NVGPipeline, history: History | None, mask: dict | None, from_stage: int, class_name: str | None,
@@ -538,7 +539,7 @@ def edit_region(pipe: NVGPipeline, history: History | None, mask: dict | None, f
                              options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True))
     drawn = f" as {pipe.class_names[target]}" if target is not None else ""
     status = (f"inpainted under the mask from stage {from_stage}{drawn}; "
-              f"{_changed(source, edited, mask_at(painted, pipe.tokenizer.spec.resolution), 'painted pixels')}; "
+              f"{_changed(source, edited, mask_at(painted, pipe.tokenizer.spec.resolution), 'painted pixels', 'unpainted pixels')}; "
               f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
     label = f"edit (mask{drawn}) of {_file_stem(pipe, entry.result, i, entry.seeds)}"
     return _images(pipe, edited, seeds), _record(history, pipe, edited, seeds, label), status
@@ -550,6 +551,20 @@ def cluster_at(pipe: NVGPipeline, history: History | None, stage: int, index: in
     grid = pipe.transformer.spec.grid_size
     cell = min(int(y * grid / size), grid - 1) * grid + min(int(x * grid / size), grid - 1)
     return int(result.select(_image_index(result, index)).labels_BSN[0, int(stage), cell])
+
+
+def cluster_note(pipe: NVGPipeline, history: History | None, stage: int, cluster: int | None, index: int = 1) -> str:
+    """What a cluster edit would work on: the picked cluster of the viewed stage and its share of the image."""
+    viewed = _viewed(pipe, history, index)
+    if viewed is None:
+        return "Generate an image first; then click a cluster in the clusters image below."
+    stage = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1)
+    picked = None if cluster is None else number(cluster, "cluster", whole=True, low=-math.inf, high=math.inf)
+    if picked is None or not 0 <= picked < 2**stage:
+        return f"No cluster picked: click one in the clusters image below (stage {stage} has clusters 0 to {2**stage - 1})."
+    labels_N = viewed[0].result.labels_BSN[viewed[1], stage]
+    return (f"Picked: cluster {picked} of stage {stage}, {float((labels_N == picked).float().mean()):.0%} of the image "
+            f"(highlighted in the clusters image below).")
 
 
 CLUSTER_ACTIONS = {"resample this cluster": "resample", "keep this cluster, resample the rest": "keep",
@@ -565,6 +580,8 @@ def edit_cluster(pipe: NVGPipeline, history: History | None, stage: int, cluster
     entry = _current(pipe, history)
     i = _image_index(entry.result, index)
     stage = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1)
+    if cluster is None:
+        raise UserError("pick a cluster first: click one in the clusters image below")
     cluster = number(cluster, "cluster", whole=True, low=0, high=2**stage - 1)
     if action not in CLUSTER_ACTIONS:
         raise UserError(f"the action must be one of {', '.join(CLUSTER_ACTIONS)}, got {str(action)[:40]!r}")
@@ -584,6 +601,6 @@ def edit_cluster(pipe: NVGPipeline, history: History | None, stage: int, cluster
                              locks=locks, mask=region_HW, action=done, limits=SERVER_LIMITS,
                              options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True))
     label = f"edit (cluster) of {_file_stem(pipe, entry.result, i, entry.seeds)}"
-    where = "pixels of the rest" if kind == "keep" else "cluster pixels"
+    where = ("other pixels", "cluster pixels") if kind == "keep" else ("cluster pixels", "other pixels")
     return (_images(pipe, edited, seeds), _record(history, pipe, edited, seeds, label),
-            f"{done}; {_changed(source, edited, region_HW, where)}; {_made(pipe, edited, seeds)}")
+            f"{done}; {_changed(source, edited, region_HW, *where)}; {_made(pipe, edited, seeds)}")

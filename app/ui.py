@@ -17,6 +17,7 @@ import gradio as gr
 import numpy as np
 
 from nvg_core.images import MAX_PIXELS
+from nvg_core.locks import INPAINT_STAGE
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import official_options
 from nvg_core.sketch import PALETTE
@@ -49,10 +50,7 @@ SWAP_HINT = ("Swapping class? Keep the structure only: kept content keeps the ol
 TRANSFER_HINT = ("Bundled model, structure up to stage 2: classes drawn by their outline (hand, heart, arrow, flag, "
                  "sign) rarely survive another outline; meal, drink, shape and electronics do best. The fruit "
                  "example held as smiley, heart and drink, the heart example as fruit (model card).")
-# The Edit tab's defaults, chosen by `python bench/bench_edit.py --page` (docs/benchmarks.md): an inpainting from
-# stage EDIT_STAGE freeing every cluster the mask touches (cover 0); the stage viewer (and so the cluster
-# edits) starts at VIEWED_STAGE.
-EDIT_STAGE, EDIT_COVER, VIEWED_STAGE = 2, 0.0, 1
+VIEWED_STAGE = 1  # the stage viewer's first stage, and so the cluster edits' (bench/bench_edit.py --page)
 log = logging.getLogger("nvg_studio")
 
 
@@ -219,10 +217,10 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                                                    label="Paint over what to change (the viewed image); the rest stays as it is",
                                                    transforms=())
                         with gr.Row():
-                            edit_stage = RawSlider(0, S - 1, value=EDIT_STAGE, step=1,
+                            edit_stage = RawSlider(0, S - 1, value=min(INPAINT_STAGE, S - 1), step=1,
                                                    label="Change from stage (0-2: new shapes and colours; 3-5: new details)")
                             # API only (the exact-cluster edit at 1); the page always frees what the mask touches
-                            edit_cover = RawSlider(*handlers.LIMITS["cover"], value=EDIT_COVER, step=0.05, label="Cover",
+                            edit_cover = RawSlider(*handlers.LIMITS["cover"], value=0.0, step=0.05, label="Cover",
                                                    visible=False)
                         with gr.Row():
                             edit_class = classes("Class under the mask (empty: same)")
@@ -234,6 +232,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                                                 label="Cluster of the viewed stage (click one in the clusters image below; "
                                                       "it is highlighted there)")
                             donor = RawNumber(value=2, precision=0, label="Donor image number")
+                        cluster_picked = gr.Markdown(elem_id="cluster-picked")
                         cluster_action = gr.Radio(list(handlers.CLUSTER_ACTIONS), value=next(iter(handlers.CLUSTER_ACTIONS)),
                                                   label="Cluster edit (the highlighted cluster, at the stage viewed below)")
                         cluster_btn = gr.Button("Edit the cluster")
@@ -393,6 +392,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         gr.on([state.change, index.change, stage.change, cluster.change], bind(handlers.show_stage),
               [state, stage, index, model, cluster],
               [stage_map, stage_bounds, stage_canvas], api_visibility="private", show_progress="hidden")
+        gr.on([state.change, index.change, stage.change, cluster.change], bind(handlers.cluster_note),
+              [state, stage, cluster, index, model], cluster_picked, api_visibility="private", show_progress="hidden")
         gr.on([state.change, index.change], bind(handlers.progression_gif), [state, index, model], progression,
               api_visibility="private", show_progress="hidden")
         gr.on([state.change, index.change], bind(handlers.downloads), [state, index, model], downloads,

@@ -1,7 +1,7 @@
 """Masked regeneration with the bundled model: what people see change, what moves outside the mask, and local
 vs global class swaps.
 
-Usage: python bench/bench_edit.py --page [--classes 32] [--seeds 2] [--from-stage S] [--cover C]
+Usage: python bench/bench_edit.py --page [--classes 32] [--seeds 2] [--from-stage S] [--cover C] [--cluster-stage S]
        python bench/bench_edit.py [--num 24] [--stages 3 5] [--data data/emoji64.npz]
 
 --page measures the Edit tab as people use it, through the app's handlers at the page's defaults (or the
@@ -43,8 +43,8 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from nvg_core.evaluate import load_evaluator
-from nvg_core.images import blend_outside, to_uint8
-from nvg_core.locks import Locks, mask_cells
+from nvg_core.images import PERCEPTIBLE, beyond_feather, blend_outside, changed_shares, feather_width, mask_at, to_uint8
+from nvg_core.locks import INPAINT_STAGE, Locks, mask_cells
 from nvg_core.metrics import embed_images
 from nvg_core.pipeline import BUNDLED_MODEL, NVGPipeline
 
@@ -72,9 +72,6 @@ def crop(image_HW3: np.ndarray, mask_HW: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(box).resize(image_HW3.shape[:2][::-1], Image.BILINEAR))
 
 
-PERCEPTIBLE = 24  # a pixel changed perceptibly: by more than this (of 255) in some channel
-
-
 def page_masks(size: int) -> dict[str, np.ndarray]:
     """The four masks of the page protocol, painted on a size x size canvas."""
     rows, cols = np.mgrid[:size, :size]
@@ -95,24 +92,22 @@ def page_protocol(args: argparse.Namespace) -> None:
     size = pipe.tokenizer.spec.resolution
     canvas = handlers.EDIT_SIZE
     masks = page_masks(canvas)
-    feather = max(1, size // 32)
     painted_share, outside_moved, diverse, cluster_share, seconds = [], 0, [], [], []
     for c in range(min(args.classes, len(pipe.class_names))):
         for seed in range(args.seeds):
             *_, (_, _, history, _) = handlers.generate(pipe, History(), pipe.class_names[c], 1000 * c + seed, 1, *advanced)
-            before = to_uint8(history.current.result.images)[0].astype(int)
+            before = to_uint8(history.current.result.images)[0]
             for name, mask in masks.items():
                 start = time.perf_counter()
                 images, _, status = handlers.edit_region(pipe, history, {"layers": [mask.astype(np.uint8) * 255]},
                                                          args.from_stage, "", 4, 7 + seed, *advanced, 1, args.cover)
                 seconds.append(time.perf_counter() - start)
-                painted = np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))
-                beyond = cv2.distanceTransform((~painted).astype(np.uint8), cv2.DIST_L2, 3) > feather
-                after = np.stack([np.asarray(d.data.convert("RGB")).astype(int) for d, _ in images])
-                moved = np.abs(after - before).max(-1)
-                painted_share += [float((m[painted] > PERCEPTIBLE).mean()) for m in moved]
-                outside_moved += int((moved[:, beyond] > 0).sum())
-                spread = (after.max(0) - after.min(0)).max(-1)
+                painted = mask_at(mask, size)
+                after = np.stack([np.asarray(d.data.convert("RGB")) for d, _ in images])
+                painted_share += [changed_shares(before, image, painted)[0] for image in after]
+                beyond = beyond_feather(painted)
+                outside_moved += int((after[:, beyond] != before[beyond]).any(-1).sum())
+                spread = (after.max(0).astype(int) - after.min(0)).max(-1)
                 diverse.append(float((spread[painted] > PERCEPTIBLE).mean()))
             stage = args.cluster_stage
             cell = (pipe.transformer.spec.grid_size // 2) * (pipe.transformer.spec.grid_size + 1)
@@ -120,15 +115,14 @@ def page_protocol(args: argparse.Namespace) -> None:
             images, _, _ = handlers.edit_cluster(pipe, history, stage, cluster, "resample this cluster", 4, 7 + seed,
                                                  *advanced, 1)
             cells = pipe.cells_to_pixels(history.current.result.labels_BSN[0, stage] == cluster)
-            after = np.stack([np.asarray(d.data.convert("RGB")).astype(int) for d, _ in images])
-            cluster_share += [float((np.abs(a - before).max(-1)[cells] > PERCEPTIBLE).mean()) for a in after]
+            cluster_share += [changed_shares(before, np.asarray(d.data.convert("RGB")), cells)[0] for d, _ in images]
         print(f"  class {c + 1}/{args.classes} done", flush=True)
     print(f"page protocol: {args.classes} classes x {args.seeds} seeds x {len(masks)} masks x 4 variations; edit from "
           f"stage {args.from_stage}, cover {args.cover}; cluster edit at stage {args.cluster_stage}; "
           f"perceptible: > {PERCEPTIBLE}/255 in some channel")
     print(f"  painted pixels changed perceptibly, median {np.median(painted_share):.0%} (quartiles "
           f"{np.percentile(painted_share, 25):.0%}-{np.percentile(painted_share, 75):.0%})")
-    print(f"  pixels outside the mask beyond the {feather} px feather that changed: {outside_moved}")
+    print(f"  pixels outside the mask beyond the {feather_width(size)} px feather that changed: {outside_moved}")
     print(f"  painted pixels where the 4 variations differ perceptibly, median {np.median(diverse):.0%}")
     print(f"  resample this cluster (stage {args.cluster_stage}): cluster pixels changed perceptibly, median "
           f"{np.median(cluster_share):.0%}")
@@ -141,17 +135,17 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=32, help="--page: classes (the first N)")
     parser.add_argument("--seeds", type=int, default=2, help="--page: generated images per class")
     parser.add_argument("--from-stage", type=int, default=None, help="--page: the edit stage (default: the page's)")
-    parser.add_argument("--cover", type=float, default=None, help="--page: cover (default: the page's)")
+    parser.add_argument("--cover", type=float, default=0.0, help="--page: cover (default 0, the page's)")
     parser.add_argument("--cluster-stage", type=int, default=None, help="--page: the cluster edit's stage (default: the page's)")
     parser.add_argument("--num", type=int, default=24, help="sources of each kind")
     parser.add_argument("--stages", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--data", type=Path, default=Path("data/emoji64.npz"))
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 for a run beside another)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     if args.page:
         from app import ui
-        args.from_stage = ui.EDIT_STAGE if args.from_stage is None else args.from_stage
-        args.cover = ui.EDIT_COVER if args.cover is None else args.cover
+        args.from_stage = INPAINT_STAGE if args.from_stage is None else args.from_stage
         args.cluster_stage = ui.VIEWED_STAGE if args.cluster_stage is None else args.cluster_stage
         page_protocol(args)
         return

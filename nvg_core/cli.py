@@ -73,18 +73,21 @@ def _add_extract(sub) -> None:
 
 
 def _add_edit(sub) -> None:
-    p = sub.add_parser("edit", help="regenerate the part of an image under a mask",
-                       description="Tokenize an image, keep everything outside a painted mask (white on black, or "
-                                   "the opaque pixels of a transparent PNG) and resample what lies under it from a "
-                                   "stage on, optionally as another class; outside the mask the image's own pixels "
-                                   "are kept (blend).")
+    p = sub.add_parser("edit", help="inpaint the part of an image under a mask",
+                       description="Tokenize an image and inpaint what lies under a painted mask (white on black, or "
+                                   "the opaque pixels of a transparent PNG) from a stage on, optionally as another "
+                                   "class: every cluster the mask touches is resampled, and outside the mask the "
+                                   "image's own pixels are kept (beyond a 2 px feather at 64 px).")
     _model_argument(p)
     p.add_argument("--image", required=True, type=Path, help="the image to edit (any common format)")
     p.add_argument("--mask", required=True, type=Path, help="the mask: white (or opaque) = regenerate")
-    p.add_argument("--from-stage", type=int, default=3, help="the first stage resampled under the mask (default 3)")
+    p.add_argument("--from-stage", type=int, default=None,
+                   help="the first stage resampled under the mask (default: the app's, nvg_core.locks.INPAINT_STAGE; "
+                        "later stages: smaller changes)")
     p.add_argument("--class", dest="class_name", required=True, help="the class for the masked part (name or id)")
-    p.add_argument("--cover", type=float, default=1.0,
-                   help="free a cluster when this share of it is painted (default 1: nothing outside the mask changes)")
+    p.add_argument("--cover", type=float, default=0.0,
+                   help="free a cluster when this share of it is painted (default 0: any painted cell; 1: only "
+                        "clusters wholly under the mask, the exact-cluster edit, which changes little)")
     p.add_argument("--num-variations", type=int, default=1, help="variations to make (seeds seed, seed+1, ...)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-blend", action="store_true", help="show the decoder's output outside the mask too")
@@ -370,21 +373,25 @@ def _run_extract(args) -> None:
 
 
 def _run_edit(args) -> None:
-    from .images import load_image, read_mask, to_pil
-    from .locks import Locks
+    from .images import PERCEPTIBLE, changed_shares, load_image, mask_at, read_mask, to_pil, to_uint8
+    from .locks import INPAINT_STAGE
     from .recipe import attach
     pipe = _load(args)
+    from_stage = INPAINT_STAGE if args.from_stage is None else args.from_stage
     source = pipe.from_image(load_image(args.image), args.class_name)
-    locks = Locks.from_mask(source, read_mask(args.mask), args.from_stage, cover=args.cover)
+    mask_HW = read_mask(args.mask)
     seeds = [args.seed + i for i in range(args.num_variations)]
-    result = pipe.regenerate(source, from_stage=args.from_stage, class_labels=args.class_name, locks=locks,
-                             num_variations=len(seeds), seeds=seeds, blend=not args.no_blend,
-                             action=f"edit under a mask from stage {args.from_stage}"
-                                    + (f" (cover {args.cover:g})" if args.cover != 1 else ""))
-    freed = locks.freed_per_stage()[-1]
-    for image, path in zip(attach(to_pil(result.images), result.recipes), _numbered(args.out, len(seeds))):
+    result = pipe.regenerate(source, from_stage=from_stage, class_labels=args.class_name, mask=mask_HW,
+                             cover=args.cover, num_variations=len(seeds), seeds=seeds, blend=not args.no_blend,
+                             action=f"edit under a mask from stage {from_stage}"
+                                    + (f" (cover {args.cover:g})" if args.cover != 0 else ""))
+    before_HW3, region_HW = to_uint8(source.images)[0], mask_at(mask_HW, pipe.tokenizer.spec.resolution)
+    images = attach(to_pil(result.images), result.recipes)
+    for image, after_HW3, path in zip(images, to_uint8(result.images), _numbered(args.out, len(seeds))):
         _save_image(image, path)
-        print(f"saved {path} ({freed:.0%} of the image resampled){_recipe_note(path)}")
+        inside, _ = changed_shares(before_HW3, after_HW3, region_HW)
+        print(f"saved {path} ({inside:.0%} of the painted pixels changed by more than {PERCEPTIBLE}/255)"
+              f"{_recipe_note(path)}")
 
 
 def _numbered(path: Path, count: int) -> list[Path]:

@@ -226,13 +226,26 @@ def mask_at(mask_HW: np.ndarray, size: int) -> np.ndarray:
 PERCEPTIBLE = 24  # a pixel changed perceptibly: by more than this (of 255) in some channel
 
 
-def changed_shares(before_HW3: np.ndarray, after_HW3: np.ndarray, region_HW: np.ndarray) -> tuple[float, float]:
-    """(share of the region's pixels changed perceptibly, share of the pixels outside it changed at all)
-    between two uint8 images: what an edit did where it was asked to, and what it did elsewhere."""
-    moved_HW = np.abs(after_HW3.astype(np.int16) - before_HW3.astype(np.int16)).max(-1)
+def feather_width(size: int) -> int:
+    """The blend's feather for size-pixel images: 1/32 of the side (2 px at 64 px), at least 1."""
+    return max(1, size // 32)
+
+
+def beyond_feather(region_HW: np.ndarray, feather: int | None = None) -> np.ndarray:
+    """(H, W) bool: the pixels farther than the feather from the region, where an edit keeps the source exactly."""
     region_HW = np.asarray(region_HW, bool)
+    feather = feather or feather_width(min(region_HW.shape))
+    return cv2.distanceTransform((~region_HW).astype(np.uint8), cv2.DIST_L2, 3) > feather
+
+
+def changed_shares(before_HW3: np.ndarray, after_HW3: np.ndarray, region_HW: np.ndarray) -> tuple[float, float]:
+    """(share of the region's pixels changed perceptibly, share of the pixels beyond the feather outside it
+    changed at all) between two uint8 images: what an edit did where it was asked to, and elsewhere (0 is
+    the promise of blend_outside)."""
+    moved_HW = np.abs(after_HW3.astype(np.int16) - before_HW3.astype(np.int16)).max(-1)
+    region_HW, beyond_HW = np.asarray(region_HW, bool), beyond_feather(region_HW)
     inside = float((moved_HW[region_HW] > PERCEPTIBLE).mean()) if region_HW.any() else 0.0
-    outside = float((moved_HW[~region_HW] > 0).mean()) if (~region_HW).any() else 0.0
+    outside = float((moved_HW[beyond_HW] > 0).mean()) if beyond_HW.any() else 0.0
     return inside, outside
 
 
@@ -245,7 +258,7 @@ def blend_outside(new_HW3: np.ndarray, source_HW3: np.ndarray, region_HW: np.nda
     region_HW = np.asarray(region_HW, bool)
     if region_HW.shape != new_HW3.shape[:2] or new_HW3.shape != source_HW3.shape:
         raise ValueError(f"blend needs equal image and region sizes, got {new_HW3.shape}, {source_HW3.shape}, {region_HW.shape}")
-    feather = feather or max(1, min(region_HW.shape) // 32)
+    feather = feather or feather_width(min(region_HW.shape))
     distance_HW = cv2.distanceTransform((~region_HW).astype(np.uint8), cv2.DIST_L2, 3)
     weight_HW1 = np.where(distance_HW > feather, 0.0, np.clip(1 - distance_HW / (feather + 1), 0, 1))[..., None]
     return np.round(weight_HW1 * new_HW3 + (1 - weight_HW1) * source_HW3).astype(np.uint8)

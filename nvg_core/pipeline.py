@@ -378,8 +378,10 @@ class NVGPipeline(DiffusionPipeline):
         from the arguments) and keep the source's recipe, and for a blend its region and the source's
         pixels. `limits` bounds the run (iter_stages).
         """
-        if not 0 <= from_stage < self.num_stages or (mask is None and locks is None and from_stage == 0):
-            raise ValueError(f"from_stage must be in [1, {self.num_stages - 1}] (0 with a mask), got {from_stage}")
+        lowest = 1 if mask is None and locks is None else 0  # a plain variation keeps at least stage 0
+        if not lowest <= from_stage < self.num_stages:
+            raise ValueError(f"from_stage must be in [{lowest}, {self.num_stages - 1}]"
+                             f"{' (0 with a mask)' if lowest else ''}, got {from_stage}")
         if num_variations < 1:
             raise ValueError(f"num_variations must be at least 1, got {num_variations}")
         source = result.select(index)

@@ -261,12 +261,21 @@ def test_edit_region_keeps_the_image_outside_the_mask(tiny_pipeline, tmp_path):
     assert background.size == (handlers.EDIT_SIZE,) * 2
     edited, new_state, status = handlers.edit_region(tiny_pipeline, state, painted_layer(tmp_path / "layer.png"), 1, "dog",
                                                      2, 8, 3.5, 2.5, 2, index=2)
-    assert len(edited) == 2 and "resampled under the mask from stage 1" in status and "dog" in status
+    assert len(edited) == 2 and status.startswith("inpainted under the mask from stage 1 as dog; ")
+    assert "painted pixels changed perceptibly (> 24/255): " in status
+    assert "unpainted pixels (beyond a 1 px feather) changed at all: 0%, 0%" in status
     # fresh seeds: never the source image's own (8), which would remake it wherever the run is free
-    assert new_state.current.seeds == [9, 10] and "pixels changed: " in status
+    assert new_state.current.seeds == [9, 10] and status.endswith("seeds 9, 10")
     before = np.asarray(pictures(images)[1]).astype(int)
-    for image in pictures(edited):  # the tiny model's 16 px images: columns 11.. are beyond the feather of the left half
-        assert (np.asarray(image)[:, 11:] == before[:, 11:]).all()
+    for image in pictures(edited):  # the tiny model's 16 px images: columns 9.. are beyond the 1 px feather of the left half
+        assert (np.asarray(image)[:, 9:] == before[:, 9:]).all()
+    assert new_state.current.label == "edit (mask as dog) of cat-seed8" and edited[0][0].name.startswith("cat-seed9")
+
+
+def test_edit_region_at_cover_1_keeps_every_code_outside_the_mask(tiny_pipeline, tmp_path):
+    *_, (_, _, state, _) = run_generate(tiny_pipeline, num_images=2)
+    _, new_state, _ = handlers.edit_region(tiny_pipeline, state, painted_layer(tmp_path / "layer.png"), 1, "dog",
+                                           2, 8, 3.5, 2.5, 2, index=2, cover=1)
     source, result = state.current.result.select(1), new_state.current.result
     right_N = torch.arange(16) % 4 >= 2
     assert torch.equal(result.codes_BSN[:, :, right_N], source.codes_BSN[:, :, right_N].expand(2, -1, -1))
@@ -281,7 +290,7 @@ def test_edit_region_refuses_an_empty_mask_and_bad_input(tiny_pipeline, tmp_path
     with pytest.raises(handlers.UserError, match="edit stage must be between 0 and 4"):
         handlers.edit_region(tiny_pipeline, state, mask, 7, "", 1, 5, 3.5, 2.5, 2)
     with pytest.raises(handlers.UserError, match="cover must be between"):
-        handlers.edit_region(tiny_pipeline, state, mask, 1, "", 1, 5, 3.5, 2.5, 2, cover=0)
+        handlers.edit_region(tiny_pipeline, state, mask, 1, "", 1, 5, 3.5, 2.5, 2, cover=1.5)
     with pytest.raises(handlers.UserError, match="generate an image first"):
         handlers.edit_region(tiny_pipeline, History(), mask, 1, "", 1, 5, 3.5, 2.5, 2)
 
@@ -296,10 +305,33 @@ def test_a_clicked_cluster_is_resampled_or_kept(tiny_pipeline):
         _, new_state, status = handlers.edit_cluster(tiny_pipeline, state, 2, cluster, action, 1, 3, 3.5, 2.5, 2)
         result = new_state.current.result
         assert torch.equal(result.codes_BSN[0][:, kept_N], source.codes_BSN[0][:, kept_N]) and action in status
+        changed, kept = ("cluster", "other") if action.startswith("resample") else ("other", "cluster")
+        assert f"{changed} pixels changed perceptibly (> 24/255): " in status
+        assert f"{kept} pixels (beyond a 1 px feather) changed at all: 0%" in status
     with pytest.raises(handlers.UserError, match="cluster must be between 0 and 3"):
         handlers.edit_cluster(tiny_pipeline, state, 2, 4, "resample this cluster", 1, 3, 3.5, 2.5, 2)
     with pytest.raises(handlers.UserError, match="the action must be one of"):
         handlers.edit_cluster(tiny_pipeline, state, 2, 0, "explode", 1, 3, 3.5, 2.5, 2)
+
+
+def test_the_picked_cluster_is_highlighted_in_the_stage_view(tiny_pipeline):
+    *_, (_, _, state, _) = run_generate(tiny_pipeline, num_images=1)
+    labels_N = state.current.result.labels_BSN[0, 2]
+    plain = np.asarray(handlers.show_stage(tiny_pipeline, state, 2)[1]).astype(int)
+    lit = np.asarray(handlers.show_stage(tiny_pipeline, state, 2, cluster=int(labels_N[0]))[1]).astype(int)
+    cell = handlers.PREVIEW_SIZE // 4  # the 4 x 4 grid's cells, shown 48 px wide: compare their centres
+    for n in range(16):
+        y, x = (n // 4) * cell + cell // 2, (n % 4) * cell + cell // 2
+        assert (lit[y, x] == plain[y, x]).all() == bool(labels_N[n] == labels_N[0])  # the rest is faded
+    assert (np.asarray(handlers.show_stage(tiny_pipeline, state, 1, cluster=3)[1]) == np.asarray(
+        handlers.show_stage(tiny_pipeline, state, 1)[1])).all()  # no cluster 3 at stage 1: nothing highlighted
+    share = float((labels_N == labels_N[0]).float().mean())
+    assert handlers.cluster_note(tiny_pipeline, state, 2, int(labels_N[0])) == (
+        f"Picked: cluster {int(labels_N[0])} of stage 2, {share:.0%} of the image (highlighted in the clusters image below).")
+    assert handlers.cluster_note(tiny_pipeline, state, 1, 3).startswith("No cluster picked: click one")
+    assert handlers.cluster_note(tiny_pipeline, History(), 1, 0).startswith("Generate an image first")
+    with pytest.raises(handlers.UserError, match="pick a cluster first"):
+        handlers.edit_cluster(tiny_pipeline, state, 2, None, "resample this cluster", 1, 3, 3.5, 2.5, 2)
 
 
 def test_a_clicked_cluster_takes_the_donor_images_code(tiny_pipeline):

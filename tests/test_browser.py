@@ -1,5 +1,5 @@
 """The page in headless Chromium (Debian's chromium, driven by Playwright): generate, sketch, reference, history,
-opening an NVG image, two mask edits in a row, screenshots.
+opening an NVG image, an inpainting and a second edit in a row, screenshots.
 
 Skipped where Chromium or Playwright is missing; .ci/run installs both. Screenshots go to
 $NVG_SCREENSHOTS (default: the test's temporary folder).
@@ -23,6 +23,7 @@ from app import handlers  # noqa: E402
 from app.models import OFFICIAL_SOURCES, ModelStore  # noqa: E402
 from app.ui import CSS, MAX_FILE_SIZE, build_demo  # noqa: E402
 from hostile_files import hostile_files  # noqa: E402
+from nvg_core.images import PERCEPTIBLE  # noqa: E402
 from nvg_core.official import load_pipeline  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -140,8 +141,10 @@ def shown(page, clip: dict) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")).astype(int)
 
 
-def paint_band(page) -> None:
-    """Paint a band over the left part of the image in the Edit canvas, every stroke starting on the image.
+def paint_band(page, left: float = 0.1, right: float = 0.4, top: float = 0.2, bottom: float = 0.7, gap: float = 0.1) -> None:
+    """Paint horizontal strokes from `left` to `right` every `gap` from `top` to `bottom` (fractions of the
+    image) in the Edit canvas, every stroke starting on the image; the brush (16 of handlers.EDIT_SIZE px)
+    paints a solid band when gap <= 0.05.
 
     The editor's canvas element is wider than the image, which sits centred in it at the editor's zoom, and
     the brush ignores a stroke that starts off the image: strokes start inside the image's box
@@ -162,14 +165,15 @@ def paint_band(page) -> None:
     page.wait_for_timeout(300)
     zoom = float(editor.locator(".zoom-number span").inner_text().strip().rstrip("%")) / 100
     side = handlers.EDIT_SIZE * zoom
-    left, top = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
-    clip = {"x": left + side * 0.15, "y": top + side * 0.3, "width": side * 0.2, "height": side * 0.3}
+    x0, y0 = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
+    clip = {"x": x0 + side * (left + 0.05), "y": y0 + side * (top + 0.05), "width": side * (right - left - 0.1),
+            "height": side * (bottom - top - 0.1)}
     before = shown(page, clip)
-    for row in range(6):
-        y = top + side * (0.2 + 0.1 * row)
-        page.mouse.move(left + side * 0.1, y)
+    for row in range(int(round((bottom - top) / gap)) + 1):
+        y = y0 + side * (top + gap * row)
+        page.mouse.move(x0 + side * left, y)
         page.mouse.down()
-        page.mouse.move(left + side * 0.4, y, steps=3)
+        page.mouse.move(x0 + side * right, y, steps=3)
         page.mouse.up()
     page.wait_for_timeout(300)
     after = shown(page, clip)
@@ -178,8 +182,15 @@ def paint_band(page) -> None:
     assert (np.abs(after - [255, 0, 255]).sum(-1) < 30).mean() < 0.5, "the brush hides the image (it must be translucent)"
 
 
-def test_two_mask_edits_in_a_row_in_the_browser(page_url, tmp_path):
-    """After an edit the canvas shows the edited image, ready for the next mask (it used to hang, blank)."""
+def fetched(page, selector: str, n: int = 0) -> np.ndarray:
+    """The n-th image under `selector` as the page got it from the server (uint8 RGB)."""
+    src = page.locator(selector).nth(n).get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def test_an_inpainting_and_a_second_edit_in_a_row_in_the_browser(page_url, tmp_path):
+    """A painted quarter changes perceptibly and nothing beyond the feather does; after an edit the canvas shows
+    the edited image, ready for the next mask (it used to hang, blank)."""
     shots = screenshots_folder(tmp_path)
     with playwright.sync_playwright() as p:
         browser, page = open_page(p, page_url, 1400, 900)
@@ -188,15 +199,26 @@ def test_two_mask_edits_in_a_row_in_the_browser(page_url, tmp_path):
         page.get_by_text("done:").wait_for(timeout=60_000)
         wait_until_settled(page, 1)
         page.screenshot(path=str(shots / "result_1400x900.png"))
+        source = fetched(page, "#images img").astype(int)
         page.get_by_role("tab", name="Edit").click()
-        for n in (1, 2):
-            paint_band(page)
+        for n, band in ((1, dict(left=0.05, right=0.45, top=0.05, bottom=0.45, gap=0.05)), (2, {})):
+            paint_band(page, **band)
             page.get_by_role("button", name="Regenerate under the mask").click()
             status = page.locator("#status")
             page.wait_for_function("n => document.querySelectorAll('#history img').length === n + 1", arg=n,
                                    timeout=60_000)
             text = status.inner_text()
-            assert "resampled under the mask" in text and "pixels changed" in text, text
+            assert "inpainted under the mask" in text and "painted pixels changed perceptibly" in text, text
+            assert re.search(r"unpainted pixels \(beyond a \d px feather\) changed at all: (0%, )*0%", text), text
+            if n == 1:  # the upper-left quarter: painted from 1/16 to 7/16 of the side, exact beyond 9/16 (the feather)
+                size = len(source)
+                edited = [fetched(page, "#images img", i).astype(int) for i in range(page.locator("#images img").count())]
+                for image in edited:
+                    assert (image[:, size * 5 // 8:] == source[:, size * 5 // 8:]).all()
+                    assert (image[size * 5 // 8:] == source[size * 5 // 8:]).all()
+                inside = slice(size // 16, size * 7 // 16)
+                moved = [(np.abs(image - source).max(-1)[inside, inside] > PERCEPTIBLE).mean() for image in edited]
+                assert max(moved) >= 0.3, moved
             page.locator("#edit-mask [data-testid='status-tracker'].hide").wait_for(state="attached", timeout=30_000)
             page.wait_for_timeout(1000)
             page.screenshot(path=str(shots / f"edit_{n}.png"), full_page=True)

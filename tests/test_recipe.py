@@ -90,6 +90,18 @@ def test_a_masked_edit_reproduces_bit_for_bit_with_its_blend(tiny_pipeline, run,
     assert not np.array_equal(to_uint8(unblended.images), to_uint8(again.images))  # the blend was re-applied
 
 
+def test_a_version_1_masked_edit_blends_outside_its_freed_cells(tiny_pipeline, run):
+    """Version 1 stored the cells freed at the last stage, not the painted region: still read and re-applied."""
+    locks = Locks.from_mask(run.select(0), left_half_mask(), from_stage=2, cover=1.0)
+    edited = tiny_pipeline.regenerate(run, from_stage=2, locks=locks, seeds=[8], index=0)
+    data = edited.recipes[0].to_dict()
+    region_HW = recipe.unpack_array(data["blend"].pop("region_HW"), "blend.region_HW")
+    free_N = locks.free_BSN[0, -1].numpy()
+    assert np.array_equal(region_HW, tiny_pipeline.cells_to_pixels(free_N))  # the same region, said in cells
+    data["blend"]["free_N"], data["version"] = recipe.pack_array(free_N), 1
+    assert_same_image(tiny_pipeline.reproduce(Recipe.from_dict(data)), edited, 0)
+
+
 def test_a_class_swap_reproduces_and_names_both_classes(tiny_pipeline, run, tmp_path):
     swapped = tiny_pipeline.regenerate(run, from_stage=3, class_labels="boat", seeds=[2], index=1)
     made = swapped.recipes[0]
@@ -150,7 +162,7 @@ def broken(made: Recipe, change) -> str:
 
 @pytest.mark.parametrize("change, field", [
     (lambda d: d.update(format="something-else"), "'format'"),
-    (lambda d: d.update(version=2), "'version' is 2: it was written by a newer nvg_core"),
+    (lambda d: d.update(version=3), "'version' is 3: it was written by a newer nvg_core"),
     (lambda d: d["run"].pop("seeds"), "'run.seeds' is missing"),
     (lambda d: d["run"].update(classes_BS="cat"), "'run.classes_BS'"),
     (lambda d: d["run"]["options"].update(flow_steps=0), "'run.options'"),
