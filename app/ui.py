@@ -268,7 +268,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             index = RawNumber(value=1, precision=0, label="Image number (or click an image)")
         with gr.Row():
             stage_map = gr.Image(label="Structure map", type="pil", elem_classes=["crisp"], height=200)
-            stage_bounds = gr.Image(label="Clusters over the image (click one to pick it for Edit)", type="pil",
+            stage_bounds = gr.Image(label="Clusters over the image (click one to pick it for Edit)", type="pil", elem_id="stage-bounds",
                                     elem_classes=["crisp"], height=200)
             stage_canvas = gr.Image(label="Canvas after this stage", type="pil", elem_classes=["crisp"], height=200)
             progression = gr.Image(label="Coarse to fine (GIF)", type="filepath", height=200, buttons=["download"],
