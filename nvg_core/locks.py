@@ -35,7 +35,7 @@ import torch
 from .structure import validate
 
 MASK_COVER = 0.25  # a latent cell is under a painted mask when at least this share of its pixels is painted
-INPAINT_STAGE = 2  # an inpainting's first resampled stage by default (app, CLI): bench/bench_edit.py --page
+INPAINT_STAGE = 1  # an inpainting's first resampled stage by default (app, CLI): bench/bench_edit.py --page
 
 
 class Tokens(Protocol):
