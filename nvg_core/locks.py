@@ -3,7 +3,7 @@
     Locks.from_result(result, up_to_stage=3)                   # maps and codes of stages 0..3
     Locks.from_result(result, up_to_stage=3, content_up_to=-1) # maps only (a reference's structure)
     Locks.from_structure(projection.labels)                    # a sketch: maps of stages 0..k
-    Locks.from_mask(result, mask_HW, from_stage=2)             # an inpainting: every cluster the mask touches
+    Locks.from_mask(result, mask_HW, from_stage=1)             # an inpainting: every cluster the mask touches
     Locks.from_clusters(result, stage=3, clusters=[5])         # resample one cluster (invert: all but it)
     Locks.from_donor(result, donor, stage=3, cluster=5)        # that cluster takes the donor's code there
     pipe.generate(classes, seeds=seeds, locks=locks)

@@ -6,7 +6,7 @@
     maps = pipe.extract_structure(reference_image)                    # every stage's structure map
     result = pipe.generate(["fruit"], seeds=[1], locks=Locks.from_structure(maps[:4]))  # reuse stages 0..3
     variations = pipe.regenerate(result, from_stage=4, num_variations=4, class_labels=["flower"])
-    edited = pipe.regenerate(result, from_stage=2, mask=mask_HW, num_variations=4)     # inpaint under the mask
+    edited = pipe.regenerate(result, from_stage=1, mask=mask_HW, num_variations=4)     # inpaint under the mask
     recipe.save_png(pipe(["fruit"], seeds=[2]).images[0], "fruit.png")                # the image and its recipe
     again = pipe.reproduce(recipe.read_recipe("fruit.png"))                           # the same pixels again
 
