@@ -225,7 +225,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                         with gr.Row():
                             edit_class = classes("Class under the mask (empty: same)")
                             edit_variations = slider("num_variations", 4, "Variations")
-                            edit_seed = RawNumber(value=-1, precision=0, label="Seed (-1: random)", min_width=100)
+                            edit_seed = RawNumber(value=-1, precision=0, label="Variation seed (-1: random)", min_width=100)
                         edit_btn = gr.Button("Regenerate under the mask", variant="primary")
                         with gr.Row():
                             cluster = RawNumber(value=None, precision=0, elem_id="cluster",
@@ -288,10 +288,11 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             """Fresh no-op updates (Gradio pops keys from update dicts, so none is shared between replies)."""
             return [gr.update() for _ in range(count)]
 
-        def model_outputs(name: str) -> tuple:
+        def model_outputs(name: str, current_class: str | None = None) -> tuple:
             """What the page shows for a model (one value per model_events entry): ready (the picker on it, its
-            classes, its sampling defaults on the Advanced sliders, stage ranges), still loading (the poll
-            timer runs and waits for it), or failed (the default model's page, and a notice of the failure).
+            classes with the current one kept where the model has it, its sampling defaults on the Advanced
+            sliders, stage ranges), still loading (the poll timer runs and waits for it), or failed (the
+            default model's page, and a notice of the failure).
             Every reply sets the picker, the poll and what it waits for together, so two replies that cross (a
             picker can send its input twice) cannot leave the poll waiting on a model the picker no longer shows."""
             # One call decides: asking store.loading() afterwards could see a load that failed in between,
@@ -304,26 +305,27 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 gr.Warning(str(error), duration=8)
                 if name == store.default:
                     return (*unchanged(len(model_events) - 3), "no model could be loaded", gr.Timer(active=False), None)
-                return model_outputs(store.default)
+                return model_outputs(store.default, current_class)
             names = pipe.class_names
-            return (gr.update(value=name), gr.update(choices=names, value=names[0]), gr.update(choices=[""] + names, value=""),
+            kept = current_class if current_class in names else names[0]
+            return (gr.update(value=name), gr.update(choices=names, value=kept), gr.update(choices=[""] + names, value=""),
                     *[gr.update(value=v) for v in handlers.advanced_values(pipe.default_options)],
                     *[gr.update(maximum=pipe.num_stages - 1)] * 3, gr.update(maximum=pipe.num_stages - 2),  # stage sliders
                     gr.update(maximum=pipe.num_stages - 1), gr.update(choices=[""] + names, value=""),
                     f"{pipe.name}: {len(names)} classes, {pipe.num_stages} stages, on {pipe.device}", gr.Timer(active=False), None)
 
-        def pick(name: str) -> tuple:
+        def pick(name: str, current_class: str | None = None) -> tuple:
             store.start(name)  # retries a load that failed a while ago
-            return model_outputs(name)
+            return model_outputs(name, current_class)
 
-        def check(name: str | None) -> tuple:
+        def check(name: str | None, current_class: str | None = None) -> tuple:
             if name is None:  # nothing to wait for
                 return (*unchanged(len(model_events) - 2), gr.Timer(active=False), None)
-            return tuple(unchanged(len(model_events))) if store.loading(name) else model_outputs(name)
+            return tuple(unchanged(len(model_events))) if store.loading(name) else model_outputs(name, current_class)
 
-        demo.load(model_outputs, [model], model_events, api_visibility="private")
-        poll.tick(check, [pending], model_events, api_visibility="private")
-        model.input(pick, [model], model_events, api_visibility="private")
+        demo.load(model_outputs, [model, class_name], model_events, api_visibility="private")
+        poll.tick(check, [pending, class_name], model_events, api_visibility="private")
+        model.input(pick, [model, class_name], model_events, api_visibility="private")
 
         # Actions: each adds a result to the history (state), which the views below follow.
         common = [class_name, seed, num_images, *advanced]
@@ -363,7 +365,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         def history_view(history_: History) -> tuple:
             """The history strip with the current entry selected, and undo / redo live where they can move."""
             thumbs = files.replace(handlers.history_strip(history_))
-            return (thumbs, gr.update(interactive=history_.position > 0),
+            return (gr.update(value=thumbs, selected_index=history_.position if thumbs else None),
+                    gr.update(interactive=history_.position > 0),
                     gr.update(interactive=history_.position < len(history_.entries) - 1))
 
         def restore(history_: History, event: gr.SelectData) -> History:

@@ -419,7 +419,8 @@ def test_the_model_poll_waits_on_the_loading_model_so_crossing_picker_replies_en
     outputs = [type(o).__name__ for o in pick.outputs]
     picker, status, timer, pending = 0, len(outputs) - 3, len(outputs) - 2, len(outputs) - 1
     assert [outputs[i] for i in (picker, status, timer, pending)] == ["Dropdown", "Markdown", "Timer", "State"]
-    assert [type(i).__name__ for i in check.inputs] == ["State"]  # the poll reads what it waits for, not the picker
+    # the poll reads what it waits for, not the picker, and the class shown (kept where the model has it)
+    assert [type(i).__name__ for i in check.inputs] == ["State", "Dropdown"]
 
     loading = pick.fn("broken")
     assert loading[picker]["value"] == "broken" and "still loading" in loading[status]
@@ -429,8 +430,9 @@ def test_the_model_poll_waits_on_the_loading_model_so_crossing_picker_replies_en
     store._threads["broken"].join(60)
     with pytest.warns(UserWarning, match="broken could not be loaded .offline, or its files are missing or broken.; "
                       "details are in the server log"):
-        failed = check.fn("broken")  # the poll once the load has failed: a notice, and the default model's page
+        failed = check.fn("broken", "dog")  # the poll once the load has failed: a notice, and the default model's page
     assert failed[status].startswith("tiny: 4 classes") and "OSError" not in failed[status]
+    assert failed[1]["value"] == "dog"  # the class box keeps the class the person had chosen
     assert failed[picker]["value"] == "tiny" and not failed[timer].active and failed[pending] is None
     idle = check.fn(None)  # a tick with nothing to wait for stops the poll
     assert not idle[timer].active and idle[pending] is None

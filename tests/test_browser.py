@@ -226,6 +226,13 @@ def test_an_inpainting_and_a_second_edit_in_a_row_in_the_browser(page_url, tmp_p
         browser.close()
 
 
+def wait_for_highlight(page, position: int) -> None:
+    """Wait until the history strip highlights exactly its entry `position` (from 0)."""
+    page.wait_for_function("n => { const t = [...document.querySelectorAll('#history button.thumbnail-item')]; "
+                           "return t.length > n && t.every((b, i) => b.classList.contains('selected') === (i === n)); }",
+                           arg=position, timeout=30_000)
+
+
 def test_history_restore_lock_from_it_and_open_a_downloaded_png_in_the_browser(page_url, tmp_path):
     shots = screenshots_folder(tmp_path)
     with playwright.sync_playwright() as p:
@@ -243,10 +250,16 @@ def test_history_restore_lock_from_it_and_open_a_downloaded_png_in_the_browser(p
         page.wait_for_function("srcs => { const now = [...document.querySelectorAll('#images img')].map(i => i.getAttribute('src')); "
                                "return now.length && now.join() !== '' && JSON.stringify(now) === JSON.stringify(srcs); }",
                                arg=first_images, timeout=30_000)
+        wait_for_highlight(page, 0)  # the restored entry is the highlighted one
         page.get_by_role("tab", name="Lock").click()
         page.get_by_role("button", name="Keep these stages, regenerate the rest").click()
         page.wait_for_function("() => document.querySelectorAll('#history img').length === 3", timeout=60_000)
         assert "apple" in page.locator("#status").inner_text()  # locked from the restored apple, not the later dog
+        wait_for_highlight(page, 2)
+        page.get_by_role("button", name="Undo").click()
+        wait_for_highlight(page, 1)  # the highlight follows undo and redo, not the last click
+        page.get_by_role("button", name="Redo").click()
+        wait_for_highlight(page, 2)
         page.screenshot(path=str(shots / "history.png"))
 
         link = page.locator("#downloads a[href$='.png']").first
