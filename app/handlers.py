@@ -289,6 +289,12 @@ def downloads(pipe: NVGPipeline, history: History | None, index: int = 1) -> lis
     return [*files, progression_gif(pipe, history, index)]
 
 
+def viewed_files(pipe: NVGPipeline, history: History | None, index: int = 1) -> tuple[list[Download], Download | None]:
+    """(downloads, the coarse-to-fine GIF): the GIF is made once for the download list and the page's view."""
+    files = downloads(pipe, history, index)
+    return files, files[-1] if files else None
+
+
 def history_strip(history: History | None) -> list:
     """The history as the page shows it: each entry's first image, captioned with its number and label."""
     if not isinstance(history, History):

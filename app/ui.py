@@ -390,6 +390,10 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             return event.index + 1  # images are numbered from 1
 
         images.select(select_image, None, index, api_visibility="private")  # view that image
+        # The downloads (and the GIF among them) first, as events are sent in the order they are bound: a
+        # person saves the image they see
+        gr.on([state.change, index.change], bind(handlers.viewed_files), [state, index, model], [downloads, progression],
+              api_visibility="private", show_progress="hidden")
         gr.on([state.change, index.change], bind(handlers.stage_strip), [state, index, model], strip,
               api_visibility="private", show_progress="hidden")
         gr.on([state.change, index.change, stage.change, cluster.change], bind(handlers.show_stage),
@@ -397,10 +401,6 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
               [stage_map, stage_bounds, stage_canvas], api_visibility="private", show_progress="hidden")
         gr.on([state.change, index.change, stage.change, cluster.change], bind(handlers.cluster_note),
               [state, stage, cluster, index, model], cluster_picked, api_visibility="private", show_progress="hidden")
-        gr.on([state.change, index.change], bind(handlers.progression_gif), [state, index, model], progression,
-              api_visibility="private", show_progress="hidden")
-        gr.on([state.change, index.change], bind(handlers.downloads), [state, index, model], downloads,
-              api_visibility="private", show_progress="hidden")
         gr.on([state.change, index.change], bind(handlers.edit_background), [state, index, model], edit_mask,
               api_visibility="private", show_progress="hidden")
 

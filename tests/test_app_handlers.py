@@ -387,6 +387,22 @@ def test_the_page_starts_at_the_bundled_models_defaults():
     assert handlers.advanced_values(peek(None).defaults) == (3.5, 2.5, 2, 0.5)
 
 
+def test_a_viewed_image_gets_its_downloads_first_and_its_gif_made_once(tiny_pipeline):
+    """A click on an image sends the view events in the order they are bound: the download list comes first,
+    so a person saves the image they see, and the page's GIF is the download's (it used to be made twice)."""
+    from app.models import ModelStore
+    demo = build_demo(ModelStore({"tiny": "tiny"}, loader=lambda source: tiny_pipeline))
+    index = next(c for c in demo.blocks.values() if getattr(c, "label", None) == "Image number (or click an image)")
+    views = [d for d in demo.fns.values() if (index._id, "change") in [tuple(t) for t in d.targets]]
+    assert views[0].fn.__name__ == "viewed_files"
+    assert [o.elem_id for o in views[0].outputs] == ["downloads", "progression"]
+    assert "progression_gif" not in [d.fn.__name__ for d in demo.fns.values() if d.fn is not None]
+    state = run_generate(tiny_pipeline)[-1][2]
+    files, gif = handlers.viewed_files(tiny_pipeline, state, 2)
+    assert files == handlers.downloads(tiny_pipeline, state, 2) and gif is files[-1] and gif.name.endswith("-stages.gif")
+    assert handlers.viewed_files(tiny_pipeline, History(), 1) == ([], None)
+
+
 def test_viewer_and_gif_are_the_pipelines_pictures_at_preview_size(tiny_pipeline):
     state = run_generate(tiny_pipeline)[-1][2]
     result = state.current.result
