@@ -32,8 +32,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 MAX_FILE_SIZE = "20MB"  # uploads over this are refused by the server; nvg_core refuses images over MAX_PIXELS
 FILE_MAX_AGE_S = 1800  # results, uploads and GIFs are deleted this long after they were last handed out
 # The bundled model's images are 64 px: shown larger, the browser would blur them; square pixels instead.
-# The sketch editor's own "clear" button would also drop its white background and deselect the brush:
-# the page's "Start over" button replaces it.
+# The sketch editor's own "clear" button deselects the brush: the page's "Start over" button replaces it.
 CSS = """
 .crisp img, .crisp canvas { image-rendering: pixelated; }
 #sketch button[title='Clear canvas'] { display: none; }
@@ -108,6 +107,16 @@ def _bind(store: ModelStore, fn: Callable, decorate: Callable, files: ImageFiles
     event.__signature__ = inspect.Signature(params)
     event.__name__ = fn.__name__
     return decorate(event)
+
+
+# Start over clears the sketch in the browser, with the editor's own clear (white background kept) and the brush
+# picked again. Setting the editor's value from the server instead left it loading for good once anything had
+# been drawn (Gradio 6.31).
+CLEAR_SKETCH_JS = """() => {
+  const editor = document.querySelector('#sketch');
+  editor.querySelector("button[title='Clear canvas']").click();
+  setTimeout(() => editor.querySelector("button[title='Brush']")?.click(), 100);
+}"""
 
 
 def _white_canvas(size: int = 256) -> dict:
@@ -352,7 +361,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                                           index, model, donor], result_outputs, api_name="edit_cluster"))
         preview_btn.click(bind(handlers.sketch_preview), [sketch, sketch_stage, model, sketch_mode], [projected, status],
                           api_name="sketch_preview")
-        clear_btn.click(_white_canvas, None, sketch, api_visibility="private")
+        clear_btn.click(None, None, None, js=CLEAR_SKETCH_JS, api_visibility="private")
         # a class swap keeps the structure only by default: kept content keeps the old class (SWAP_HINT)
         swap_class.input(lambda name: gr.update(value=not name), swap_class, keep_content, api_visibility="private")
         # .change, not .upload: an example put in the box must refresh the maps too (and a cleared box empties them)

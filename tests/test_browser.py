@@ -81,18 +81,22 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
         page.screenshot(path=str(shots / "generate.png"), full_page=True)
 
         page.get_by_role("tab", name="Sketch").click()
-        canvas = page.locator("#sketch canvas").first
-        canvas.wait_for(timeout=20_000)
-        box = canvas.bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
-        page.mouse.down()
-        for step in range(1, 21):
-            page.mouse.move(box["x"] + box["width"] * (0.3 + 0.02 * step), box["y"] + box["height"] * (0.3 + 0.015 * step))
-        page.mouse.up()
+        page.locator("#sketch canvas").first.wait_for(timeout=20_000)
+        first = stroke(page, "#sketch canvas", 0.3)
         page.screenshot(path=str(shots / "sketch_drawn.png"), full_page=True)
         page.get_by_role("button", name="Generate from sketch").click()
         page.get_by_text("agreement with the drawing").wait_for(timeout=60_000)
         page.screenshot(path=str(shots / "sketch_generated.png"), full_page=True)
+
+        # Start over clears a drawn canvas at once, and the canvas takes new strokes
+        assert (shown(page, first) < 200).any()
+        page.get_by_role("button", name="Start over").click()
+        page.wait_for_function("() => document.querySelector('#sketch [data-testid=status-tracker]').classList.contains('hide')",
+                               timeout=5_000)
+        second = stroke(page, "#sketch canvas", 0.6)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(shots / "sketch_started_over.png"), full_page=True)
+        assert (shown(page, first) >= 250).all() and (shown(page, second) < 200).any()
 
         # A transparent PNG reaches the handler as the uploaded file, not as Gradio's RGB copy.
         transparent = tmp_path / "transparent.png"
@@ -139,6 +143,18 @@ def test_a_reference_example_refreshes_the_structure_maps(page_url, tmp_path):
 def shown(page, clip: dict) -> np.ndarray:
     """(H, W, 3) int: what the page shows in the `clip` rectangle."""
     return np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")).astype(int)
+
+
+def stroke(page, selector: str, top: float) -> dict:
+    """Draw a slanted stroke on the canvas at `selector` from (0.3, top), as fractions of its box; the clip
+    of a point on its path (for shown)."""
+    box = page.locator(selector).first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * top)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(box["x"] + box["width"] * (0.3 + 0.02 * step), box["y"] + box["height"] * (top + 0.015 * step))
+    page.mouse.up()
+    return {"x": box["x"] + box["width"] * 0.5 - 1, "y": box["y"] + box["height"] * (top + 0.15) - 1, "width": 3, "height": 3}
 
 
 def paint_band(page, left: float = 0.1, right: float = 0.4, top: float = 0.2, bottom: float = 0.7, gap: float = 0.1) -> None:
