@@ -109,6 +109,12 @@ def _bind(store: ModelStore, fn: Callable, decorate: Callable, files: ImageFiles
     return decorate(event)
 
 
+# Ctrl+Enter (Cmd+Enter on a Mac) presses the primary button of the tab in view, as in other generation apps.
+SHORTCUT_JS = """() => document.addEventListener('keydown', (event) => {
+  if (event.key !== 'Enter' || !(event.ctrlKey || event.metaKey)) return;
+  const button = [...document.querySelectorAll('.primary-action')].find(b => b.offsetParent !== null && !b.disabled);
+  if (button) { event.preventDefault(); button.click(); }
+})"""
 # Start over clears the sketch in the browser, with the editor's own clear (white background kept) and the brush
 # picked again. Setting the editor's value from the server instead left it loading for good once anything had
 # been drawn (Gradio 6.31).
@@ -124,16 +130,19 @@ def _white_canvas(size: int = 256) -> dict:
     return {"background": white, "layers": [], "composite": white}
 
 
-def _busy(button: gr.Button, label: str, action: Callable[[Callable], Any]) -> None:
-    """A button that shows its action is running: disabled and relabelled at once (no queue), then
-    action(then) wires the action as the next step, and the button comes back whether it succeeded or failed
-    (Gradio runs a .then step only after a success, so the failure gets its own)."""
+def _busy(button: gr.Button, label: str, stop: gr.Button, action: Callable[[Callable], Any]) -> Any:
+    """A button that shows its action is running: disabled and relabelled at once (no queue), with `stop`
+    live meanwhile; then action(then) wires the action as the next step, and both buttons come back whether it
+    succeeded or failed (Gradio runs a .then step only after a success, so the failure gets its own).
+    Returns the action's event (for Stop's cancels)."""
     idle = button.value
-    started = button.click(lambda: gr.update(value=label, interactive=False), None, button, queue=False,
-                           api_visibility="private")
+    started = button.click(lambda: (gr.update(value=label, interactive=False), gr.update(interactive=True)), None,
+                           [button, stop], queue=False, api_visibility="private")
     done = action(started.then)
     for after in (done.then, done.failure):
-        after(lambda: gr.update(value=idle, interactive=True), None, button, queue=False, api_visibility="private")
+        after(lambda: (gr.update(value=idle, interactive=True), gr.update(interactive=False)), None, [button, stop],
+              queue=False, api_visibility="private")
+    return done
 
 
 def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Callable = lambda fn: fn) -> gr.Blocks:
@@ -175,7 +184,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                     num_images = slider("num_images", 4, "Images")
                 with gr.Tabs():
                     with gr.Tab("Generate"):
-                        generate_btn = gr.Button("Generate", variant="primary")
+                        generate_btn = gr.Button("Generate", variant="primary", elem_classes=["primary-action"])
                         gr.Markdown("The stage strip below fills stage by stage; every result joins the history.")
                     with gr.Tab("Sketch"):
                         sketch = RawImageEditor(value=_white_canvas(), type="filepath", canvas_size=(256, 256),
@@ -190,7 +199,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                         with gr.Row():
                             clear_btn = gr.Button("Start over", size="sm")
                             preview_btn = gr.Button("Show projected structure", size="sm")
-                            sketch_btn = gr.Button("Generate from sketch", variant="primary")
+                            sketch_btn = gr.Button("Generate from sketch", variant="primary", elem_classes=["primary-action"])
                         projected = gr.Image(label="Projected balanced structure (in the drawing's colours)",
                                              type="pil", height=200, elem_classes=["crisp"])
                         gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("sketch_*.png"))], [sketch], label="Example layouts")
@@ -203,7 +212,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                         with gr.Row():
                             reference_stage = RawSlider(0, S - 1, value=2, step=1, label="Reuse the structure up to stage")  # measured: model card
                             reference_content = RawSlider(-1, S - 1, value=-1, step=1, label="Keep its content up to stage (-1: none)")
-                        reference_btn = gr.Button("Generate from reference", variant="primary")
+                        reference_btn = gr.Button("Generate from reference", variant="primary", elem_classes=["primary-action"])
                         gr.Markdown(TRANSFER_HINT, elem_id="transfer-hint")
                         gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("reference_*.png"))], [reference],
                                     label="Example references (held-out Noto emoji, Apache-2.0)")
@@ -218,7 +227,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                                                        elem_id="lock-content")
                             swap_class = classes("Swap to class (empty: same)")
                         gr.Markdown(SWAP_HINT, elem_id="swap-hint")
-                        regen_btn = gr.Button("Keep these stages, regenerate the rest", variant="primary")
+                        regen_btn = gr.Button("Keep these stages, regenerate the rest", variant="primary", elem_classes=["primary-action"])
                     with gr.Tab("Edit"):
                         edit_mask = RawImageEditor(type="filepath", canvas_size=(handlers.EDIT_SIZE, handlers.EDIT_SIZE),
                                                    brush=gr.Brush(colors=[("#ff00ff", 0.5)], color_mode="fixed", default_size=16),
@@ -235,7 +244,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                             edit_class = classes("Class under the mask (empty: same)")
                             edit_variations = slider("num_variations", 4, "Variations")
                             edit_seed = RawNumber(value=-1, precision=0, label="Variation seed (-1: random)", min_width=100)
-                        edit_btn = gr.Button("Regenerate under the mask", variant="primary")
+                        edit_btn = gr.Button("Regenerate under the mask", variant="primary", elem_classes=["primary-action"])
                         with gr.Row():
                             cluster = RawNumber(value=None, precision=0, elem_id="cluster",
                                                 label="Cluster of the viewed stage (click one in the clusters image below; "
@@ -257,7 +266,10 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                         top_p = slider("top_p", top_p_default, "Top-p at the last stage (earlier stages follow the model's schedule)", 0.05)
                         flow_steps = slider("flow_steps", flow_steps_default, "Structure flow steps")
             with gr.Column(scale=3, min_width=340):
-                status = gr.Markdown("Pick a class and press Generate.", elem_id="status")
+                with gr.Row(equal_height=True):
+                    status = gr.Markdown("Pick a class and press Generate (Ctrl+Enter).", elem_id="status")
+                    stop_btn = gr.Button("Stop", size="sm", variant="stop", scale=0, min_width=70, elem_id="stop",
+                                         interactive=False)
                 # a fixed height keeps the history and stage strip in place; object_fit="contain" never crops
                 images = gr.Gallery(label="Images (click one to view, lock or edit it)", columns=4, height=300,
                                     object_fit="contain", buttons=["download"], elem_classes=["crisp"], elem_id="images",
@@ -339,28 +351,39 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         # Actions: each adds a result to the history (state), which the views below follow.
         common = [class_name, seed, num_images, *advanced]
         result_outputs = [images, state, status]
+        running = []  # the events Stop cancels
         # No progress overlay on Generate: the status line counts the stages and the strip fills stage by stage,
         # while the overlay's animation frames keep the browser busy for the whole generation (bench_app.py).
-        _busy(generate_btn, "Generating...", lambda then: then(
+        running.append(_busy(generate_btn, "Generating...", stop_btn, lambda then: then(
             bind(handlers.generate), [state, *common, model], [strip, images, state, status], api_name="generate",
-            show_progress="hidden"))
-        _busy(sketch_btn, "Generating...", lambda then: then(
+            show_progress="hidden")))
+        running.append(_busy(sketch_btn, "Generating...", stop_btn, lambda then: then(
             bind(handlers.sketch_generate), [state, sketch, sketch_stage, *common, model, sketch_mode],
-            [projected, *result_outputs], api_name="sketch_generate"))
-        _busy(reference_btn, "Generating...", lambda then: then(
+            [projected, *result_outputs], api_name="sketch_generate")))
+        running.append(_busy(reference_btn, "Generating...", stop_btn, lambda then: then(
             bind(handlers.reference_generate), [state, reference, reference_stage, reference_content, *common, model],
-            result_outputs, api_name="reference_generate"))
-        _busy(regen_btn, "Regenerating...", lambda then: then(
+            result_outputs, api_name="reference_generate")))
+        running.append(_busy(regen_btn, "Regenerating...", stop_btn, lambda then: then(
             bind(handlers.regenerate), [state, keep_stage, keep_content, num_variations, swap_class, seed, *advanced,
-                                        index, model], result_outputs, api_name="regenerate"))
-        _busy(edit_btn, "Regenerating...", lambda then: then(
+                                        index, model], result_outputs, api_name="regenerate")))
+        running.append(_busy(edit_btn, "Regenerating...", stop_btn, lambda then: then(
             bind(handlers.edit_region), [state, edit_mask, edit_stage, edit_class, edit_variations, edit_seed, *advanced,
-                                         index, edit_cover, model], result_outputs, api_name="edit_region"))
-        _busy(cluster_btn, "Regenerating...", lambda then: then(
+                                         index, edit_cover, model], result_outputs, api_name="edit_region")))
+        running.append(_busy(cluster_btn, "Regenerating...", stop_btn, lambda then: then(
             bind(handlers.edit_cluster), [state, stage, cluster, cluster_action, edit_variations, edit_seed, *advanced,
-                                          index, model, donor], result_outputs, api_name="edit_cluster"))
-        preview_btn.click(bind(handlers.sketch_preview), [sketch, sketch_stage, model, sketch_mode], [projected, status],
-                          api_name="sketch_preview")
+                                          index, model, donor], result_outputs, api_name="edit_cluster")))
+        running.append(_busy(preview_btn, "Projecting...", stop_btn, lambda then: then(
+            bind(handlers.sketch_preview), [sketch, sketch_stage, model, sketch_mode], [projected, status],
+            api_name="sketch_preview")))
+        # Stop cancels whatever runs: a generation stops after its current stage and keeps the stages shown;
+        # the history only ever gets finished results
+        busy_buttons = [generate_btn, sketch_btn, reference_btn, regen_btn, edit_btn, cluster_btn, preview_btn]
+        # (the status comes in a second step: a stage sent just before the cancel would otherwise overwrite it)
+        stop_btn.click(lambda: [gr.update(value=b.value, interactive=True) for b in busy_buttons] + [gr.update(interactive=False)],
+                       None, [*busy_buttons, stop_btn], cancels=running, queue=False, api_visibility="private").then(
+            lambda: "Stopped: the stages made so far stay in view; the history is unchanged.", None, status, queue=False,
+            api_visibility="private")
+        demo.load(None, None, None, js=SHORTCUT_JS, api_visibility="private")
         clear_btn.click(None, None, None, js=CLEAR_SKETCH_JS, api_visibility="private")
         # a class swap keeps the structure only by default: kept content keeps the old class (SWAP_HINT)
         swap_class.input(lambda name: gr.update(value=not name), swap_class, keep_content, api_visibility="private")

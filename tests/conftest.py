@@ -16,11 +16,11 @@ from nvg_core.transformer import TRANSFORMER_CONFIGS, NVGTransformer
 TINY_CLASSES = ["apple", "boat", "cat", "dog"]
 
 
-def make_tiny_pipeline(seed: int = 0) -> NVGPipeline:
+def make_tiny_pipeline(seed: int = 0, name: str = "tiny") -> NVGPipeline:
     """A tiny random model: 16 px images, a 4x4 grid (5 stages), 4 classes. Fast; not trained."""
     torch.manual_seed(seed)
     return NVGPipeline(NVGTokenizer.from_spec(TOKENIZER_CONFIGS["tiny"]), NVGTransformer.from_spec(TRANSFORMER_CONFIGS["tiny"]),
-                       TINY_CLASSES, device="cpu", default_options=SamplingOptions(flow_steps=3), name="tiny")
+                       TINY_CLASSES, device="cpu", default_options=SamplingOptions(flow_steps=3), name=name)
 
 
 @pytest.fixture(scope="session")

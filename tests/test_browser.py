@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 from app import handlers  # noqa: E402
 from app.models import OFFICIAL_SOURCES, ModelStore  # noqa: E402
 from app.ui import CSS, MAX_FILE_SIZE, build_demo  # noqa: E402
+from conftest import make_tiny_pipeline  # noqa: E402
 from hostile_files import hostile_files  # noqa: E402
 from nvg_core.images import PERCEPTIBLE  # noqa: E402
 from nvg_core.official import load_pipeline  # noqa: E402
@@ -32,11 +34,21 @@ FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def slow_tiny_pipeline():
+    """The tiny model made slow (0.3 s a network pass, about 1.2 s a stage), so a person can press Stop in the
+    middle of a run."""
+    pipe = make_tiny_pipeline(name="slow")
+    for embed in (pipe.transformer.content_embed, pipe.transformer.structure_embed):  # the first layer of each pass
+        embed.register_forward_pre_hook(lambda *_: time.sleep(0.3))
+    return pipe
+
+
 @pytest.fixture(scope="module")
 def page_url(tiny_pipeline):
     official = next(iter(OFFICIAL_SOURCES))  # not loadable offline: the picker must say so
-    store = ModelStore({"tiny": "tiny", official: OFFICIAL_SOURCES[official]},  # classes known only once loaded
-                       loader=lambda source: tiny_pipeline if source == "tiny" else load_pipeline(source))
+    models = {"tiny": tiny_pipeline, "slow": slow_tiny_pipeline()}
+    store = ModelStore({"tiny": "tiny", "slow": "slow", official: OFFICIAL_SOURCES[official]},  # classes known once loaded
+                       loader=lambda source: models[source] if source in models else load_pipeline(source))
     demo = build_demo(store)
     demo.queue(default_concurrency_limit=2)
     with socket.socket() as s:
@@ -108,6 +120,35 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
 
         browser.close()
     assert (shots / "sketch_generated.png").stat().st_size > 0
+
+
+def test_stop_in_the_middle_of_a_run_keeps_its_stages_and_the_history_as_it_was(page_url, tmp_path):
+    shots = screenshots_folder(tmp_path)
+    with playwright.sync_playwright() as p:
+        browser, page = open_page(p, page_url, 1280, 1000)
+        stop = page.locator("#stop")
+        assert stop.is_disabled()  # nothing runs yet
+        page.get_by_label("Model", exact=True).click()
+        page.get_by_role("option", name="slow").click()
+        page.get_by_text("slow: 4 classes").wait_for(timeout=30_000)
+        page.locator("#status").click()
+        page.keyboard.press("Control+Enter")  # the Generate tab's shortcut
+        page.get_by_text(re.compile("made stages 0..[12] of 0..4")).wait_for(timeout=30_000)
+        stop.click()
+        page.get_by_text("Stopped: the stages made so far stay in view").wait_for(timeout=10_000)
+        page.screenshot(path=str(shots / "stopped.png"), full_page=True)
+        generate = page.get_by_role("button", name="Generate", exact=True)
+        assert generate.is_enabled() and stop.is_disabled()
+        tiles = page.locator("#stage-strip img").count()
+        page.wait_for_timeout(3_000)  # the run made no more stages, and nothing joined the history
+        assert 2 <= page.locator("#stage-strip img").count() == tiles < 5
+        assert page.locator("#history img").count() == 0
+        assert "Stopped" in page.locator("#status").inner_text()
+
+        page.keyboard.press("Control+Enter")  # the next run goes to the end
+        wait_until_settled(page, 1)
+        assert page.locator("#stage-strip img").count() == 5
+        browser.close()
 
 
 def wait_until_settled(page, history: int) -> None:
