@@ -8,6 +8,7 @@ actions work on the current one. Images are numbered from 1, as the page shows t
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Any, Iterator
 
@@ -25,11 +26,13 @@ from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import NVGResult, SamplingOptions
 from nvg_core.structure import render_map
 
+from . import browser_history
 from .history import Entry, History
 from .limits import SERVER_LIMITS
 
 PREVIEW_SIZE = 192
 DOWNLOAD_SCALE = 4  # the 64-px model's images are also offered this many times larger (nearest neighbour)
+log = logging.getLogger("nvg_studio")
 KEEP = object()  # an output the handler leaves as it is (the previous images stay until new ones arrive)
 EDIT_SIZE = 256  # the edit canvas: the image enlarged with square pixels, big enough to paint on
 # The range of every numeric input, read by the page's sliders too: API clients may send anything. Images
@@ -296,28 +299,66 @@ def viewed_files(pipe: NVGPipeline, history: History | None, index: int = 1) -> 
 
 
 def history_strip(history: History | None) -> list:
-    """The history as the page shows it: each entry's first image, captioned with its number and label."""
+    """The history as the page shows it: each entry's first image (a stored entry's thumbnail), captioned
+    with its number and label."""
     if not isinstance(history, History):
         return []
-    return [(to_pil(entry.result.images[:1])[0], f"{'> ' if n == history.position else ''}{n + 1}: {entry.label}")
-            for n, entry in enumerate(history.entries)]
+    return [(to_pil(entry.result.images[:1])[0] if entry.result is not None else entry.thumbnail,
+             f"{'> ' if n == history.position else ''}{n + 1}: {entry.label}") for n, entry in enumerate(history.entries)]
 
 
 def current_images(pipe: NVGPipeline, history: History | None) -> tuple[list, str]:
-    """(images, status) of the current history entry, for a restore, an undo or a redo."""
+    """(images, status) of the current history entry, for a restore, an undo, a redo or a reload (KEEP, KEEP
+    when the history is empty)."""
+    if not isinstance(history, History) or not history.entries:
+        return KEEP, KEEP
     entry = _current(pipe, history)
     return (_images(pipe, entry.result, entry.seeds),
             f"history entry {history.position + 1} of {len(history.entries)}: {entry.label}; {_made(pipe, entry.result, entry.seeds)}")
 
 
-def restore(history: History | None, position: int) -> History:
-    """History entry `position` (from 0, as the strip's selection gives it) made current again."""
+def restore(pipe: NVGPipeline, history: History | None, position: int) -> History:
+    """History entry `position` (from 0, as the strip's selection gives it) made current again; an entry
+    kept in the browser across a reload is made again from its recipes first (one run)."""
     if not isinstance(history, History) or not history.entries:
         raise UserError("there is no history yet")
     try:
-        return history.go(int(position))
+        moved = history.go(int(position))
     except IndexError as error:
         raise UserError(str(error)) from None
+    entry = moved.current
+    if entry.result is not None:
+        return moved
+    if entry.model != pipe.name:
+        raise UserError(f"history entry {moved.position + 1} was made by the model {entry.model!r}: pick it in the "
+                        "Model box to open it")
+    try:
+        result = pipe.reproduce_run(entry.recipes, limits=SERVER_LIMITS)
+    except ValueError as error:  # LimitError included
+        raise UserError(f"history entry {moved.position + 1} cannot be made again here: {error}") from error
+    return moved.made(moved.position, Entry(result, entry.seeds, entry.model, entry.label))
+
+
+def step(pipe: NVGPipeline, history: History | None, delta: int) -> History:
+    """Undo (delta -1) or redo (+1): the entry before or after the current one, made current (as restore)."""
+    if not isinstance(history, History) or not history.entries:
+        return history
+    return restore(pipe, history, min(max(history.position + int(delta), 0), len(history.entries) - 1))
+
+
+def load_history(pipe: NVGPipeline, history: History | None, kept: Any) -> Any:
+    """On a page load: the history the browser kept for this model (browser_history), its current entry
+    made again; KEEP when the session already has a history or the browser kept none."""
+    if isinstance(history, History) and history.entries:
+        return KEEP
+    stored_ = browser_history.restored(kept, pipe.name)
+    if not stored_.entries:
+        return KEEP
+    try:
+        return restore(pipe, stored_, stored_.position)
+    except UserError as error:  # say so, and start afresh (the browser keeps its entries)
+        log.info("a stored history was not restored: %s", error)
+        return KEEP
 
 
 def regenerate(pipe: NVGPipeline, history: History | None, keep_stage: int, keep_content: bool, num_variations: int,
@@ -335,10 +376,16 @@ def regenerate(pipe: NVGPipeline, history: History | None, keep_stage: int, keep
                                  class_labels=target, num_variations=len(seeds), seeds=seeds, index=i,
                                  options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True),
                                  limits=SERVER_LIMITS)
-    kept = "structure and content" if keep_content else "structure"
-    label = f"lock 0..{keep_stage} of {_file_stem(pipe, entry.result, i, entry.seeds)}"
-    return (_images(pipe, variations, seeds), _record(history, pipe, variations, seeds, label),
-            f"kept the {kept} of stages 0..{keep_stage}; {_made(pipe, variations, seeds)}")
+    source, kept = _file_stem(pipe, entry.result, i, entry.seeds), "structure and content" if keep_content else "structure"
+    swap = f", as {pipe.class_names[target]}" if target is not None else ""
+    label = f"lock 0..{keep_stage} ({'structure + content' if keep_content else 'structure'}{swap}) of {source}"
+    drawn = pipe.class_names[int(variations.class_labels_BS[0, -1])]
+    status = (f"kept the {kept} of stages 0..{keep_stage} of {source}; stages {keep_stage + 1}..{pipe.num_stages - 1} "
+              f"drawn as {drawn}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+    if keep_content and target is not None:  # SWAP_HINT: kept content carries its own class
+        status += f" (the kept content was drawn as {pipe.class_names[int(entry.result.class_labels_BS[i, 0])]}: " \
+                  "the images may still look like it)"
+    return _images(pipe, variations, seeds), _record(history, pipe, variations, seeds, label), status
 
 
 def _fresh_seeds(seed: Any, count: Any, source_seed: int) -> list[int]:
@@ -376,15 +423,23 @@ def sketch_structure(pipe: NVGPipeline, drawing: dict | str | np.ndarray | None,
         raise UserError(f"the sketch cannot be used: {error}") from error
 
 
-def _projected(drawing, projection) -> Image.Image:
-    """The projected map in the drawing's own colours."""
-    return Image.fromarray(sketch.render_in_drawing_colours(_composite(drawing), projection.labels[-1], PREVIEW_SIZE))
+def _projected(drawing, projection, mode: str) -> Image.Image:
+    """The projected map: a palette drawing's regions in their own colours; an outline drawing's (mostly white
+    inside its strokes) in the stage's colours, under the strokes."""
+    labels_N, composite = projection.labels[-1], _composite(drawing)
+    if mode != "outline":
+        return Image.fromarray(sketch.render_in_drawing_colours(composite, labels_N, PREVIEW_SIZE))
+    strokes_HW3 = np.asarray(Image.fromarray(sketch.read_sketch(composite)).resize((PREVIEW_SIZE, PREVIEW_SIZE), Image.NEAREST))
+    preview_HW3 = render_map(labels_N, len(projection.labels) - 1, PREVIEW_SIZE).copy()
+    drawn_HW = strokes_HW3.min(-1) < 200
+    preview_HW3[drawn_HW] = strokes_HW3[drawn_HW] // 2  # darker, so a white or pale region never hides them
+    return Image.fromarray(preview_HW3)
 
 
 def sketch_preview(pipe: NVGPipeline, drawing, stage: int, *, mode: str = "palette") -> tuple[Image.Image, str]:
     """The projected structure of a sketch and how well it keeps the drawn boundaries."""
     projection = sketch_structure(pipe, drawing, stage, mode)
-    return _projected(drawing, projection), projection.summary()
+    return _projected(drawing, projection, mode), projection.summary()
 
 
 def sketch_generate(pipe: NVGPipeline, history: History | None, drawing, stage: int, class_name: str,
@@ -398,7 +453,7 @@ def sketch_generate(pipe: NVGPipeline, history: History | None, drawing, stage: 
                            options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True),
                            action=f"sketch up to stage {len(projection.labels) - 1}", limits=SERVER_LIMITS)
     label = f"sketch {pipe.class_names[class_id]}"
-    return (_projected(drawing, projection), _images(pipe, result, seeds), _record(history, pipe, result, seeds, label),
+    return (_projected(drawing, projection, mode), _images(pipe, result, seeds), _record(history, pipe, result, seeds, label),
             f"{projection.summary()}; {_made(pipe, result, seeds)}")
 
 

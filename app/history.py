@@ -6,6 +6,9 @@ Entries are kept in the order they were made; restoring an older entry and locki
 a new entry at the end (a branch), so nothing is ever overwritten. Undo and redo move the current position
 one entry back or forward.
 
+An entry the browser kept across a reload (app/browser_history.py) comes back as its recipes and a thumbnail,
+without images: it is made again when it is opened (handlers.restore), so the current entry always has them.
+
 Memory is bounded: at most MAX_ENTRIES entries and MAX_BYTES of tensors per visitor (the oldest entries go
 first; the current one always stays). A bundled-model entry of 4 images holds about 0.4 MB
 (Entry.nbytes; the images and the maps dominate), so a full history of the bundled model is about 10 MB.
@@ -16,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
+from PIL import Image
 
+from nvg_core.recipe import Recipe
 from nvg_core.sampling import NVGResult
 
 MAX_ENTRIES = 24
@@ -27,14 +32,18 @@ MAX_BYTES = 64 * 2**20
 class Entry:
     """One result: the images and everything needed to lock, edit or reproduce them."""
 
-    result: NVGResult
+    result: NVGResult | None  # None: a stored entry, made again from `recipes` when opened
     seeds: list[int]
     model: str  # the name of the model that made it
     label: str  # what made it, for the history strip's caption: "generate smiley", "edit (mask) ..."
+    recipes: tuple[Recipe, ...] = ()  # a stored entry's images' recipes (a made entry's are result.recipes)
+    thumbnail: Image.Image | None = None  # a stored entry's first image, small
 
     @property
     def nbytes(self) -> int:
         """Bytes of tensor data this entry keeps alive."""
+        if self.result is None:
+            return 0
         tensors = [self.result.class_labels_BS, self.result.labels_BSN, *self.result.ids,
                    self.result.canvas_BNC, self.result.images]
         return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
@@ -67,6 +76,11 @@ class History:
         if not 0 <= position < len(self.entries):
             raise IndexError(f"history entry {position + 1} does not exist; there are {len(self.entries)}")
         return replace(self, position=position, version=self.version + 1)
+
+    def made(self, position: int, entry: Entry) -> History:
+        """Entry `position` replaced by `entry` (a stored entry made again) and made current."""
+        entries = (*self.entries[:position], entry, *self.entries[position + 1:])
+        return History(entries, position, self.version + 1)
 
     def undo(self) -> History:
         """The entry before the current one (unchanged at the first)."""

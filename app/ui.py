@@ -22,7 +22,7 @@ from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import official_options
 from nvg_core.sketch import PALETTE
 
-from . import handlers
+from . import browser_history, handlers
 from .components import ImageFiles, RawImage, RawImageEditor, RawNumber, RawSlider
 from .history import History
 from .limits import release_memory
@@ -37,6 +37,7 @@ CSS = """
 .crisp img, .crisp canvas { image-rendering: pixelated; }
 #sketch button[title='Clear canvas'] { display: none; }
 #stage-strip .caption-label, #history .caption-label { white-space: normal; font-size: 12px; }
+#history .caption-label { max-width: calc(100% - 8px); overflow-wrap: anywhere; }
 #title h2 { margin: 0; }
 #title, #model-status { min-width: min(220px, 100%) !important; }
 @media (max-width: 640px) {  /* a phone: two images a row, none pushed off the screen */
@@ -171,6 +172,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
     with gr.Blocks(title="NVG Studio", delete_cache=(FILE_MAX_AGE_S // 4, FILE_MAX_AGE_S)) as demo:
         files = ImageFiles(Path(demo.GRADIO_CACHE) / "nvg_outputs")
         state = gr.State(History())  # the visitor's history; its current entry is what Lock and Edit work on
+        kept_history = gr.BrowserState({}, storage_key=browser_history.STORAGE_KEY)
         with gr.Row(equal_height=True):
             gr.Markdown("## NVG Studio\nImages made coarse to fine, one structure stage at a time.", elem_id="title")
             model = gr.Dropdown(store.names, value=store.default, label="Model", scale=2, min_width=240)
@@ -200,7 +202,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                             clear_btn = gr.Button("Start over", size="sm")
                             preview_btn = gr.Button("Show projected structure", size="sm")
                             sketch_btn = gr.Button("Generate from sketch", variant="primary", elem_classes=["primary-action"])
-                        projected = gr.Image(label="Projected balanced structure (in the drawing's colours)",
+                        projected = gr.Image(label="Projected balanced structure (outlines: in the stage's colours)",
                                              type="pil", height=200, elem_classes=["crisp"])
                         gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("sketch_*.png"))], [sketch], label="Example layouts")
                     with gr.Tab("Reference"):
@@ -277,10 +279,11 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 with gr.Row(equal_height=True):
                     undo_btn = gr.Button("Undo", size="sm", interactive=False, min_width=60, scale=0)
                     redo_btn = gr.Button("Redo", size="sm", interactive=False, min_width=60, scale=0)
-                    gr.Markdown("History: click a result to make it current again.")
-                history = gr.Gallery(label="History (the current result is marked >)", columns=8, height=150,
-                                     allow_preview=False, elem_id="history", elem_classes=["crisp"], object_fit="contain",
-                                     fit_columns=False)
+                    gr.Markdown("History (the current result is marked >): click one to make it current again. "
+                                "This browser keeps it across reloads.")
+                # every row shown (height "auto"), no label over the first row's thumbnails
+                history = gr.Gallery(label="History", show_label=False, columns=6, height="auto", allow_preview=False,
+                                     elem_id="history", elem_classes=["crisp"], object_fit="contain", fit_columns=False)
         strip = gr.Gallery(label="Stages of the viewed image: structure map over canvas (click one to view it)",
                            columns=S, height=180, allow_preview=False, elem_id="stage-strip", elem_classes=["crisp"],
                            fit_columns=False, object_fit="contain")
@@ -401,16 +404,22 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                     gr.update(interactive=history_.position > 0),
                     gr.update(interactive=history_.position < len(history_.entries) - 1))
 
-        def restore(history_: History, event: gr.SelectData) -> History:
+        def restore(history_: History, name: str, event: gr.SelectData) -> History:
             try:
-                return handlers.restore(history_, event.index)
+                return handlers.restore(store.get(name), history_, event.index)
             except Exception as error:
                 raise _error(error) from error
 
         state.change(history_view, state, [history, undo_btn, redo_btn], api_visibility="private", show_progress="hidden")
-        for moved in (history.select(restore, state, state, api_visibility="private"),
-                      undo_btn.click(lambda h: h.undo(), state, state, api_visibility="private"),
-                      redo_btn.click(lambda h: h.redo(), state, state, api_visibility="private")):
+        # the history survives a reload: kept in the browser (app/browser_history.py), brought back on load
+        state.change(browser_history.stored, [state, kept_history], kept_history, api_visibility="private",
+                     show_progress="hidden", queue=False)
+        for moved in (history.select(restore, [state, model], state, api_visibility="private"),
+                      undo_btn.click(bind(lambda pipe, h: handlers.step(pipe, h, -1)), [state, model], state,
+                                     api_visibility="private"),
+                      redo_btn.click(bind(lambda pipe, h: handlers.step(pipe, h, 1)), [state, model], state,
+                                     api_visibility="private"),
+                      demo.load(bind(handlers.load_history), [state, kept_history, model], state, api_visibility="private")):
             moved.success(bind(handlers.current_images), [state, model], [images, status], api_visibility="private")
 
         # Views of the current result's viewed image: they follow the history, the image number and the stage.

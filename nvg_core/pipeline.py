@@ -312,13 +312,24 @@ class NVGPipeline(DiffusionPipeline):
         unknown, or when the recipe's run is not valid (the field named); a LimitError when the run is larger
         than `limits` allow (see iter_stages; run_cost says what it costs first).
         """
-        recipes.check_model(recipe, self)
-        out = self.generate(**recipes.run_arguments(recipe, self.num_stages), limits=limits).select(recipe.index)
-        if recipe.blend is not None:
-            region_HW, kept_HW3 = recipes.blend_inputs(recipe.blend, self.transformer.spec.grid_size,
+        return self.reproduce_run([recipe], limits=limits)
+
+    def reproduce_run(self, recipes_: Sequence[recipes.Recipe], limits: Limits | None = None) -> NVGResult:
+        """The images of several recipes of one run (a result's recipes, in any order) made again with one run
+        of it: what reproduce gives for each, in their order, for the cost of one. ValueError when the recipes
+        are not of one run (or as reproduce)."""
+        if not recipes_:
+            raise ValueError("reproduce_run needs at least one recipe")
+        first = recipes_[0]
+        if any(r.run != first.run or r.blend != first.blend or r.model != first.model for r in recipes_[1:]):
+            raise ValueError("the recipes are not of one run (their runs, blends or models differ)")
+        recipes.check_model(first, self)
+        out = self.generate(**recipes.run_arguments(first, self.num_stages), limits=limits).select([r.index for r in recipes_])
+        if first.blend is not None:
+            region_HW, kept_HW3 = recipes.blend_inputs(first.blend, self.transformer.spec.grid_size,
                                                     self.tokenizer.spec.resolution)
             out.images = self._blend(out.images, kept_HW3, region_HW)
-        out.recipes = [recipe]
+        out.recipes = list(recipes_)
         return out
 
     @staticmethod

@@ -110,6 +110,8 @@ def test_outline_sketches_are_read_in_outline_mode(tiny_pipeline):
     cv2.circle(canvas, (128, 128), 80, (0, 0, 0), 5, cv2.LINE_AA)
     picture, text = handlers.sketch_preview(tiny_pipeline, {"composite": canvas}, 2, mode="outline")
     assert "agreement" in text
+    preview = np.asarray(picture)  # the regions in distinct colours and the circle over them, not a white square
+    assert (preview.min(-1) > 240).mean() < 0.5 and len(np.unique(preview.reshape(-1, 3), axis=0)) >= 3
     with pytest.raises(handlers.UserError, match="sketch mode must be one of"):
         handlers.sketch_preview(tiny_pipeline, {"composite": canvas}, 2, mode="crayon")
 

@@ -1,10 +1,13 @@
 """The visitor's history: every result an entry, restore, undo / redo, branching, a memory bound; and images
 opened again from the recipe they carry."""
 
+import base64
 import io
+import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("gradio")
@@ -22,20 +25,20 @@ def test_every_result_joins_the_history_and_undo_redo_restore_move_along_it(tiny
     first = generate(tiny_pipeline, History())
     second = generate(tiny_pipeline, first, "dog", seed=20)
     _, third, _ = handlers.regenerate(tiny_pipeline, second, 1, False, 2, "", 30, 3.5, 2.5, 2)
-    assert [e.label for e in third.entries] == ["generate cat", "generate dog", "lock 0..1 of dog-seed20"]
+    assert [e.label for e in third.entries] == ["generate cat", "generate dog", "lock 0..1 (structure) of dog-seed20"]
     assert third.position == 2 and third.undo().position == 1 and third.undo().undo().undo().position == 0
     assert third.undo().redo().position == 2 and third.redo() .position == 2
-    restored = handlers.restore(third, 0)
+    restored = handlers.restore(tiny_pipeline, third, 0)
     assert restored.current is first.current and restored.version > third.version  # the page sees a change
     assert [caption for _, caption in handlers.history_strip(third)] == \
-        ["1: generate cat", "2: generate dog", "> 3: lock 0..1 of dog-seed20"]
+        ["1: generate cat", "2: generate dog", "> 3: lock 0..1 (structure) of dog-seed20"]
     with pytest.raises(handlers.UserError, match="history entry 9 does not exist"):
-        handlers.restore(third, 8)
+        handlers.restore(tiny_pipeline, third, 8)
 
 
 def test_locking_from_a_restored_entry_branches_from_it_and_keeps_every_entry(tiny_pipeline):
     history = generate(tiny_pipeline, generate(tiny_pipeline, History()), "dog", seed=20)
-    older = handlers.restore(history, 0)
+    older = handlers.restore(tiny_pipeline, history, 0)
     _, branched, status = handlers.regenerate(tiny_pipeline, older, 2, True, 1, "", 40, 3.5, 2.5, 2, index=2)
     source = older.current.result.select(1)
     kept = branched.current.result
@@ -96,3 +99,41 @@ def test_a_png_without_a_recipe_goes_to_the_reference_tab_and_bad_recipes_are_na
         handlers.open_image(tiny_pipeline, History(), str(broken))
     with pytest.raises(handlers.UserError, match="choose an image saved by NVG Studio"):
         handlers.open_image(tiny_pipeline, History(), None)
+
+
+def test_a_reloaded_history_comes_back_from_the_browser_and_its_entries_are_made_again_bit_for_bit(tiny_pipeline):
+    from app import browser_history
+    history = generate(tiny_pipeline, generate(tiny_pipeline, History()), "dog", seed=20)
+    _, history, _ = handlers.regenerate(tiny_pipeline, history, 1, True, 2, "cat", 30, 3.5, 2.5, 2)
+    kept = json.loads(json.dumps(browser_history.stored(history, {"other": [{"label": "x"}]})))  # as the browser has it
+    assert set(kept) == {"tiny", "other"} and kept["other"] == [{"label": "x"}]  # other models' entries stay
+    assert len(json.dumps(kept["tiny"])) < 3 * 4_000  # recipes and thumbnails only: about 1-4 KB an entry
+
+    reloaded = handlers.load_history(tiny_pipeline, History(), kept)
+    assert [e.label for e in reloaded.entries] == [e.label for e in history.entries] and reloaded.position == 2
+    assert [e.result is None for e in reloaded.entries] == [True, True, False]  # only the current one made again
+    assert torch.equal(reloaded.current.result.images, history.current.result.images)
+    older = handlers.restore(tiny_pipeline, reloaded, 0)  # made again when opened
+    assert torch.equal(older.current.result.images, history.entries[0].result.images)
+    assert handlers.step(tiny_pipeline, older, 1).current.result is not None  # redo makes it too
+    assert [caption for _, caption in handlers.history_strip(reloaded)][0] == "1: generate cat"
+    assert handlers.load_history(tiny_pipeline, history, kept) is handlers.KEEP  # a session keeps its own
+
+
+def test_what_the_browser_sends_back_is_checked_and_bounded(tiny_pipeline, monkeypatch):
+    from app import browser_history
+    kept = browser_history.stored(generate(tiny_pipeline, History()), None)
+    good = kept["tiny"][0]
+    bomb = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(bomb, "PNG")
+    for bad in [None, "text", {"tiny": "text"}, {"tiny": [None, 3, {"label": 5}]},
+                {"tiny": [{**good, "recipes": ["{}"]}]}, {"tiny": [{**good, "seeds": [1.5]}]},
+                {"tiny": [{**good, "thumbnail": "not base64!"}]},
+                {"tiny": [{**good, "thumbnail": base64.b64encode(bomb.getvalue()).decode()}]}]:
+        assert handlers.load_history(tiny_pipeline, History(), bad) is handlers.KEEP, bad
+    assert handlers.load_history(tiny_pipeline, History(), {"tiny": [good, None]}).entries[0].label == "generate cat"
+    monkeypatch.setattr(browser_history, "MAX_STORED_BYTES", 3 * len(json.dumps(good)))
+    history = History()
+    for seed in range(6):
+        history = generate(tiny_pipeline, history, seed=seed)
+    assert len(browser_history.stored(history, None)["tiny"]) == 2  # the newest entries that fit

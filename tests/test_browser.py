@@ -339,6 +339,20 @@ def test_history_restore_lock_from_it_and_open_a_downloaded_png_in_the_browser(p
         page.get_by_label("Swap to class (empty: same)").click()
         page.get_by_role("option", name="dog").click()
         page.wait_for_function("() => !document.querySelector('#lock-content input').checked", timeout=10_000)
+
+        # A reload keeps the history (in the browser): the current entry's images are made again, bit for bit
+        captions = page.locator("#history .caption-label").all_inner_texts()
+        page.reload(wait_until="load")
+        page.get_by_text("tiny: 4 classes").wait_for(timeout=30_000)
+        wait_until_settled(page, 4)
+        wait_for_highlight(page, 3)
+        assert page.locator("#history .caption-label").all_inner_texts() == captions
+        page.get_by_text("history entry 4 of 4").wait_for(timeout=30_000)
+        again = Image.open(io.BytesIO(page.request.get(page.locator("#images img").first.get_attribute("src")).body()))
+        assert again.convert("RGB").tobytes() == remade.tobytes()
+        page.screenshot(path=str(shots / "history_after_reload.png"))
+        page.locator("#history img").nth(1).click()  # an older entry is made again when opened
+        page.get_by_text("history entry 2 of 4").wait_for(timeout=30_000)
         browser.close()
 
 
