@@ -33,6 +33,7 @@ from .limits import SERVER_LIMITS
 PREVIEW_SIZE = 192
 DOWNLOAD_SCALE = 4  # the 64-px model's images are also offered this many times larger (nearest neighbour)
 log = logging.getLogger("nvg_studio")
+NO_RECIPE = "that image carries no NVG recipe"  # the status of an opened image handed to the Reference tab
 KEEP = object()  # an output the handler leaves as it is (the previous images stay until new ones arrive)
 EDIT_SIZE = 256  # the edit canvas: the image enlarged with square pixels, big enough to paint on
 # The range of every numeric input, read by the page's sliders too: API clients may send anything. Images
@@ -523,8 +524,7 @@ def open_image(pipe: NVGPipeline, history: History | None, file: str | bytes | N
         raise UserError(f"that image's recipe cannot be used: {error}") from error
     if recipe is None:
         _reference(file)  # a file that cannot be read at all is refused here
-        return KEEP, KEEP, ("that image carries no NVG recipe; it is now the reference on the Reference tab, "
-                            "to reuse its structure"), file
+        return KEEP, KEEP, f"{NO_RECIPE}; it is now the reference on the Reference tab, to reuse its structure", file
     try:
         result = pipe.reproduce(recipe, limits=SERVER_LIMITS)
     except LimitError as error:

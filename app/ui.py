@@ -9,6 +9,7 @@ stage's structure map over its canvas), a stage viewer, the coarse-to-fine GIF a
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,7 @@ from nvg_core.images import MAX_PIXELS
 from nvg_core.locks import INPAINT_STAGE
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import official_options
-from nvg_core.sketch import PALETTE
+from nvg_core.sketch import PALETTE, PALETTE_NAMES
 
 from . import browser_history, handlers
 from .components import ImageFiles, RawImage, RawImageEditor, RawNumber, RawSlider
@@ -110,12 +111,22 @@ def _bind(store: ModelStore, fn: Callable, decorate: Callable, files: ImageFiles
     return decorate(event)
 
 
-# Ctrl+Enter (Cmd+Enter on a Mac) presses the primary button of the tab in view, as in other generation apps.
-SHORTCUT_JS = """() => document.addEventListener('keydown', (event) => {
-  if (event.key !== 'Enter' || !(event.ctrlKey || event.metaKey)) return;
-  const button = [...document.querySelectorAll('.primary-action')].find(b => b.offsetParent !== null && !b.disabled);
-  if (button) { event.preventDefault(); button.click(); }
-})"""
+# Run once the page is loaded. Ctrl+Enter (Cmd+Enter on a Mac) presses the primary button of the tab in view,
+# as in other generation apps. The sketch palette's swatches get their colours' names (a tooltip, and what a
+# screen reader says), whenever the editor draws them.
+PAGE_JS = """() => {
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Enter' || !(event.ctrlKey || event.metaKey)) return;
+    const button = [...document.querySelectorAll('.primary-action')].find(b => b.offsetParent !== null && !b.disabled);
+    if (button) { event.preventDefault(); button.click(); }
+  });
+  const names = %s;
+  new MutationObserver(() => document.querySelectorAll('#sketch button.color:not([title])').forEach((swatch) => {
+    const name = names[swatch.style.backgroundColor];
+    if (name) { swatch.title = name; swatch.setAttribute('aria-label', name); }
+  })).observe(document.body, {childList: true, subtree: true});
+}""" % json.dumps({f"rgb({int(c[1:3], 16)}, {int(c[3:5], 16)}, {int(c[5:7], 16)})": name
+                   for c, name in zip(PALETTE, PALETTE_NAMES)})
 # Start over clears the sketch in the browser, with the editor's own clear (white background kept) and the brush
 # picked again. Setting the editor's value from the server instead left it loading for good once anything had
 # been drawn (Gradio 6.31).
@@ -184,7 +195,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                                              filterable=True, min_width=120)
                     seed = RawNumber(value=-1, precision=0, label="Seed (-1: random)", min_width=100)
                     num_images = slider("num_images", 4, "Images")
-                with gr.Tabs():
+                with gr.Tabs() as tabs:
                     with gr.Tab("Generate"):
                         generate_btn = gr.Button("Generate", variant="primary", elem_classes=["primary-action"])
                         gr.Markdown("The stage strip below fills stage by stage; every result joins the history.")
@@ -205,7 +216,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                         projected = gr.Image(label="Projected balanced structure (outlines: in the stage's colours)",
                                              type="pil", height=200, elem_classes=["crisp"])
                         gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("sketch_*.png"))], [sketch], label="Example layouts")
-                    with gr.Tab("Reference"):
+                    with gr.Tab("Reference", id="reference"):
                         reference = RawImage(type="filepath", elem_id="reference-image", height=220,
                                              label=f"Reference image (PNG, JPEG, WebP, GIF...; up to {MAX_FILE_SIZE} "
                                                    f"and {MAX_PIXELS // 1_000_000} megapixels)")
@@ -386,15 +397,18 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                        None, [*busy_buttons, stop_btn], cancels=running, queue=False, api_visibility="private").then(
             lambda: "Stopped: the stages made so far stay in view; the history is unchanged.", None, status, queue=False,
             api_visibility="private")
-        demo.load(None, None, None, js=SHORTCUT_JS, api_visibility="private")
+        demo.load(None, None, None, js=PAGE_JS, api_visibility="private")
         clear_btn.click(None, None, None, js=CLEAR_SKETCH_JS, api_visibility="private")
         # a class swap keeps the structure only by default: kept content keeps the old class (SWAP_HINT)
         swap_class.input(lambda name: gr.update(value=not name), swap_class, keep_content, api_visibility="private")
         # .change, not .upload: an example put in the box must refresh the maps too (and a cleared box empties them)
         reference.change(bind(handlers.extract_structure), [reference, model], [reference_maps, status],
                          api_name="extract_structure")
+        # an image without a recipe goes to the Reference tab, and the page shows that tab
         opened.upload(bind(handlers.open_image), [state, opened, model], [images, state, status, reference],
-                      api_name="open_image")
+                      api_name="open_image").success(
+            lambda text: gr.Tabs(selected="reference") if text.startswith(handlers.NO_RECIPE) else gr.skip(),
+            status, tabs, queue=False, api_visibility="private")
 
         # History: the strip of entries, restore by clicking one, undo and redo.
         def history_view(history_: History) -> tuple:

@@ -18,6 +18,7 @@ from .images import ImageLike, load_image, to_rgb
 from .structure import Projection, project
 
 PALETTE = ("#ffffff", "#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#42d4f4", "#000000")
+PALETTE_NAMES = ("white", "red", "green", "blue", "yellow", "orange", "purple", "cyan", "black")
 WORK_SIDE = 512
 MIN_SHARE = 0.005  # regions and colours under this share of the canvas are specks (stroke edges, slips)
 MODES = ("palette", "outline")

@@ -22,7 +22,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 from app import handlers  # noqa: E402
 from app.models import OFFICIAL_SOURCES, ModelStore  # noqa: E402
-from app.ui import CSS, MAX_FILE_SIZE, build_demo  # noqa: E402
+from app.ui import CSS, EXAMPLES, MAX_FILE_SIZE, build_demo  # noqa: E402
 from conftest import make_tiny_pipeline  # noqa: E402
 from hostile_files import hostile_files  # noqa: E402
 from nvg_core.images import PERCEPTIBLE  # noqa: E402
@@ -109,6 +109,9 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
         page.wait_for_timeout(500)
         page.screenshot(path=str(shots / "sketch_started_over.png"), full_page=True)
         assert (shown(page, first) >= 250).all() and (shown(page, second) < 200).any()
+        page.locator("#sketch button[title='Color']").click()  # the palette's swatches are named
+        page.locator("#sketch button.color[title='red'][aria-label='red']").wait_for(timeout=5_000)
+        assert page.locator("#sketch button.color[title]").count() == 8
 
         # A transparent PNG reaches the handler as the uploaded file, not as Gradio's RGB copy.
         transparent = tmp_path / "transparent.png"
@@ -339,6 +342,14 @@ def test_history_restore_lock_from_it_and_open_a_downloaded_png_in_the_browser(p
         page.get_by_label("Swap to class (empty: same)").click()
         page.get_by_role("option", name="dog").click()
         page.wait_for_function("() => !document.querySelector('#lock-content input').checked", timeout=10_000)
+
+        # An image without a recipe goes to the Reference tab, which the page then shows
+        page.get_by_role("tab", name="Open").click()
+        page.locator("#open-image input[type=file]").set_input_files(str(EXAMPLES / "reference_heart.png"))
+        page.wait_for_function("() => [...document.querySelectorAll('button[role=tab]')].some("
+                               "t => t.textContent.trim() === 'Reference' && t.getAttribute('aria-selected') === 'true')",
+                               timeout=30_000)
+        page.locator("#reference-maps img").first.wait_for(timeout=30_000)
 
         # A reload keeps the history (in the browser): the current entry's images are made again, bit for bit
         captions = page.locator("#history .caption-label").all_inner_texts()
