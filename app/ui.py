@@ -30,6 +30,12 @@ from .limits import release_memory
 from .models import ModelLoading, ModelStore
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+OVERVIEW = EXAMPLES.parent / "overview.png"  # docs/make_figures.py
+OVERVIEW_LABEL = ("What NVG makes (the bundled model): every stage of an image, a structure transfer, a class swap "
+                  "and an inpainting")
+STAGES_TEXT = ("**Stages of the viewed image** (click one to view it). Each stage splits the image's latent grid into "
+               "twice as many regions as the stage before, from 1 region to one per cell; its **structure map** (top) "
+               "colours the regions, and each region gets one content token, decoded into the canvas (bottom).")
 MAX_FILE_SIZE = "20MB"  # uploads over this are refused by the server; nvg_core refuses images over MAX_PIXELS
 FILE_MAX_AGE_S = 1800  # results, uploads and GIFs are deleted this long after they were last handed out
 # The bundled model's images are 64 px: shown larger, the browser would blur them; square pixels instead.
@@ -41,10 +47,14 @@ CSS = """
 #history .caption-label { max-width: calc(100% - 8px); overflow-wrap: anywhere; }
 #title h2 { margin: 0; }
 #title, #model-status { min-width: min(220px, 100%) !important; }
-@media (max-width: 640px) {  /* a phone: two images a row, none pushed off the screen */
+#history, #history .gallery-container, #history .grid-wrap {  /* every row of the history, no empty space */
+  height: auto !important; min-height: 0 !important; max-height: none !important; }
+@media (max-width: 640px) {  /* a phone: two images a row, every row shown, every tab in the tab bar */
   #images .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  #images, #images .gallery-container, #images .grid-wrap { height: auto !important; max-height: none !important; }
+  .tab-container button { padding-left: 5px !important; padding-right: 5px !important; font-size: 14px !important; }
 }
-button[role='tab'] { padding-left: 10px; padding-right: 10px; }
+.tab-container button { padding-left: 10px; padding-right: 10px; }  /* the bar and Gradio's measuring copy alike */
 """
 SWAP_HINT = ("Swapping class? Keep the structure only: kept content keeps the old class (bundled model, "
              "stages 0..1 kept: the new class is read in 28% of swaps without the content, 2% with it).")
@@ -284,10 +294,13 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                     stop_btn = gr.Button("Stop", size="sm", variant="stop", scale=0, min_width=70, elem_id="stop",
                                          interactive=False)
                 # a fixed height keeps the history and stage strip in place; object_fit="contain" never crops
+                # until the first result: what NVG makes, in the images' place
+                first_view = gr.Image(str(OVERVIEW), label=OVERVIEW_LABEL, height=300, interactive=False, buttons=[],
+                                      elem_id="first-view")
                 images = gr.Gallery(label="Images (click one to view, lock or edit it)", columns=4, height=300,
                                     object_fit="contain", buttons=["download"], elem_classes=["crisp"], elem_id="images",
-                                    allow_preview=False)
-                with gr.Row(equal_height=True):
+                                    allow_preview=False, visible=False)
+                with gr.Row():
                     undo_btn = gr.Button("Undo", size="sm", interactive=False, min_width=60, scale=0)
                     redo_btn = gr.Button("Redo", size="sm", interactive=False, min_width=60, scale=0)
                     gr.Markdown("History (the current result is marked >): click one to make it current again. "
@@ -295,8 +308,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 # every row shown (height "auto"), no label over the first row's thumbnails
                 history = gr.Gallery(label="History", show_label=False, columns=6, height="auto", allow_preview=False,
                                      elem_id="history", elem_classes=["crisp"], object_fit="contain", fit_columns=False)
-        strip = gr.Gallery(label="Stages of the viewed image: structure map over canvas (click one to view it)",
-                           columns=S, height=180, allow_preview=False, elem_id="stage-strip", elem_classes=["crisp"],
+        gr.Markdown(STAGES_TEXT, elem_id="stages-text")
+        strip = gr.Gallery(label="Stages of the viewed image", show_label=False, columns=S, height=180, allow_preview=False, elem_id="stage-strip", elem_classes=["crisp"],
                            fit_columns=False, object_fit="contain")
         with gr.Row():
             stage = RawSlider(0, S - 1, value=VIEWED_STAGE, step=1, label="Stage")
@@ -416,7 +429,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             thumbs = files.replace(handlers.history_strip(history_))
             return (gr.update(value=thumbs, selected_index=history_.position if thumbs else None),
                     gr.update(interactive=history_.position > 0),
-                    gr.update(interactive=history_.position < len(history_.entries) - 1))
+                    gr.update(interactive=history_.position < len(history_.entries) - 1),
+                    gr.update(visible=not thumbs), gr.update(visible=bool(thumbs)))
 
         def restore(history_: History, name: str, event: gr.SelectData) -> History:
             try:
@@ -424,7 +438,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             except Exception as error:
                 raise _error(error) from error
 
-        state.change(history_view, state, [history, undo_btn, redo_btn], api_visibility="private", show_progress="hidden")
+        state.change(history_view, state, [history, undo_btn, redo_btn, first_view, images], api_visibility="private",
+                     show_progress="hidden")
         # the history survives a reload: kept in the browser (app/browser_history.py), brought back on load
         state.change(browser_history.stored, [state, kept_history], kept_history, api_visibility="private",
                      show_progress="hidden", queue=False)

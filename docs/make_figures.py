@@ -1,11 +1,12 @@
-"""The README's overview figure, made with the bundled model: docs/figures/overview.png.
+"""The overview figure of the README and of the app's first view, made with the bundled model:
+assets/overview.png.
 
-    python docs/make_figures.py [--out docs/figures/overview.png]
+    python docs/make_figures.py [--out assets/overview.png]
 
 Four rows, 64 px images shown at 128 px: every stage of one generated image (structure map over its
 canvas), a structure transfer (a held-out reference's structure up to stage 2 used for other classes), a
-class swap (stages 0..2 kept, structure only, the rest as another class) and a masked edit (the lower
-half of the image regenerated from stage 2, freeing clusters at least half painted). Seeds are fixed; the same command makes the same figure on
+class swap (stages 0..2 kept, structure only, the rest as another class) and an inpainting (the lower
+half of the image regenerated from the default stage, the rest kept). Seeds are fixed; the same command makes the same figure on
 the same device type.
 """
 
@@ -16,12 +17,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from nvg_core.images import to_uint8
-from nvg_core.locks import Locks
+from nvg_core.locks import INPAINT_STAGE, Locks
 from nvg_core.pipeline import NVGPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 TILE, GAP, LABEL_W = 128, 8, 150
-EDIT_FROM, EDIT_COVER = 2, 0.5  # a cluster is freed once half of it is painted (docs/app.md, Edit)
 
 
 def tiles(images_BHWC: np.ndarray) -> list[Image.Image]:
@@ -44,7 +44,7 @@ def row(label: str, pictures: list[Image.Image], captions: list[str], width: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs/figures/overview.png")
+    parser.add_argument("--out", type=Path, default=ROOT / "assets/overview.png")
     args = parser.parse_args()
     pipe = NVGPipeline.from_pretrained(device="cpu")
     width = LABEL_W + pipe.num_stages * (TILE // 2 + GAP) + 40
@@ -74,11 +74,10 @@ def main() -> None:
 
     mask_HW = np.zeros((64, 64), bool)
     mask_HW[36:, :] = True
-    locks = Locks.from_mask(source, mask_HW, from_stage=EDIT_FROM, cover=EDIT_COVER)
-    edits = pipe.regenerate(source, from_stage=EDIT_FROM, locks=locks, num_variations=3, seeds=[11, 12, 13])
+    edits = pipe.regenerate(source, from_stage=INPAINT_STAGE, mask=mask_HW, num_variations=3, seeds=[11, 12, 13])
     painted = to_uint8(source.images)[0].copy()
     painted[mask_HW] = (0.5 * painted[mask_HW] + 0.5 * np.array([255, 0, 255])).astype(np.uint8)
-    rows.append(row(f"masked edit: the lower\nhalf regenerated from\nstage {EDIT_FROM}, cover {EDIT_COVER}",
+    rows.append(row(f"inpainting: the lower\nhalf regenerated from\nstage {INPAINT_STAGE}, the rest kept",
                     tiles(painted[None]) + tiles(to_uint8(edits.images)), ["mask", "seed 11", "seed 12", "seed 13"],
                     width))
 

@@ -86,8 +86,10 @@ def test_generate_stage_view_sketch_and_model_picker_in_the_browser(page_url, tm
         page.get_by_text("tiny: 4 classes").wait_for(timeout=30_000)  # the page is back on the default model
         assert page.get_by_label("Model", exact=True).input_value() == "tiny"
 
+        page.locator("#first-view img").wait_for(timeout=10_000)  # what NVG makes, until the first result
         page.get_by_role("button", name="Generate", exact=True).click()
         page.get_by_text("done:").wait_for(timeout=60_000)
+        page.locator("#first-view").wait_for(state="hidden", timeout=10_000)
         page.locator("#progression img[src$='.gif']").wait_for(timeout=30_000)  # the coarse-to-fine GIF
         assert page.locator("#stage-strip img").count() == 5  # every stage of the tiny model's image
         page.screenshot(path=str(shots / "generate.png"), full_page=True)
@@ -376,8 +378,15 @@ def test_the_phone_layout_shows_every_image_and_the_model_name(page_url, tmp_pat
         page.locator("#images").scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "phone_390x844.png"), full_page=True)
         width = page.evaluate("() => document.documentElement.clientWidth")
-        for box in [page.locator("#images img").nth(i).bounding_box() for i in range(page.locator("#images img").count())]:
-            assert box["x"] >= 0 and box["x"] + box["width"] <= width + 1, box
+        gallery = page.locator("#images").bounding_box()
+        for picture in ("#images img", "#images .caption-label"):  # every image and caption, none cut off
+            boxes = [page.locator(picture).nth(i).bounding_box() for i in range(page.locator(picture).count())]
+            assert len(boxes) == 4
+            for box in boxes:
+                assert 0 <= box["x"] and box["x"] + box["width"] <= width + 1, box
+                assert gallery["y"] <= box["y"] and box["y"] + box["height"] <= gallery["y"] + gallery["height"] + 1, box
+        assert page.get_by_role("tab").count() == 6  # every tab in the bar, none behind a menu
+        assert page.locator("#stage-strip label").count() == 0  # no label over the stages
         for header in ("#title", "#model-status"):  # the title and the model line wrap as wholes, not a word a line
             assert page.locator(header).bounding_box()["width"] >= 200, header
         browser.close()
