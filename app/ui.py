@@ -152,14 +152,17 @@ def _white_canvas(size: int = 256) -> dict:
     return {"background": white, "layers": [], "composite": white}
 
 
-def _busy(button: gr.Button, label: str, stop: gr.Button, action: Callable[[Callable], Any]) -> Any:
+def _busy(button: gr.Button, label: str, stop: gr.Button, action: Callable[[Callable], Any],
+          swap: tuple[gr.Component, gr.Component] | None = None) -> Any:
     """A button that shows its action is running: disabled and relabelled at once (no queue), with `stop`
-    live meanwhile; then action(then) wires the action as the next step, and both buttons come back whether it
+    live meanwhile, and swap's first component hidden for its second (the first view gives way to the
+    results); then action(then) wires the action as the next step, and both buttons come back whether it
     succeeded or failed (Gradio runs a .then step only after a success, so the failure gets its own).
     Returns the action's event (for Stop's cancels)."""
     idle = button.value
-    started = button.click(lambda: (gr.update(value=label, interactive=False), gr.update(interactive=True)), None,
-                           [button, stop], queue=False, api_visibility="private")
+    started = button.click(lambda: (gr.update(value=label, interactive=False), gr.update(interactive=True),
+                                    *([gr.update(visible=False), gr.update(visible=True)] if swap else [])),
+                           None, [button, stop, *(swap or [])], queue=False, api_visibility="private")
     done = action(started.then)
     for after in (done.then, done.failure):
         after(lambda: (gr.update(value=idle, interactive=True), gr.update(interactive=False)), None, [button, stop],
@@ -379,26 +382,27 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         common = [class_name, seed, num_images, *advanced]
         result_outputs = [images, state, status]
         running = []  # the events Stop cancels
+        results = (first_view, images)  # an action's click swaps the first view for the results
         # No progress overlay on Generate: the status line counts the stages and the strip fills stage by stage,
         # while the overlay's animation frames keep the browser busy for the whole generation (bench_app.py).
         running.append(_busy(generate_btn, "Generating...", stop_btn, lambda then: then(
             bind(handlers.generate), [state, *common, model], [strip, images, state, status], api_name="generate",
-            show_progress="hidden")))
+            show_progress="hidden"), swap=results))
         running.append(_busy(sketch_btn, "Generating...", stop_btn, lambda then: then(
             bind(handlers.sketch_generate), [state, sketch, sketch_stage, *common, model, sketch_mode],
-            [projected, *result_outputs], api_name="sketch_generate")))
+            [projected, *result_outputs], api_name="sketch_generate"), swap=results))
         running.append(_busy(reference_btn, "Generating...", stop_btn, lambda then: then(
             bind(handlers.reference_generate), [state, reference, reference_stage, reference_content, *common, model],
-            result_outputs, api_name="reference_generate")))
+            result_outputs, api_name="reference_generate"), swap=results))
         running.append(_busy(regen_btn, "Regenerating...", stop_btn, lambda then: then(
             bind(handlers.regenerate), [state, keep_stage, keep_content, num_variations, swap_class, seed, *advanced,
-                                        index, model], result_outputs, api_name="regenerate")))
+                                        index, model], result_outputs, api_name="regenerate"), swap=results))
         running.append(_busy(edit_btn, "Regenerating...", stop_btn, lambda then: then(
             bind(handlers.edit_region), [state, edit_mask, edit_stage, edit_class, edit_variations, edit_seed, *advanced,
-                                         index, edit_cover, model], result_outputs, api_name="edit_region")))
+                                         index, edit_cover, model], result_outputs, api_name="edit_region"), swap=results))
         running.append(_busy(cluster_btn, "Regenerating...", stop_btn, lambda then: then(
             bind(handlers.edit_cluster), [state, stage, cluster, cluster_action, edit_variations, edit_seed, *advanced,
-                                          index, model, donor], result_outputs, api_name="edit_cluster")))
+                                          index, model, donor], result_outputs, api_name="edit_cluster"), swap=results))
         running.append(_busy(preview_btn, "Projecting...", stop_btn, lambda then: then(
             bind(handlers.sketch_preview), [sketch, sketch_stage, model, sketch_mode], [projected, status],
             api_name="sketch_preview")))
@@ -437,18 +441,36 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                 return handlers.restore(store.get(name), history_, event.index)
             except Exception as error:
                 raise _error(error) from error
+            finally:
+                release_memory()
 
+        def reload_history(history_: History, kept: Any, name: str) -> tuple:
+            """(history, images, status) on a page load: the history the browser kept, its current entry made
+            again; unchanged while the model is still loading or failed (the page then starts afresh)."""
+            try:
+                pipe = store.get(name)
+                restored = handlers.load_history(pipe, history_, kept)
+                if restored is handlers.KEEP:
+                    return gr.skip(), gr.skip(), gr.skip()
+                return (restored, *files.replace(handlers.current_images(pipe, restored)))
+            except handlers.UserError as error:
+                log.info("no history brought back: %s", error)
+                return gr.skip(), gr.skip(), gr.skip()
+            finally:
+                release_memory()
+
+        # no queue: the first result's images show at once, not after the views queued behind them
         state.change(history_view, state, [history, undo_btn, redo_btn, first_view, images], api_visibility="private",
-                     show_progress="hidden")
+                     show_progress="hidden", queue=False)
         # the history survives a reload: kept in the browser (app/browser_history.py), brought back on load
         state.change(browser_history.stored, [state, kept_history], kept_history, api_visibility="private",
                      show_progress="hidden", queue=False)
-        for moved in (history.select(restore, [state, model], state, api_visibility="private"),
+        demo.load(decorate(reload_history), [state, kept_history, model], [state, images, status], api_visibility="private")
+        for moved in (history.select(decorate(restore), [state, model], state, api_visibility="private"),
                       undo_btn.click(bind(lambda pipe, h: handlers.step(pipe, h, -1)), [state, model], state,
                                      api_visibility="private"),
                       redo_btn.click(bind(lambda pipe, h: handlers.step(pipe, h, 1)), [state, model], state,
-                                     api_visibility="private"),
-                      demo.load(bind(handlers.load_history), [state, kept_history, model], state, api_visibility="private")):
+                                     api_visibility="private")):
             moved.success(bind(handlers.current_images), [state, model], [images, status], api_visibility="private")
 
         # Views of the current result's viewed image: they follow the history, the image number and the stage.

@@ -70,9 +70,10 @@ def page_waits(port: int, repeats: int, idle: bool) -> tuple[float, float, float
             executable.write_text(f'#!/bin/sh\nexec chrt --idle 0 {shutil.which("chromium")} "$@"\n')
             executable.chmod(0o755)
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--headless"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1800})
         waits = []
         for _ in range(repeats + 1):  # the first is a warm-up
+            # a new visitor each time (a fresh browser context: no history kept from the run before)
+            page = browser.new_page(viewport={"width": 1280, "height": 1800})
             page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
             page.get_by_text("classes,").wait_for(timeout=60_000)  # the model line: the model is ready
             page.evaluate(WATCH)
@@ -80,6 +81,7 @@ def page_waits(port: int, repeats: int, idle: bool) -> tuple[float, float, float
             page.wait_for_function("'gif' in window.seen", polling=1000, timeout=300_000)
             seen = page.evaluate("window.seen")
             waits.append((seen["first"], seen["final"], seen["gif"]))
+            page.context.close()
         browser.close()
     return tuple(statistics.median(w[i] for w in waits[1:]) for i in range(3))
 
@@ -112,11 +114,13 @@ def main() -> None:
 
     options = handlers.sampling_options(pipe, *advanced)
     library = timed(args.repeats, lambda: pipe.generate([cls], seeds=[0], options=options))
+    library4 = timed(args.repeats, lambda: pipe.generate([cls] * 4, seeds=[0, 1, 2, 3], options=options))
     rows = [("library: pipe.generate, 1 image, same settings (no previews)", library),
+            ("library: pipe.generate, 4 images (the page's default)", library4),
             ("generate, 1 image (streamed stage by stage)", timed(args.repeats, generate(1))),
             ("generate, 4 images", timed(args.repeats, generate(4)))]
     rows.append(("lock stages 0..3 and regenerate, 4 variations",
-                 timed(args.repeats, lambda: client.predict(3, True, 4, "", 1, *advanced, 0, api_name="/regenerate"))))
+                 timed(args.repeats, lambda: client.predict(3, True, 4, "", 1, *advanced, 1, api_name="/regenerate"))))
     rows.append(("sketch: show projected structure", timed(args.repeats, lambda: client.predict(sketch, 2, api_name="/sketch_preview"))))
     rows.append(("sketch: generate 1 image", timed(args.repeats, lambda: client.predict(
         sketch, 2, cls, 0, 1, *advanced, api_name="/sketch_generate"))))
@@ -127,12 +131,13 @@ def main() -> None:
     if shutil.which("chromium"):
         for idle, where in ((False, "sharing the cores"), (True, "at idle priority")):
             first, final, gif = page_waits(port, args.repeats, idle)
-            rows += [(f"in Chromium {where}: click Generate until the first stage preview", first),
-                     (f"in Chromium {where}: click Generate until the finished image", final),
-                     (f"in Chromium {where}: click Generate until its GIF shows too", gif)]
+            rows += [(f"in Chromium {where}: click Generate (4 images) until the first stage preview", first),
+                     (f"in Chromium {where}: click Generate (4 images) until the finished images", final),
+                     (f"in Chromium {where}: click Generate (4 images) until the GIF shows too", gif)]
+            print(f"in Chromium {where}: finished images {final / library4:.2f}x the library's 4 images", flush=True)
     demo.close()
 
-    *_, (_, _, state, _) = handlers.generate(pipe, cls, 0, 1, *advanced)
+    *_, (_, _, state, _) = handlers.generate(pipe, None, cls, 0, 1, *advanced)
     rows.append(("after each result: stage viewer (one stage)", timed(args.repeats, lambda: handlers.show_stage(pipe, state, 4))))
     rows.append(("after each result: coarse-to-fine GIF", timed(args.repeats, lambda: handlers.progression_gif(pipe, state))))
 
