@@ -31,8 +31,8 @@ from .models import ModelLoading, ModelStore
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
 OVERVIEW = EXAMPLES.parent / "overview.png"  # docs/make_figures.py
-OVERVIEW_LABEL = ("What NVG makes (the bundled model): every stage of an image, a structure transfer, a class swap "
-                  "and an inpainting")
+OVERVIEW_LABEL = ("Below, what NVG makes (the bundled model): every stage of an image, a structure transfer, a class "
+                  "swap and an inpainting")
 STAGES_TEXT = ("**Stages of the viewed image** (click one to view it). Each stage splits the image's latent grid into "
                "twice as many regions as the stage before, from 1 region to one per cell; its **structure map** (top) "
                "colours the regions, and each region gets one content token, decoded into the canvas (bottom).")
@@ -293,13 +293,13 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                         flow_steps = slider("flow_steps", flow_steps_default, "Structure flow steps")
             with gr.Column(scale=3, min_width=340):
                 with gr.Row(equal_height=True):
-                    status = gr.Markdown("Pick a class and press Generate (Ctrl+Enter).", elem_id="status")
+                    status = gr.Markdown(f"Pick a class and press Generate (Ctrl+Enter). {OVERVIEW_LABEL}:", elem_id="status")
                     stop_btn = gr.Button("Stop", size="sm", variant="stop", scale=0, min_width=70, elem_id="stop",
                                          interactive=False)
                 # a fixed height keeps the history and stage strip in place; object_fit="contain" never crops
                 # until the first result: what NVG makes, in the images' place
-                first_view = gr.Image(str(OVERVIEW), label=OVERVIEW_LABEL, height=300, interactive=False, buttons=[],
-                                      elem_id="first-view")
+                first_view = gr.Image(str(OVERVIEW), label=OVERVIEW_LABEL, show_label=False, height=300, interactive=False,
+                                      buttons=[], elem_id="first-view")
                 images = gr.Gallery(label="Images (click one to view, lock or edit it)", columns=4, height=300,
                                     object_fit="contain", buttons=["download"], elem_classes=["crisp"], elem_id="images",
                                     allow_preview=False, visible=False)
@@ -310,7 +310,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                                 "This browser keeps it across reloads.")
                 # every row shown (height "auto"), no label over the first row's thumbnails
                 history = gr.Gallery(label="History", show_label=False, columns=6, height="auto", allow_preview=False,
-                                     elem_id="history", elem_classes=["crisp"], object_fit="contain", fit_columns=False)
+                                     elem_id="history", elem_classes=["crisp"], object_fit="contain", fit_columns=False,
+                                     visible=False)  # shown once it has an entry
         gr.Markdown(STAGES_TEXT, elem_id="stages-text")
         strip = gr.Gallery(label="Stages of the viewed image", show_label=False, columns=S, height=180, allow_preview=False, elem_id="stage-strip", elem_classes=["crisp"],
                            fit_columns=False, object_fit="contain")
@@ -431,7 +432,7 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         def history_view(history_: History) -> tuple:
             """The history strip with the current entry selected, and undo / redo live where they can move."""
             thumbs = files.replace(handlers.history_strip(history_))
-            return (gr.update(value=thumbs, selected_index=history_.position if thumbs else None),
+            return (gr.update(value=thumbs, selected_index=history_.position if thumbs else None, visible=bool(thumbs)),
                     gr.update(interactive=history_.position > 0),
                     gr.update(interactive=history_.position < len(history_.entries) - 1),
                     gr.update(visible=not thumbs), gr.update(visible=bool(thumbs)))
