@@ -123,7 +123,7 @@ def _bind(store: ModelStore, fn: Callable, decorate: Callable, files: ImageFiles
 
 # Run once the page is loaded. Ctrl+Enter (Cmd+Enter on a Mac) presses the primary button of the tab in view,
 # as in other generation apps. The sketch palette's swatches get their colours' names (a tooltip, and what a
-# screen reader says), whenever the editor draws them.
+# screen reader says) after any click, as the editor draws them when its Color button is clicked.
 PAGE_JS = """() => {
   document.addEventListener('keydown', (event) => {
     if (event.key !== 'Enter' || !(event.ctrlKey || event.metaKey)) return;
@@ -131,10 +131,11 @@ PAGE_JS = """() => {
     if (button) { event.preventDefault(); button.click(); }
   });
   const names = %s;
-  new MutationObserver(() => document.querySelectorAll('#sketch button.color:not([title])').forEach((swatch) => {
-    const name = names[swatch.style.backgroundColor];
-    if (name) { swatch.title = name; swatch.setAttribute('aria-label', name); }
-  })).observe(document.body, {childList: true, subtree: true});
+  const name = () => document.querySelectorAll('#sketch button.color:not([title])').forEach((swatch) => {
+    const colour = names[swatch.style.backgroundColor];
+    if (colour) { swatch.title = colour; swatch.setAttribute('aria-label', colour); }
+  });
+  document.addEventListener('click', () => setTimeout(name, 50), true);  // the swatches show after a click
 }""" % json.dumps({f"rgb({int(c[1:3], 16)}, {int(c[3:5], 16)}, {int(c[5:7], 16)})": name
                    for c, name in zip(PALETTE, PALETTE_NAMES)})
 # Start over clears the sketch in the browser, with the editor's own clear (white background kept) and the brush
