@@ -236,6 +236,13 @@ def _viewed(pipe: NVGPipeline, history: History | None, index: Any) -> tuple[Ent
         return entry, 0
 
 
+def _picked_cluster(pipe: NVGPipeline, stage: Any, cluster: Any) -> tuple[int, int | None]:
+    """(stage, the picked cluster where it exists at that stage, else None), both checked."""
+    stage = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1)
+    picked = None if cluster is None else number(cluster, "cluster", whole=True, low=-math.inf, high=math.inf)
+    return stage, picked if picked is not None and 0 <= picked < 2**stage else None
+
+
 def show_stage(pipe: NVGPipeline, history: History | None, stage: int, index: int = 1, *, cluster: int | None = None
                ) -> tuple[Image.Image, Image.Image, Image.Image]:
     """One stage of the viewed image: coloured structure map, boundaries over the final image (the cluster
@@ -246,10 +253,8 @@ def show_stage(pipe: NVGPipeline, history: History | None, stage: int, index: in
     viewed = _viewed(pipe, history, index)
     if viewed is None:
         return None, None, None
-    stage = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1)
-    picked = None if cluster is None else number(cluster, "cluster", whole=True, low=-math.inf, high=math.inf)
-    highlight = picked if picked is not None and 0 <= picked < 2**stage else None
-    return pipe.stage_view(viewed[0].result, viewed[1], stage, size=PREVIEW_SIZE, highlight=highlight)
+    stage, picked = _picked_cluster(pipe, stage, cluster)
+    return pipe.stage_view(viewed[0].result, viewed[1], stage, size=PREVIEW_SIZE, highlight=picked)
 
 
 def stage_strip(pipe: NVGPipeline, history: History | None, index: int = 1) -> list:
@@ -357,7 +362,7 @@ def load_history(pipe: NVGPipeline, history: History | None, kept: Any) -> Any:
         return KEEP
     try:
         return restore(pipe, stored_, stored_.position)
-    except UserError as error:  # say so, and start afresh (the browser keeps its entries)
+    except UserError as error:  # the page starts afresh; the browser keeps its entries
         log.info("a stored history was not restored: %s", error)
         return KEEP
 
@@ -619,9 +624,8 @@ def cluster_note(pipe: NVGPipeline, history: History | None, stage: int, cluster
     viewed = _viewed(pipe, history, index)
     if viewed is None:
         return "Generate an image first; then click a cluster in the clusters image below."
-    stage = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1)
-    picked = None if cluster is None else number(cluster, "cluster", whole=True, low=-math.inf, high=math.inf)
-    if picked is None or not 0 <= picked < 2**stage:
+    stage, picked = _picked_cluster(pipe, stage, cluster)
+    if picked is None:
         return f"No cluster picked: click one in the clusters image below (stage {stage} has clusters 0 to {2**stage - 1})."
     labels_N = viewed[0].result.labels_BSN[viewed[1], stage]
     return (f"Picked: cluster {picked} of stage {stage}, {float((labels_N == picked).float().mean()):.0%} of the image "
