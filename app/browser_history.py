@@ -21,6 +21,7 @@ import binascii
 import io
 import json
 import logging
+import weakref
 from typing import Any
 
 from PIL import Image
@@ -38,8 +39,17 @@ MAX_RECIPE_BYTES = 200_000  # JSON characters (an inpainting's recipe carries it
 log = logging.getLogger("nvg_studio")
 
 
+_encoded: weakref.WeakKeyDictionary[Entry, dict | None] = weakref.WeakKeyDictionary()  # entries never change
+
+
 def _entry_data(entry: Entry) -> dict | None:
-    """An entry as the browser keeps it; None when its images have no recipes (nothing to make them again)."""
+    """An entry as the browser keeps it (encoded once per entry); None when its images have no recipes."""
+    if entry not in _encoded:
+        _encoded[entry] = _encode(entry)
+    return _encoded[entry]
+
+
+def _encode(entry: Entry) -> dict | None:
     recipes = entry.result.recipes if entry.result is not None else entry.recipes
     if not recipes or any(r is None for r in recipes):
         return None
