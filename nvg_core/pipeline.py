@@ -48,6 +48,7 @@ from .locks import Locks
 from .recipe import Recipe
 from .sampling import (Generators, NVGResult, SamplingOptions, StageOutput, class_schedule, iter_stages,
                        result_from_stages)
+from .stepping import StagePath
 from .structure import draw_boundaries, render_map
 from .tokenizer import NVGTokenizer
 from .transformer import NVGTransformer
@@ -415,6 +416,85 @@ class NVGPipeline(DiffusionPipeline):
         classes_BS = classes_S.expand(num_variations, -1)
         stages = list(self.iter_stages(classes_BS, seeds=seeds, options=options, locks=locks, preview=False, limits=limits))
         return self.collect(stages, classes_BS, seeds, options, locks, action, source=source, region_HW=region_HW)
+
+    # ---------------------------------------------------------------------------------------------
+    # Stepping: stages chosen one at a time (nvg_core.stepping)
+    # ---------------------------------------------------------------------------------------------
+
+    def next_stage(self, path: StagePath | None, class_label: str | int, num_candidates: int = 4,
+                   seeds: Sequence[int] | None = None, options: SamplingOptions | None = None,
+                   limits: Limits | None = None) -> list[StagePath]:
+        """Candidates for the stage after `path` (None: stage 0), drawn as `class_label`, one per seed (default:
+        num_candidates fresh ones): each is the path with that stage's codes and the split they lead to, and
+        a preview of its canvas. Costs one stage: the path's stages are kept (its locks), not run again.
+        options default to default_options (the stages are the model's own, only chosen by a person)."""
+        stage = 0 if path is None else path.stage + 1
+        if path is not None and path.complete:
+            raise ValueError("every stage of this path is chosen: finish it")
+        seeds = self._stepping_seeds(seeds, num_candidates)
+        classes_BS = self._path_classes(path, class_label, len(seeds))
+        locks = None if path is None else self._checked_locks(path)
+        for out in self.iter_stages(classes_BS, seeds=seeds, options=options or self.default_options, locks=locks,
+                                    preview=False, limits=limits):
+            if out.stage == stage:
+                break
+        earlier_SN = torch.zeros(0, out.labels_BN.shape[1], dtype=torch.long) if path is None else path.labels_SN[:-1]
+        maps_BSN = torch.cat([earlier_SN[None].expand(len(seeds), -1, -1), out.labels_BN[:, None].cpu()], dim=1)
+        if out.next_labels_BN is not None:
+            maps_BSN = torch.cat([maps_BSN, out.next_labels_BN[:, None].cpu()], dim=1)
+        earlier = () if path is None else path.ids
+        return [StagePath(maps_BSN[b], (*earlier, out.ids_BK[b]), classes_BS[b, :stage + 1].tolist(),
+                          (*(() if path is None else path.seeds), seed), image)
+                for b, (seed, image) in enumerate(zip(seeds, to_pil(self.decode(out.canvas_BNC))))]
+
+    def finish(self, path: StagePath, num_images: int = 1, seeds: Sequence[int] | None = None,
+               class_label: str | int | None = None, options: SamplingOptions | None = None,
+               limits: Limits | None = None) -> NVGResult:
+        """Images that keep every chosen stage of `path` and draw the others as `class_label` (default: the
+        class of its last chosen stage), one per seed (default: num_images fresh ones). Their recipes hold the
+        path (a locked run), so each is made again bit for bit. options: as next_stage."""
+        seeds = self._stepping_seeds(seeds, num_images)
+        class_label = path.class_ids[-1] if class_label is None else class_label
+        return self.generate(self._path_classes(path, class_label, len(seeds)), seeds=seeds,
+                             options=options or self.default_options, locks=self._checked_locks(path),
+                             action=f"stepped: stages 0..{path.stage} chosen", limits=limits)
+
+    def step_from(self, result: NVGResult, index: int = 0, stage: int = 0) -> StagePath:
+        """Stages 0..stage of image `index` of a result (its maps, codes, classes and seed) as a path to step on
+        from: next_stage draws candidates for stage + 1."""
+        if not 0 <= stage < self.num_stages:
+            raise ValueError(f"stage must be in [0, {self.num_stages - 1}], got {stage}")
+        source = result.select(index)
+        seed = source.recipes[0].seed if source.recipes else None
+        return StagePath(source.labels_BSN[0, :stage + 2], tuple(i[0] for i in source.ids[:stage + 1]),
+                         source.class_labels_BS[0, :stage + 1].tolist(), (seed,) * (stage + 1),
+                         self.stage_canvases(result, index, stages=[stage])[0])
+
+    def _stepping_seeds(self, seeds: Sequence[int] | None, count: int) -> list[int]:
+        if seeds is not None:
+            return [int(s) for s in seeds]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"the number of candidates or images must be a whole number of at least 1, got {count!r}")
+        return torch.randint(0, 2**31, (count,)).tolist()  # fresh
+
+    def _path_classes(self, path: StagePath | None, class_label: str | int, batch: int) -> torch.Tensor:
+        """(batch, S) class ids: the path's classes for its chosen stages, `class_label` for the others."""
+        classes_S = torch.full((self.num_stages,), self.class_id(class_label), dtype=torch.long)
+        if path is not None:
+            classes_S[:len(path.class_ids)] = torch.tensor(path.class_ids)
+        return classes_S.expand(batch, -1)
+
+    def _checked_locks(self, path: StagePath) -> Locks:
+        """The path's locks, refused unless it fits this model (grid, stages, codebook, classes)."""
+        S, N = self.num_stages, self.transformer.spec.grid_size ** 2
+        if path.labels_SN.shape[1] != N or len(path.labels_SN) > S or (path.complete and len(path.ids) != S):
+            raise ValueError(f"this path's maps {tuple(path.labels_SN.shape)} do not fit this model ({S} stages of {N} positions)")
+        vocab = self.transformer.spec.codebook_size
+        if any(int(i.min()) < 0 or int(i.max()) >= vocab for i in path.ids):
+            raise ValueError(f"this path's codes are not in this model's codebook of {vocab}")
+        if any(not 0 <= c < len(self.class_names) for c in path.class_ids):
+            raise ValueError(f"this path's classes are not in this model's {len(self.class_names)}")
+        return path.locks
 
     def from_image(self, image, class_label: str | int) -> NVGResult:
         """An image as a result to lock, edit or regenerate: its tokenized maps and codes (class_label for
