@@ -40,7 +40,8 @@ EDIT_SIZE = 256  # the edit canvas: the image enlarged with square pixels, big e
 # and flow steps are the server's bounds (app/limits.py), which nvg_core checks again with every run.
 LIMITS = {"num_images": (1, SERVER_LIMITS.max_images), "num_variations": (1, SERVER_LIMITS.max_images),
           "content_guidance": (1.0, 6.0), "structure_guidance": (1.0, 5.0), "top_p": (0.05, 1.0),
-          "flow_steps": (1, SERVER_LIMITS.max_flow_steps), "sketch_stage": (1, 4), "cover": (0.0, 1.0)}
+          "flow_steps": (1, SERVER_LIMITS.max_flow_steps), "sketch_stage": (1, 4), "cover": (0.0, 1.0),
+          "num_candidates": (1, 8)}
 
 
 class UserError(ValueError):
@@ -148,14 +149,14 @@ def _file_stem(pipe: NVGPipeline, result: NVGResult, i: int, seeds: list[int]) -
     return f"{pipe.class_names[int(result.class_labels_BS[i, -1])]}-seed{seeds[i]}"
 
 
-def _images(pipe: NVGPipeline, result: NVGResult, seeds: list[int]) -> list[tuple[Download, str]]:
+def result_images(pipe: NVGPipeline, result: NVGResult, seeds: list[int]) -> list[tuple[Download, str]]:
     """A result's images for the gallery: each a PNG carrying its recipe, named and captioned by class and seed."""
     images = recipes.attach(to_pil(result.images), result.recipes)
     return [(Download(f"{_file_stem(pipe, result, i, seeds)}.png", image), f"{i + 1}: seed {seeds[i]}")
             for i, image in enumerate(images)]
 
 
-def _record(history: History | None, pipe: NVGPipeline, result: NVGResult, seeds: list[int], label: str) -> History:
+def record(history: History | None, pipe: NVGPipeline, result: NVGResult, seeds: list[int], label: str) -> History:
     """The history with a new current entry for `result`."""
     return (history or History()).add(Entry(result, list(seeds), pipe.name, label))
 
@@ -166,7 +167,7 @@ def _made(pipe: NVGPipeline, result: NVGResult, seeds: list[int]) -> str:
     return f"{name}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
-def _stage_tile(pipe: NVGPipeline, labels_N: torch.Tensor, canvas: Image.Image, stage: int) -> Image.Image:
+def stage_tile(labels_N: torch.Tensor, canvas: Image.Image, stage: int) -> Image.Image:
     """One stage of the strip: its structure map over its canvas, at the canvas's size (square pixels)."""
     size = canvas.width
     return Image.fromarray(np.concatenate([render_map(labels_N, stage, size), np.asarray(canvas.convert("RGB"))], 0))
@@ -190,18 +191,18 @@ def generate(pipe: NVGPipeline, history: History | None, class_name: str, seed: 
                                       limits=SERVER_LIMITS):
             stages.append(stage)
             canvas = to_pil(pipe.decode(stage.canvas_BNC[:1]))[0]
-            strip.append((_stage_tile(pipe, stage.labels_BN[0], canvas, stage.stage), f"stage {stage.stage}"))
+            strip.append((stage_tile(stage.labels_BN[0], canvas, stage.stage), f"stage {stage.stage}"))
             yield list(strip), KEEP, KEEP, f"made stages 0..{stage.stage} of 0..{pipe.num_stages - 1} (seed {seeds[0]})"
     except TimeBudgetExceeded as error:  # the page's status says so too, beside the stages made
         yield list(strip), KEEP, KEEP, f"stopped: {error}"
         raise
     result = pipe.collect(stages, [class_id] * len(seeds), seeds=seeds, options=options)
     label = f"generate {pipe.class_names[class_id]}"
-    yield strip, _images(pipe, result, seeds), _record(history, pipe, result, seeds, label), \
+    yield strip, result_images(pipe, result, seeds), record(history, pipe, result, seeds, label), \
         f"done: {_made(pipe, result, seeds)}"
 
 
-def _image_index(result: NVGResult, number_: Any) -> int:
+def image_index(result: NVGResult, number_: Any) -> int:
     """The 0-based index of image number `number_` (numbered from 1, as the page shows them)."""
     number_ = number(number_, "image number", whole=True, low=-math.inf, high=math.inf)
     if not 1 <= number_ <= len(result):
@@ -209,7 +210,7 @@ def _image_index(result: NVGResult, number_: Any) -> int:
     return number_ - 1
 
 
-def _current(pipe: NVGPipeline, history: History | None) -> Entry:
+def current_entry(pipe: NVGPipeline, history: History | None) -> Entry:
     if not isinstance(history, History) or history.current is None:
         raise UserError("generate an image first")
     entry = history.current
@@ -220,7 +221,7 @@ def _current(pipe: NVGPipeline, history: History | None) -> Entry:
 
 
 def _result(pipe: NVGPipeline, history: History | None) -> NVGResult:
-    return _current(pipe, history).result
+    return current_entry(pipe, history).result
 
 
 def _viewed(pipe: NVGPipeline, history: History | None, index: Any) -> tuple[Entry, int] | None:
@@ -231,7 +232,7 @@ def _viewed(pipe: NVGPipeline, history: History | None, index: Any) -> tuple[Ent
         return None
     entry = history.current
     try:
-        return entry, _image_index(entry.result, index)
+        return entry, image_index(entry.result, index)
     except UserError:
         return entry, 0
 
@@ -264,7 +265,7 @@ def stage_strip(pipe: NVGPipeline, history: History | None, index: int = 1) -> l
         return []
     entry, i = viewed
     labels_SN = entry.result.select(i).labels_BSN[0]
-    return [(_stage_tile(pipe, labels_SN[s], canvas, s), f"stage {s}")
+    return [(stage_tile(labels_SN[s], canvas, s), f"stage {s}")
             for s, canvas in enumerate(pipe.stage_canvases(entry.result, i))]
 
 
@@ -288,7 +289,7 @@ def downloads(pipe: NVGPipeline, history: History | None, index: int = 1) -> lis
     if viewed is None:
         return []
     entry, i = viewed
-    (png, _), stem = _images(pipe, entry.result.select(i), entry.seeds[i:i + 1])[0], \
+    (png, _), stem = result_images(pipe, entry.result.select(i), entry.seeds[i:i + 1])[0], \
         _file_stem(pipe, entry.result, i, entry.seeds)
     files = [png]
     if png.data.width < 256:
@@ -318,8 +319,8 @@ def current_images(pipe: NVGPipeline, history: History | None) -> tuple[list, st
     when the history is empty)."""
     if not isinstance(history, History) or not history.entries:
         return KEEP, KEEP
-    entry = _current(pipe, history)
-    return (_images(pipe, entry.result, entry.seeds),
+    entry = current_entry(pipe, history)
+    return (result_images(pipe, entry.result, entry.seeds),
             f"history entry {history.position + 1} of {len(history.entries)}: {entry.label}; {_made(pipe, entry.result, entry.seeds)}")
 
 
@@ -371,11 +372,11 @@ def regenerate(pipe: NVGPipeline, history: History | None, keep_stage: int, keep
                class_name: str | None, seed: float | None, content_guidance: float, structure_guidance: float,
                flow_steps: int, top_p: float | None = None, index: int = 1) -> tuple[list, History, str]:
     """Keep stages 0..keep_stage of the current image and resample the rest (optionally as another class)."""
-    entry = _current(pipe, history)
+    entry = current_entry(pipe, history)
     keep_stage = number(keep_stage, "the kept stage", whole=True, low=0, high=pipe.num_stages - 2)
     if not isinstance(keep_content, bool):
         raise UserError(f"keep content must be true or false, got {str(keep_content)[:20]!r}")
-    i = _image_index(entry.result, index)
+    i = image_index(entry.result, index)
     target = class_of(pipe, class_name) if class_name else None
     seeds = _fresh_seeds(seed, num_variations, entry.seeds[i])
     variations = pipe.regenerate(entry.result, from_stage=keep_stage + 1, keep_content=keep_content,
@@ -391,7 +392,7 @@ def regenerate(pipe: NVGPipeline, history: History | None, keep_stage: int, keep
     if keep_content and target is not None:  # SWAP_HINT: kept content carries its own class
         status += f" (the kept content was drawn as {pipe.class_names[int(entry.result.class_labels_BS[i, 0])]}: " \
                   "the images may still look like it)"
-    return _images(pipe, variations, seeds), _record(history, pipe, variations, seeds, label), status
+    return result_images(pipe, variations, seeds), record(history, pipe, variations, seeds, label), status
 
 
 def _fresh_seeds(seed: Any, count: Any, source_seed: int) -> list[int]:
@@ -459,7 +460,7 @@ def sketch_generate(pipe: NVGPipeline, history: History | None, drawing, stage: 
                            options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True),
                            action=f"sketch up to stage {len(projection.labels) - 1}", limits=SERVER_LIMITS)
     label = f"sketch {pipe.class_names[class_id]}"
-    return (_projected(drawing, projection, mode), _images(pipe, result, seeds), _record(history, pipe, result, seeds, label),
+    return (_projected(drawing, projection, mode), result_images(pipe, result, seeds), record(history, pipe, result, seeds, label),
             f"{projection.summary()}; {_made(pipe, result, seeds)}")
 
 
@@ -509,7 +510,7 @@ def reference_generate(pipe: NVGPipeline, history: History | None, image_path: s
                            options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True),
                            action=f"reference: {kept}", limits=SERVER_LIMITS)
     status = f"kept the reference's {kept}; {_made(pipe, result, seeds)}" + (f" ({note})" if note else "")
-    return (_images(pipe, result, seeds), _record(history, pipe, result, seeds, f"reference {pipe.class_names[class_id]}"),
+    return (result_images(pipe, result, seeds), record(history, pipe, result, seeds, f"reference {pipe.class_names[class_id]}"),
             status)
 
 
@@ -538,7 +539,7 @@ def open_image(pipe: NVGPipeline, history: History | None, file: str | bytes | N
     except ValueError as error:
         raise UserError(f"that image cannot be made again: {error}") from error
     seeds = [recipe.seed]
-    return (_images(pipe, result, seeds), _record(history, pipe, result, seeds, f"opened {_file_stem(pipe, result, 0, seeds)}"),
+    return (result_images(pipe, result, seeds), record(history, pipe, result, seeds, f"opened {_file_stem(pipe, result, 0, seeds)}"),
             f"opened and made again: {recipe.parameters()}", KEEP)
 
 
@@ -588,8 +589,8 @@ def edit_region(pipe: NVGPipeline, history: History | None, mask: dict | None, f
     """Variations of the current image inpainted under the painted mask from `from_stage` on (optionally as
     another class there): every cluster the mask touches is resampled (cover 1: only those wholly under
     it), and outside the mask, beyond a 2 px feather, the pixels are the image's own."""
-    entry = _current(pipe, history)
-    i = _image_index(entry.result, index)
+    entry = current_entry(pipe, history)
+    i = image_index(entry.result, index)
     from_stage = number(from_stage, "the edit stage", whole=True, low=0, high=pipe.num_stages - 1)
     cover = number(cover, "cover")
     source = entry.result.select(i)
@@ -608,7 +609,7 @@ def edit_region(pipe: NVGPipeline, history: History | None, mask: dict | None, f
               f"{_changed(source, edited, mask_at(painted, pipe.tokenizer.spec.resolution), 'painted pixels', 'unpainted pixels')}; "
               f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
     label = f"edit (mask{drawn}) of {_file_stem(pipe, entry.result, i, entry.seeds)}"
-    return _images(pipe, edited, seeds), _record(history, pipe, edited, seeds, label), status
+    return result_images(pipe, edited, seeds), record(history, pipe, edited, seeds, label), status
 
 
 def cluster_at(pipe: NVGPipeline, history: History | None, stage: int, index: int, x: float, y: float, size: int) -> int:
@@ -616,7 +617,7 @@ def cluster_at(pipe: NVGPipeline, history: History | None, stage: int, index: in
     result = _result(pipe, history)
     grid = pipe.transformer.spec.grid_size
     cell = min(int(y * grid / size), grid - 1) * grid + min(int(x * grid / size), grid - 1)
-    return int(result.select(_image_index(result, index)).labels_BSN[0, int(stage), cell])
+    return int(result.select(image_index(result, index)).labels_BSN[0, int(stage), cell])
 
 
 def cluster_note(pipe: NVGPipeline, history: History | None, stage: int, cluster: int | None, index: int = 1) -> str:
@@ -642,8 +643,8 @@ def edit_cluster(pipe: NVGPipeline, history: History | None, stage: int, cluster
                  ) -> tuple[list, History, str]:
     """Resample one stage-`stage` cluster of the current image from that stage on, or everything but it, or
     give it the code that image number `donor` has there (Locks.from_donor) and resample its later stages."""
-    entry = _current(pipe, history)
-    i = _image_index(entry.result, index)
+    entry = current_entry(pipe, history)
+    i = image_index(entry.result, index)
     stage = number(stage, "stage", whole=True, low=0, high=pipe.num_stages - 1)
     if cluster is None:
         raise UserError("pick a cluster first: click one in the clusters image below")
@@ -652,7 +653,7 @@ def edit_cluster(pipe: NVGPipeline, history: History | None, stage: int, cluster
         raise UserError(f"the action must be one of {', '.join(CLUSTER_ACTIONS)}, got {str(action)[:40]!r}")
     source, kind = entry.result.select(i), CLUSTER_ACTIONS[action]
     if kind == "copy":
-        d = _image_index(entry.result, donor)
+        d = image_index(entry.result, donor)
         if d == i:
             raise UserError("the donor must be another image of this result (set the donor image number)")
         locks = Locks.from_donor(source, entry.result.select(d), stage, cluster)
@@ -667,5 +668,5 @@ def edit_cluster(pipe: NVGPipeline, history: History | None, stage: int, cluster
                              options=sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p, imposed=True))
     label = f"edit (cluster) of {_file_stem(pipe, entry.result, i, entry.seeds)}"
     where = ("other pixels", "cluster pixels") if kind == "keep" else ("cluster pixels", "other pixels")
-    return (_images(pipe, edited, seeds), _record(history, pipe, edited, seeds, label),
+    return (result_images(pipe, edited, seeds), record(history, pipe, edited, seeds, label),
             f"{done}; {_changed(source, edited, region_HW, *where)}; {_made(pipe, edited, seeds)}")

@@ -23,7 +23,7 @@ from nvg_core.pipeline import NVGPipeline
 from nvg_core.sampling import official_options
 from nvg_core.sketch import PALETTE, PALETTE_NAMES
 
-from . import browser_history, handlers
+from . import browser_history, handlers, stepping
 from .components import ImageFiles, RawImage, RawImageEditor, RawNumber, RawSlider
 from .history import History
 from .limits import release_memory
@@ -56,6 +56,10 @@ CSS = """
 }
 .tab-container button { padding-left: 10px; padding-right: 10px; }  /* the bar and Gradio's measuring copy alike */
 """
+STEP_TEXT = ("Choose an image stage by stage. Each candidate is one more stage: its colours (bottom) and how its "
+             "regions split next (top). Click one to keep it; **More** draws others, **Back** returns to the stage "
+             "before, and the Class box applies from the next draw on. **Finish** draws the remaining stages "
+             "(Images box); the images join the history.")
 SWAP_HINT = ("Swapping class? Keep the structure only: kept content keeps the old class (bundled model, "
              "stages 0..1 kept: the new class is read in 28% of swaps without the content, 2% with it).")
 TRANSFER_HINT = ("Bundled model, structure up to stage 2: classes drawn by their outline (hand, heart, arrow, flag, "
@@ -213,6 +217,26 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                     with gr.Tab("Generate"):
                         generate_btn = gr.Button("Generate", variant="primary", elem_classes=["primary-action"])
                         gr.Markdown("The stage strip below fills stage by stage; every result joins the history.")
+                    with gr.Tab("Step", id="step"):
+                        gr.Markdown(STEP_TEXT, elem_id="step-text")
+                        with gr.Row(equal_height=True):
+                            num_candidates = slider("num_candidates", 4, "Candidates per stage")
+                            step_start_btn = gr.Button("Start", variant="primary", elem_classes=["primary-action"])
+                        candidates = gr.Gallery(label="Candidates for the next stage (click one to keep it)", columns=4,
+                                                height="auto", allow_preview=False, object_fit="contain",
+                                                elem_id="step-candidates", elem_classes=["crisp"])
+                        with gr.Row():
+                            step_more_btn = gr.Button("More", size="sm", elem_id="step-more")
+                            step_back_btn = gr.Button("Back", size="sm", elem_id="step-back")
+                            step_finish_btn = gr.Button("Finish", size="sm", variant="secondary", elem_id="step-finish")
+                        chosen = gr.Gallery(label="Chosen so far, stage by stage", columns=S, height="auto",
+                                            allow_preview=False, object_fit="contain", elem_id="step-path",
+                                            elem_classes=["crisp"])
+                        with gr.Row(equal_height=True):
+                            step_keep = RawSlider(0, S - 2, value=2, step=1, label="Keep stages 0 up to")
+                            step_from_btn = gr.Button("Step from the viewed image", size="sm", elem_id="step-from")
+                        step_state = gr.State(None)  # the visitor's Stepper (app/stepping.py)
+                        step_pick = RawNumber(value=None, precision=0, visible=False)  # the clicked candidate, from 1
                     with gr.Tab("Sketch"):
                         sketch = RawImageEditor(value=_white_canvas(), type="filepath", canvas_size=(256, 256),
                                                 brush=gr.Brush(colors=list(PALETTE[1:]), color_mode="fixed", default_size=6),
@@ -334,8 +358,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             gr.Markdown(about or "NVG Studio: structure-controllable generation with Next Visual Granularity.")
         poll = gr.Timer(1.0, active=False)  # runs while the session's model loads
         pending = gr.State(None)  # the model the poll waits for (not the picker's value, which a reply may reset)
-        model_events = [model, class_name, swap_class, *advanced, stage, keep_stage, reference_stage, reference_content,
-                        edit_stage, edit_class, model_status, poll, pending]
+        model_events = [model, class_name, swap_class, *advanced, stage, keep_stage, step_keep, reference_stage,
+                        reference_content, edit_stage, edit_class, model_status, poll, pending]
 
         def unchanged(count: int) -> list:
             """Fresh no-op updates (Gradio pops keys from update dicts, so none is shared between replies)."""
@@ -363,8 +387,8 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             kept = current_class if current_class in names else names[0]
             return (gr.update(value=name), gr.update(choices=names, value=kept), gr.update(choices=[""] + names, value=""),
                     *[gr.update(value=v) for v in handlers.advanced_values(pipe.default_options)],
-                    *[gr.update(maximum=pipe.num_stages - 1)] * 3, gr.update(maximum=pipe.num_stages - 2),  # stage sliders
-                    gr.update(maximum=pipe.num_stages - 1), gr.update(choices=[""] + names, value=""),
+                    *[gr.update(maximum=pipe.num_stages - m) for m in (1, 2, 2, 1, 1, 1)],  # the stage sliders
+                    gr.update(choices=[""] + names, value=""),
                     f"{pipe.name}: {len(names)} classes, {pipe.num_stages} stages, on {pipe.device}", gr.Timer(active=False), None)
 
         def pick(name: str, current_class: str | None = None) -> tuple:
@@ -408,9 +432,35 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
         running.append(_busy(preview_btn, "Projecting...", stop_btn, lambda then: then(
             bind(handlers.sketch_preview), [sketch, sketch_stage, model, sketch_mode], [projected, status],
             api_name="sketch_preview")))
+        # Step: candidates stage by stage (app/stepping.py)
+        step_outputs = [step_state, candidates, chosen, status]
+        running.append(_busy(step_start_btn, "Drawing...", stop_btn, lambda then: then(
+            bind(stepping.start), [class_name, seed, num_candidates, *advanced, model], step_outputs, api_name="step_start")))
+        running.append(_busy(step_more_btn, "Drawing...", stop_btn, lambda then: then(
+            bind(stepping.more), [step_state, class_name, num_candidates, *advanced, model], step_outputs,
+            api_name="step_more")))
+        running.append(_busy(step_from_btn, "Drawing...", stop_btn, lambda then: then(
+            bind(stepping.step_from), [state, step_keep, index, class_name, seed, num_candidates, *advanced, model],
+            step_outputs, api_name="step_from")))
+        running.append(_busy(step_finish_btn, "Finishing...", stop_btn, lambda then: then(
+            bind(stepping.finish), [state, step_state, class_name, num_images, *advanced, model],
+            [images, state, status, step_state], api_name="step_finish"), swap=results))
+        step_back_btn.click(bind(stepping.back), [step_state, model], step_outputs, api_name="step_back")
+
+        def pick_candidate(event: gr.SelectData) -> tuple:
+            """The clicked candidate's number, and Stop live while its stage's candidates are drawn."""
+            return event.index + 1, gr.update(interactive=True)
+
+        chose = candidates.select(pick_candidate, None, [step_pick, stop_btn], queue=False, api_visibility="private").then(
+            bind(stepping.choose), [step_state, step_pick, class_name, num_candidates, *advanced, model], step_outputs,
+            api_name="step_choose")
+        for after in (chose.then, chose.failure):
+            after(lambda: gr.update(interactive=False), None, stop_btn, queue=False, api_visibility="private")
+        running.append(chose)
         # Stop cancels whatever runs: a generation stops after its current stage and keeps the stages shown;
         # the history only ever gets finished results
-        busy_buttons = [generate_btn, sketch_btn, reference_btn, regen_btn, edit_btn, cluster_btn, preview_btn]
+        busy_buttons = [generate_btn, sketch_btn, reference_btn, regen_btn, edit_btn, cluster_btn, preview_btn,
+                        step_start_btn, step_more_btn, step_from_btn, step_finish_btn]
         # (the status comes in a second step: a stage sent just before the cancel would otherwise overwrite it)
         stop_btn.click(lambda: [gr.update(value=b.value, interactive=True) for b in busy_buttons] + [gr.update(interactive=False)],
                        None, [*busy_buttons, stop_btn], cancels=running, queue=False, api_visibility="private").then(
@@ -476,10 +526,10 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             moved.success(bind(handlers.current_images), [state, model], [images, status], api_visibility="private")
 
         # Views of the current result's viewed image: they follow the history, the image number and the stage.
-        def select_stage(event: gr.SelectData) -> tuple[int, int]:
-            return event.index, min(event.index, S - 2)
+        def select_stage(event: gr.SelectData) -> tuple[int, int, int]:
+            return event.index, min(event.index, S - 2), min(event.index, S - 2)
 
-        strip.select(select_stage, None, [stage, keep_stage], api_visibility="private")
+        strip.select(select_stage, None, [stage, keep_stage, step_keep], api_visibility="private")
         def select_image(event: gr.SelectData) -> int:
             return event.index + 1  # images are numbered from 1
 
