@@ -58,7 +58,7 @@ class Stepper:
 def _tile(path: StagePath) -> Image.Image:
     """A path as the stage strip draws a stage: the split its last stage leads to, over its canvas."""
     stage, labels_N = path.shown_map()
-    return handlers.stage_tile(labels_N, path.image.resize((handlers.PREVIEW_SIZE,) * 2, Image.NEAREST), stage)
+    return handlers.stage_tile(labels_N, path.image, stage)
 
 
 def _view(pipe: NVGPipeline, stepper: Stepper, status: str) -> tuple[Stepper, list, list, str]:

@@ -52,9 +52,22 @@ CSS = """
 @media (max-width: 640px) {  /* a phone: two images a row, every row shown, every tab in the tab bar */
   #images .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
   #images, #images .gallery-container, #images .grid-wrap { height: auto !important; max-height: none !important; }
-  .tab-container button { padding-left: 5px !important; padding-right: 5px !important; font-size: 14px !important; }
+  .tab-container button { padding-left: 4px !important; padding-right: 4px !important; font-size: 13px !important; }
 }
 .tab-container button { padding-left: 10px; padding-right: 10px; }  /* the bar and Gradio's measuring copy alike */
+/* Step: every candidate and chosen stage shown whole (its split over its canvas, 1:2) with its caption below; a
+   clicked candidate is not marked (the status names it), as the gallery would keep the mark on new candidates */
+#step-candidates, #step-candidates .gallery-container, #step-candidates .grid-wrap,
+#step-path, #step-path .gallery-container, #step-path .grid-wrap {
+  height: auto !important; min-height: 0 !important; max-height: none !important; }
+#step-candidates .grid-container, #step-path .grid-container { grid-auto-rows: auto !important; grid-template-rows: none !important; }
+#step-candidates .thumbnail-item, #step-path .thumbnail-item {
+  aspect-ratio: auto !important; height: auto !important; display: flex; flex-direction: column; }
+#step-candidates .thumbnail-item img, #step-path .thumbnail-item img { height: auto !important; aspect-ratio: 1 / 2; }
+#step-candidates .thumbnail-item.selected { --ring-color: transparent; border-color: var(--border-color-primary); }
+#step-candidates .caption-label, #step-path .caption-label {
+  position: static !important; max-width: 100% !important; opacity: 1 !important; border: none !important;
+  white-space: normal !important; font-size: 12px !important; }
 """
 STEP_TEXT = ("Choose an image stage by stage. Each candidate is one more stage: its colours (bottom) and how its "
              "regions split next (top). Click one to keep it; **More** draws others, **Back** returns to the stage "
@@ -222,16 +235,17 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
                         with gr.Row(equal_height=True):
                             num_candidates = slider("num_candidates", 4, "Candidates per stage")
                             step_start_btn = gr.Button("Start", variant="primary", elem_classes=["primary-action"])
-                        candidates = gr.Gallery(label="Candidates for the next stage (click one to keep it)", columns=4,
-                                                height="auto", allow_preview=False, object_fit="contain",
+                        candidates = gr.Gallery(label="Candidates for the next stage", show_label=False, columns=4,
+                                                height="auto", allow_preview=False, object_fit="contain", fit_columns=False,
                                                 elem_id="step-candidates", elem_classes=["crisp"])
                         with gr.Row():
                             step_more_btn = gr.Button("More", size="sm", elem_id="step-more")
                             step_back_btn = gr.Button("Back", size="sm", elem_id="step-back")
                             step_finish_btn = gr.Button("Finish", size="sm", variant="secondary", elem_id="step-finish")
-                        chosen = gr.Gallery(label="Chosen so far, stage by stage", columns=S, height="auto",
-                                            allow_preview=False, object_fit="contain", elem_id="step-path",
-                                            elem_classes=["crisp"])
+                        gr.Markdown("**Chosen so far**, stage by stage:")
+                        chosen = gr.Gallery(label="Chosen so far", show_label=False, columns=S, height="auto",
+                                            allow_preview=False, object_fit="contain", fit_columns=False,
+                                            elem_id="step-path", elem_classes=["crisp"])
                         with gr.Row(equal_height=True):
                             step_keep = RawSlider(0, S - 2, value=2, step=1, label="Keep stages 0 up to")
                             step_from_btn = gr.Button("Step from the viewed image", size="sm", elem_id="step-from")
@@ -433,27 +447,31 @@ def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Call
             bind(handlers.sketch_preview), [sketch, sketch_stage, model, sketch_mode], [projected, status],
             api_name="sketch_preview")))
         # Step: candidates stage by stage (app/stepping.py)
+        # (no progress overlay: its animation would take the CPU the candidates need; the buttons and the status
+        # say what runs, as for Generate)
         step_outputs = [step_state, candidates, chosen, status]
         running.append(_busy(step_start_btn, "Drawing...", stop_btn, lambda then: then(
-            bind(stepping.start), [class_name, seed, num_candidates, *advanced, model], step_outputs, api_name="step_start")))
+            bind(stepping.start), [class_name, seed, num_candidates, *advanced, model], step_outputs, api_name="step_start",
+            show_progress="hidden")))
         running.append(_busy(step_more_btn, "Drawing...", stop_btn, lambda then: then(
             bind(stepping.more), [step_state, class_name, num_candidates, *advanced, model], step_outputs,
-            api_name="step_more")))
+            api_name="step_more", show_progress="hidden")))
         running.append(_busy(step_from_btn, "Drawing...", stop_btn, lambda then: then(
             bind(stepping.step_from), [state, step_keep, index, class_name, seed, num_candidates, *advanced, model],
-            step_outputs, api_name="step_from")))
+            step_outputs, api_name="step_from", show_progress="hidden")))
         running.append(_busy(step_finish_btn, "Finishing...", stop_btn, lambda then: then(
             bind(stepping.finish), [state, step_state, class_name, num_images, *advanced, model],
             [images, state, status, step_state], api_name="step_finish"), swap=results))
         step_back_btn.click(bind(stepping.back), [step_state, model], step_outputs, api_name="step_back")
 
         def pick_candidate(event: gr.SelectData) -> tuple:
-            """The clicked candidate's number, and Stop live while its stage's candidates are drawn."""
-            return event.index + 1, gr.update(interactive=True)
+            """The clicked candidate's number, Stop live while the next stage's candidates are drawn, and the status."""
+            return event.index + 1, gr.update(interactive=True), f"Keeping candidate {event.index + 1}; drawing the next stage..."
 
-        chose = candidates.select(pick_candidate, None, [step_pick, stop_btn], queue=False, api_visibility="private").then(
+        chose = candidates.select(pick_candidate, None, [step_pick, stop_btn, status], queue=False,
+                                  api_visibility="private").then(
             bind(stepping.choose), [step_state, step_pick, class_name, num_candidates, *advanced, model], step_outputs,
-            api_name="step_choose")
+            api_name="step_choose", show_progress="hidden")
         for after in (chose.then, chose.failure):
             after(lambda: gr.update(interactive=False), None, stop_btn, queue=False, api_visibility="private")
         running.append(chose)

@@ -25,6 +25,7 @@ from gradio_client import Client, handle_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import chromium  # noqa: E402
 from app import handlers  # noqa: E402
 from app.models import ModelStore, default_sources  # noqa: E402
 from app.ui import MAX_FILE_SIZE, build_demo  # noqa: E402
@@ -58,18 +59,11 @@ def page_waits(port: int, repeats: int, idle: bool) -> tuple[float, float, float
     """Median seconds from a click on Generate until the page shows the first stage preview, the finished
     image and its GIF (the images gallery is empty until the generation is done).
 
-    idle: the browser runs under SCHED_IDLE (`chrt --idle`, inherited by its child processes), so it only
-    gets CPU time the server leaves unused: the nearest this machine comes to a visitor's browser on a
-    machine of its own. Otherwise it shares the two cores with the server as an equal.
+    idle: the browser at idle priority (bench/chromium.py), else sharing the cores with the server.
     """
     from playwright.sync_api import sync_playwright
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as p:
-        executable = shutil.which("chromium")
-        if idle:
-            executable = Path(folder) / "chromium-idle"
-            executable.write_text(f'#!/bin/sh\nexec chrt --idle 0 {shutil.which("chromium")} "$@"\n')
-            executable.chmod(0o755)
-        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--headless"])
+        browser = chromium.launch(p, folder, idle)
         waits = []
         for _ in range(repeats + 1):  # the first is a warm-up
             # a new visitor each time (a fresh browser context: no history kept from the run before)

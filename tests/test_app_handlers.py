@@ -84,7 +84,8 @@ def test_build_demo_names_every_action_endpoint(tiny_pipeline):
     demo = build_demo(tiny_pipeline)
     names = {dep.api_name for dep in demo.fns.values() if getattr(dep, "api_name", None)}
     assert {"generate", "regenerate", "sketch_preview", "sketch_generate", "extract_structure", "reference_generate",
-            "edit_region", "edit_cluster"} <= names
+            "edit_region", "edit_cluster", "step_start", "step_choose", "step_more", "step_back", "step_finish",
+            "step_from"} <= names
 
 
 def drawn(size=128):

@@ -17,7 +17,7 @@ def test_choosing_stage_by_stage_with_back_more_and_a_class_change_then_finishin
     stepper, candidates, chosen, status = stepping.start(tiny_pipeline, "apple", 7, 4, *ADVANCED)
     assert len(candidates) == 4 and chosen == [] and "4 candidates for stage 0 of 0..4, drawn as apple" in status
     assert [caption for _, caption in candidates] == ["1: seed 7", "2: seed 8", "3: seed 9", "4: seed 10"]
-    assert candidates[0][0].size == (handlers.PREVIEW_SIZE, 2 * handlers.PREVIEW_SIZE)  # the split over the canvas
+    assert candidates[0][0].size == (16, 32)  # the split over the canvas, at the image size
     stepper, at_1, chosen, status = stepping.choose(tiny_pipeline, stepper, 3, "apple", 4, *ADVANCED)
     assert "kept candidate 3 of stage 0" in status and "stage 1" in status
     assert [caption for _, caption in chosen] == ["stage 0: apple"]

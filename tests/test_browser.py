@@ -369,6 +369,53 @@ def test_history_restore_lock_from_it_and_open_a_downloaded_png_in_the_browser(p
         browser.close()
 
 
+def test_step_through_stages_with_back_and_a_class_change_then_finish_in_the_browser(page_url, tmp_path):
+    shots = screenshots_folder(tmp_path)
+    with playwright.sync_playwright() as p:
+        browser, page = open_page(p, page_url, 1400, 1000)
+        page.get_by_role("tab", name="Step").click()
+        tiles, chosen = "#step-candidates .thumbnail-item", "#step-path .thumbnail-item"
+
+        def choose(n: int, stage: int) -> None:
+            """Click candidate n (from 1) and wait for the next stage's candidates."""
+            page.locator(tiles).nth(n - 1).click()
+            page.get_by_text(f"4 candidates for stage {stage} ").wait_for(timeout=30_000)
+
+        page.get_by_role("button", name="Start", exact=True).click()
+        page.get_by_text("4 candidates for stage 0 of 0..4, drawn as apple").wait_for(timeout=30_000)
+        page.screenshot(path=str(shots / "step_stage0.png"), full_page=True)
+        assert page.locator(tiles).count() == 4 and page.locator(chosen).count() == 0
+        choose(2, 1)
+        stage_1 = sources(page, "#step-candidates img")
+        choose(3, 2)
+        assert page.locator(chosen).count() == 2
+        page.get_by_role("button", name="Back").click()
+        page.get_by_text("back at stage 1").wait_for(timeout=30_000)
+        page.wait_for_function("shown => [...document.querySelectorAll('#step-candidates img')].map(i => "
+                               "i.getAttribute('src')).join() === shown", arg=",".join(stage_1), timeout=10_000)  # as they were
+        assert page.locator("#step-path .caption-label").all_inner_texts() == ["stage 0: apple"]
+
+        page.get_by_label("Class", exact=True).click()  # from the next draw on, as cat
+        page.get_by_role("option", name="cat").click()
+        choose(1, 2)
+        page.get_by_text("drawn as cat").wait_for(timeout=10_000)
+        choose(4, 3)
+        page.screenshot(path=str(shots / "step_stage3.png"), full_page=True)
+        assert page.locator("#step-path .caption-label").all_inner_texts() == ["stage 0: apple", "stage 1: apple",
+                                                                                "stage 2: cat"]
+        page.get_by_role("button", name="Finish").click()
+        page.get_by_text("finished: kept the chosen stages 0..2; stages 3..4 drawn as cat").wait_for(timeout=30_000)
+        wait_until_settled(page, 1)
+        assert page.locator("#images img").count() == 4
+        assert "stepped cat: stages 0..2 chosen" in page.locator("#history .caption-label").first.inner_text()
+        page.screenshot(path=str(shots / "step_finished.png"), full_page=True)
+
+        page.get_by_role("button", name="Step from the viewed image").click()  # its stages 0..2, then stage 3
+        page.get_by_text("kept stages 0..2 of image 1").wait_for(timeout=30_000)
+        assert page.locator(chosen).count() == 3 and page.locator(tiles).count() == 4
+        browser.close()
+
+
 def test_the_phone_layout_shows_every_image_and_the_model_name(page_url, tmp_path):
     shots = screenshots_folder(tmp_path)
     with playwright.sync_playwright() as p:
@@ -385,7 +432,7 @@ def test_the_phone_layout_shows_every_image_and_the_model_name(page_url, tmp_pat
             for box in boxes:
                 assert 0 <= box["x"] and box["x"] + box["width"] <= width + 1, box
                 assert gallery["y"] <= box["y"] and box["y"] + box["height"] <= gallery["y"] + gallery["height"] + 1, box
-        assert page.get_by_role("tab").count() == 6  # every tab in the bar, none behind a menu
+        assert page.get_by_role("tab").count() == 7  # every tab in the bar, none behind a menu
         assert page.locator("#stage-strip label").count() == 0  # no label over the stages
         for header in ("#title", "#model-status"):  # the title and the model line wrap as wholes, not a word a line
             assert page.locator(header).bounding_box()["width"] >= 200, header
