@@ -159,11 +159,11 @@ def finish(pipe: NVGPipeline, history: History | None, stepper: Any, class_name:
     seeds, stepper = stepper.seeds(handlers.number(num_images, "num_images", whole=True))
     result = pipe.finish(path, seeds=seeds, class_label=class_id, limits=SERVER_LIMITS,
                          options=handlers.sampling_options(pipe, content_guidance, structure_guidance, flow_steps, top_p))
-    label = f"stepped {pipe.class_names[class_id]}: stages 0..{path.stage} chosen"
+    label = f"stepped {pipe.class_names[class_id]}: {path.chosen} chosen"
     rest = f"; stages {path.stage + 1}..{pipe.num_stages - 1} drawn as {pipe.class_names[class_id]}" \
         if not path.complete else ""
     return (handlers.result_images(pipe, result, seeds), handlers.record(history, pipe, result, seeds, label),
-            f"finished: kept the chosen stages 0..{path.stage}{rest}, seed{'s' if len(seeds) > 1 else ''} "
+            f"finished: kept the chosen {path.chosen}{rest}, seed{'s' if len(seeds) > 1 else ''} "
             f"{', '.join(map(str, seeds))}", stepper)
 
 

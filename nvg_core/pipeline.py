@@ -457,7 +457,7 @@ class NVGPipeline(DiffusionPipeline):
         class_label = path.class_ids[-1] if class_label is None else class_label
         return self.generate(self._path_classes(path, class_label, len(seeds)), seeds=seeds,
                              options=options or self.default_options, locks=self._checked_locks(path),
-                             action=f"stepped: stages 0..{path.stage} chosen", limits=limits)
+                             action=f"stepped: {path.chosen} chosen", limits=limits)
 
     def step_from(self, result: NVGResult, index: int = 0, stage: int = 0) -> StagePath:
         """Stages 0..stage of image `index` of a result (its maps, codes, classes and seed) as a path to step on

@@ -60,6 +60,11 @@ class StagePath:
         return len(self.ids) - 1
 
     @property
+    def chosen(self) -> str:
+        """The chosen stages, for people: "stage 0" or "stages 0..k"."""
+        return "stage 0" if self.stage == 0 else f"stages 0..{self.stage}"
+
+    @property
     def complete(self) -> bool:
         """Whether the last stage is chosen (no split follows it)."""
         return len(self.ids) == len(self.labels_SN)

@@ -66,7 +66,8 @@ def test_sketch_endpoints_take_the_editor_dict(url, tmp_path):
 
 def test_endpoint_parameter_lists_are_pinned(url):
     """Callers pass arguments by position: a parameter may only ever be added at the end."""
-    common = ["class_name", "seed", "num_images", "content_guidance", "structure_guidance", "flow_steps", "top_p"]
+    advanced = ["content_guidance", "structure_guidance", "flow_steps", "top_p"]
+    common = ["class_name", "seed", "num_images", *advanced]
     expected = {
         "/generate": [*common, "model"],
         "/regenerate": ["keep_stage", "keep_content", "num_variations", "class_name", "seed", "content_guidance",
@@ -80,9 +81,30 @@ def test_endpoint_parameter_lists_are_pinned(url):
                          "structure_guidance", "flow_steps", "top_p", "index", "cover", "model"],
         "/edit_cluster": ["stage", "cluster", "action", "num_variations", "seed", "content_guidance",
                           "structure_guidance", "flow_steps", "top_p", "index", "model", "donor"],
+        "/step_start": ["class_name", "seed", "num_candidates", *advanced, "model"],
+        "/step_choose": ["candidate", "class_name", "num_candidates", *advanced, "model"],
+        "/step_more": ["class_name", "num_candidates", *advanced, "model"],
+        "/step_back": ["model"],
+        "/step_finish": ["class_name", "num_images", *advanced, "model"],
+        "/step_from": ["stage", "index", "class_name", "seed", "num_candidates", *advanced, "model"],
     }
     api = Client(url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {name: [p["parameter_name"] for p in api[name]["parameters"]] for name in expected} == expected
+
+
+def test_stepping_through_the_api_keeps_the_sessions_path_and_finishes_into_its_history(url):
+    client = Client(url, verbose=False)
+    candidates, chosen, status = client.predict("apple", 3, 2, *ADVANCED, api_name="/step_start")
+    assert len(candidates) == 2 and chosen == [] and "2 candidates for stage 0" in status
+    candidates, chosen, status = client.predict(2, "apple", 2, *ADVANCED, api_name="/step_choose")
+    assert len(chosen) == 1 and "kept candidate 2 of stage 0" in status
+    _, chosen, status = client.predict(api_name="/step_back")
+    assert chosen == [] and "back at stage 0" in status
+    client.predict(1, "apple", 2, *ADVANCED, api_name="/step_choose")
+    images, status = client.predict("cat", 2, *ADVANCED, api_name="/step_finish")
+    assert len(images) == 2 and "kept the chosen stage 0; stages 1..4 drawn as cat" in status
+    images, status = client.predict(1, True, 2, "", 9, *ADVANCED, 1, api_name="/regenerate")  # from the stepped image
+    assert len(images) == 2
 
 
 def test_outline_mode_is_the_last_sketch_parameter(url, tmp_path):

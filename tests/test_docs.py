@@ -13,7 +13,7 @@ def first_python_block(path: Path) -> str:
     return re.search(r"```python\n(.*?)```", path.read_text(), re.DOTALL).group(1)
 
 
-@pytest.mark.parametrize("doc, writes", [("README.md", ["smiley.png"]), ("docs/usage.md", ["stages.png", "fruit.gif"])])
+@pytest.mark.parametrize("doc, writes", [("README.md", ["smiley.png"]), ("docs/usage.md", ["stages.png", "fruit.gif", "stage1.png"])])
 def test_the_python_example_runs_as_written(doc, writes, tmp_path, monkeypatch):
     shutil.copy(ROOT / "assets/examples/reference_bird.png", tmp_path / "reference.png")
     shutil.copy(ROOT / "assets/examples/sketch_disc.png", tmp_path / "layout.png")
