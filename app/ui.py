@@ -61,6 +61,7 @@ CSS = """
 #step-path, #step-path .gallery-container, #step-path .grid-wrap {
   height: auto !important; min-height: 0 !important; max-height: none !important; }
 #step-candidates .grid-container, #step-path .grid-container { grid-auto-rows: auto !important; grid-template-rows: none !important; }
+#step-path .grid-container { grid-template-columns: repeat(auto-fill, minmax(56px, 1fr)) !important; }  /* rows, no scroll */
 #step-candidates .thumbnail-item, #step-path .thumbnail-item {
   aspect-ratio: auto !important; height: auto !important; display: flex; flex-direction: column; }
 #step-candidates .thumbnail-item img, #step-path .thumbnail-item img { height: auto !important; aspect-ratio: 1 / 2; }

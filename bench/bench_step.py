@@ -2,14 +2,15 @@
 
 Usage: python bench/bench_step.py [--model DIR_OR_ID] [--repeats 2] [--candidates 4]
 
-Library rows: pipe.next_stage for each stage (the candidates' compute and their previews), pipe.finish after
-stage 0, and pipe.generate of as many images, for scale. Page rows (where Debian's chromium is installed):
-the app served on a local port, a fresh visitor each repeat, the Seed box at 0; the clock starts at the click
-event itself and stops once the status says the new stage and every new candidate image has loaded
-(a mutation observer in the page, no polling). A path is Start, a click on a candidate at each stage
-(8 for a 16x16 grid) and Finish (4 images); its waits are summed and compared with a click on Generate
-(4 images) until its images show. Once with the browser sharing the cores with the server, once at idle
-priority (bench/chromium.py). Medians over the repeats, after a warm-up. Run it on a quiet machine.
+Library rows: pipe.next_stage for each stage (the candidates' compute and their previews), pipe.finish,
+and pipe.generate of as many images, for scale. Page rows (where Debian's chromium is installed): the app
+served on a local port, a fresh visitor each repeat, the Seed box at 0; the clock starts at the click event
+itself and stops once the status says the new stage and every new candidate image has loaded (a mutation
+observer in the page, no polling). A path is Start (stage 0's candidates), a click on a candidate for each
+next stage (8 for a 16x16 grid, which shows the last stage's candidates) and Finish (it keeps stages 0..7
+and draws the last for 4 images); its waits are summed and compared with a click on Generate (4 images)
+until its images show. Once with the browser sharing the cores with the server, once at idle priority
+(bench/chromium.py). Medians over the repeats, after a warm-up. Run it on a quiet machine.
 """
 
 import argparse
@@ -104,17 +105,19 @@ def main() -> None:
     def timed(action) -> float:
         return seconds_of(action, args.repeats, statistics.median)
 
-    paths = [None]
+    paths = [None]  # paths[s]: stages 0..s-1 chosen (the first candidate each time)
     for stage in range(S - 1):
         paths.append(pipe.next_stage(paths[-1], cls, seeds=list(range(n)), options=options)[0])
     library = [timed(lambda: pipe.next_stage(paths[s], cls, seeds=list(range(n)), options=options)) for s in range(S)]
-    finish = timed(lambda: pipe.finish(paths[1], seeds=[0, 1, 2, 3], options=options))
+    early = timed(lambda: pipe.finish(paths[1], seeds=[0, 1, 2, 3], options=options))
+    finish = timed(lambda: pipe.finish(paths[S - 1], seeds=[0, 1, 2, 3], options=options))
     generate = timed(lambda: pipe.generate([cls] * 4, seeds=[0, 1, 2, 3], options=options))
     print(f"model {pipe.name} on {pipe.device}, {torch.get_num_threads()} threads, {options.flow_steps} flow steps, "
           f"{n} candidates, median of {args.repeats} after a warm-up")
-    print(f"library: pipe.generate, 4 images {generate:.2f} s; pipe.finish after stage 0, 4 images {finish:.2f} s")
+    print(f"library: pipe.generate, 4 images {generate:.2f} s; pipe.finish, 4 images, after stage 0 {early:.2f} s, "
+          f"after stage {S - 2} (the last but one, as the page's path) {finish:.2f} s")
     print("library: pipe.next_stage, s per stage: " + ", ".join(f"{s}: {t:.2f}" for s, t in enumerate(library)))
-    print(f"library: a whole path (every stage, then finish) {sum(library) + finish:.2f} s = "
+    print(f"library: a whole path (Start, {S - 1} choices, Finish) {sum(library) + finish:.2f} s = "
           f"{(sum(library) + finish) / generate:.2f}x one generation")
 
     demo = build_demo(store)
