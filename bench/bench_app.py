@@ -13,7 +13,6 @@ machine: other CPU jobs inflate every figure.
 
 import argparse
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -25,10 +24,9 @@ from gradio_client import Client, handle_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import chromium  # noqa: E402
+import page as served  # noqa: E402
 from app import handlers  # noqa: E402
 from app.models import ModelStore, default_sources  # noqa: E402
-from app.ui import MAX_FILE_SIZE, build_demo  # noqa: E402
 from nvg_core.benchmark import seconds_of  # noqa: E402
 
 EXAMPLES = ROOT / "assets" / "examples"
@@ -59,11 +57,11 @@ def page_waits(port: int, repeats: int, idle: bool) -> tuple[float, float, float
     """Median seconds from a click on Generate until the page shows the first stage preview, the finished
     image and its GIF (the images gallery is empty until the generation is done).
 
-    idle: the browser at idle priority (bench/chromium.py), else sharing the cores with the server.
+    idle: the browser at idle priority (bench/page.py), else sharing the cores with the server.
     """
     from playwright.sync_api import sync_playwright
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as p:
-        browser = chromium.launch(p, folder, idle)
+        browser = served.launch_browser(p, folder, idle)
         waits = []
         for _ in range(repeats + 1):  # the first is a warm-up
             # a new visitor each time (a fresh browser context: no history kept from the run before)
@@ -88,12 +86,7 @@ def main() -> None:
 
     store = ModelStore(default_sources(args.model))
     pipe = store.get(store.default, wait=600)
-    demo = build_demo(store)
-    demo.queue(default_concurrency_limit=1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, max_file_size=MAX_FILE_SIZE)
+    demo, port = served.serve(store)
     # Results stay on the server as URLs, as for a browser, which fetches only the images it shows; a
     # downloading client adds about 0.1 s per file (one new HTTPS-capable connection each).
     client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)

@@ -10,11 +10,11 @@ observer in the page, no polling). A path is Start (stage 0's candidates), a cli
 next stage (8 for a 16x16 grid, which shows the last stage's candidates) and Finish (it keeps stages 0..7
 and draws the last for 4 images); its waits are summed and compared with a click on Generate (4 images)
 until its images show. Once with the browser sharing the cores with the server, once at idle priority
-(bench/chromium.py). Medians over the repeats, after a warm-up. Run it on a quiet machine.
+(bench/page.py). Medians over the repeats, after a warm-up. Run it on a quiet machine.
 """
 
 import argparse
-import socket
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,10 +25,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import chromium  # noqa: E402
+import page as served  # noqa: E402
 from app import handlers  # noqa: E402
 from app.models import ModelStore, default_sources  # noqa: E402
-from app.ui import CSS, MAX_FILE_SIZE, build_demo  # noqa: E402
 from nvg_core.benchmark import seconds_of  # noqa: E402
 
 # window.arm(text, selector, count) before a click: window.mark becomes the seconds from the click until the
@@ -64,7 +63,7 @@ def page_waits(port: int, repeats: int, idle: bool, num_stages: int, candidates:
     from playwright.sync_api import sync_playwright
     stages, finishes, generates = [], [], []
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as p:
-        browser = chromium.launch(p, folder, idle)
+        browser = served.launch_browser(p, folder, idle)
         for _ in range(repeats + 1):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
@@ -120,13 +119,9 @@ def main() -> None:
     print(f"library: a whole path (Start, {S - 1} choices, Finish) {sum(library) + finish:.2f} s = "
           f"{(sum(library) + finish) / generate:.2f}x one generation")
 
-    demo = build_demo(store)
-    demo.queue(default_concurrency_limit=1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=MAX_FILE_SIZE, css=CSS)
+    if not shutil.which("chromium"):
+        return
+    demo, port = served.serve(store)
     try:
         for idle, where in ((False, "sharing the cores"), (True, "at idle priority")):
             stages, page_finish, page_generate = page_waits(port, args.repeats, idle, S, n)
