@@ -41,11 +41,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="random seed (default 0; the same seed gives the same image; -1: a random one, printed)")
     p.add_argument("--num-images", type=int, default=None, help="images to make (default 1; seeds seed, seed+1, ...)")
-    p.add_argument("--flow-steps", type=int, default=None, help="structure flow steps per stage (default: the model's)")
-    p.add_argument("--content-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
-                   help="content guidance, linear from the first to the last stage (default: the model's schedule)")
-    p.add_argument("--structure-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
-                   help="structure guidance, linear from the first to the last stage (default: the model's schedule)")
+    sampling_arguments(p)
     p.add_argument("--sketch", type=Path, default=None,
                    help="a layout drawing whose regions become the structure up to --sketch-stage")
     p.add_argument("--sketch-stage", type=int, default=2, help="the stage the sketch applies to (1-4, default 2)")
@@ -61,6 +57,48 @@ def _add_generate(sub) -> None:
                    help="also save an animated GIF of the first image made coarse to fine (each stage's structure "
                         "map beside its canvas)")
     p.set_defaults(run=_run_generate)
+
+
+def sampling_arguments(p: argparse.ArgumentParser) -> None:
+    """The sampling options generate and sample take (each left out: the model's default)."""
+    p.add_argument("--flow-steps", type=int, default=None, help="structure flow steps per stage (default: the model's)")
+    p.add_argument("--content-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
+                   help="content guidance, linear from the first to the last stage (default: the model's schedule)")
+    p.add_argument("--structure-guidance", type=float, nargs=2, default=None, metavar=("FIRST", "LAST"),
+                   help="structure guidance, linear from the first to the last stage (default: the model's schedule)")
+
+
+def sampling_overrides(args: argparse.Namespace, num_stages: int) -> dict:
+    """The SamplingOptions fields the sampling arguments set (for dataclasses.replace of the model's defaults)."""
+    from .sampling import linear_schedule
+    overrides = {"flow_steps": args.flow_steps,
+                 "content_guidance": args.content_guidance and linear_schedule(*args.content_guidance, num_stages),
+                 "structure_guidance": args.structure_guidance and linear_schedule(*args.structure_guidance, num_stages)}
+    return {name: value for name, value in overrides.items() if value is not None}
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="sample many images per class into one .npz (for FID), on many processes",
+                       description="Make --per-class images of every class (or --classes) and write OUT.npz: arr_0 "
+                                   "(uint8 N x H x W x 3, the format the ADM evaluation suite reads), labels and "
+                                   "seeds. Image i is class i mod C with seed --seed + i, made in batch i // "
+                                   "--batch-size, so the output is the same bit for bit on 1 process or many "
+                                   "(torchrun --nproc_per_node N -m nvg_core.cli sample ...: gloo on CPU, NCCL on "
+                                   "CUDA). Batches go to OUT.shards/ as they are made; the same command run again "
+                                   "skips those on disk.")
+    _model_argument(p)
+    p.add_argument("--per-class", type=int, required=True, help="images per class (the paper: 50)")
+    p.add_argument("--classes", nargs="+", default=None, metavar="CLASS", help="class names or ids (default: all)")
+    p.add_argument("--out", type=Path, required=True, help="OUT: writes OUT.npz (and OUT.shards/ while it runs)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32, as the authors)")
+    p.add_argument("--seed", type=int, default=0, help="image i's seed is this + i (default 0)")
+    sampling_arguments(p)
+    p.add_argument("--png", type=Path, default=None, metavar="DIR",
+                   help="also save every image as DIR/CLASS/NNNNNN.png with its recipe")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--max-minutes", type=float, default=float("inf"),
+                   help="stop after the batch that passes this long; the same command goes on from there")
+    p.set_defaults(run=_lazy("bulk", "run"))
 
 
 def _add_extract(sub) -> None:
@@ -264,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nvg {metadata.version('nvg-studio')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_generate(sub)
+    _add_sample(sub)
     _add_extract(sub)
     _add_edit(sub)
     _add_convert(sub)
@@ -291,16 +330,11 @@ def _run_generate(args) -> None:
         return
     from .images import to_pil
     from .recipe import attach
-    from .sampling import linear_schedule
     from .seeds import seeds_for
     if args.class_name is None:
         raise ValueError("--class is required (or --recipe IMAGE.png to make an image again)")
     pipe = _load(args)
     class_id = pipe.class_id(args.class_name)
-    S = pipe.num_stages
-    overrides = {"flow_steps": args.flow_steps,
-                 "content_guidance": args.content_guidance and linear_schedule(*args.content_guidance, S),
-                 "structure_guidance": args.structure_guidance and linear_schedule(*args.structure_guidance, S)}
     seeds = seeds_for(0 if args.seed is None else args.seed, 1 if args.num_images is None else args.num_images)
     locks = None
     if args.sketch:
@@ -311,7 +345,7 @@ def _run_generate(args) -> None:
         print(f"sketch projected to stage {args.sketch_stage}: {projection.summary()}")
         locks = Locks.from_structure(projection.labels)
     # what is not given stays the model's default: transfer_options where the sketch imposes stages
-    options = dataclasses.replace(pipe.options_for(locks), **{k: v for k, v in overrides.items() if v is not None})
+    options = dataclasses.replace(pipe.options_for(locks), **sampling_overrides(args, pipe.num_stages))
     _check_cost(args, pipe, len(seeds), options)
     result = pipe.generate([class_id] * len(seeds), seeds=seeds, options=options, locks=locks,
                            action=f"sketch (structure of stages 0..{args.sketch_stage})" if args.sketch else "generate")
