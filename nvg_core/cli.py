@@ -24,6 +24,7 @@ def _model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 LARGE_RUN_S = 60  # generate asks for --yes before a run estimated to take longer (nvg_core.limits.estimate_cost)
+EVAL_SECTIONS = ("tokenizer", "quality", "structure", "transfer", "swap")  # nvg_core.evaluate.SECTIONS, for --help
 SKETCH_MODES = ("palette", "outline")  # nvg_core.sketch.MODES, written here so that --help imports no OpenCV
 
 
@@ -271,6 +272,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--flow-steps", type=int, default=None, help="structure flow steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--sections", nargs="+", default=list(EVAL_SECTIONS), choices=EVAL_SECTIONS, metavar="SECTION",
+                   help=f"what to measure, some of: {', '.join(EVAL_SECTIONS)} (default: all; quality alone is the "
+                        "sampling and the evaluator's metrics)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=_lazy("evaluate", "run"))
 

@@ -61,6 +61,7 @@ SAMPLE_BATCH = 32
 REFERENCE_PER_CLASS = 32  # reference set: up to 32 images of every class from half of the training emoji
 SWAP_LOCKED_STAGES = (1, 2, 3, 4)
 TRANSFER_STAGES = (1, 2, 3)
+SECTIONS = ("tokenizer", "quality", "structure", "transfer", "swap")  # what `nvg eval --sections` may ask for
 # scikit-image's bundled sample photos (no download), for structure transfer from photos
 PHOTOS = ("astronaut", "camera", "cat", "coffee", "coins", "rocket", "hubble_deep_field", "immunohistochemistry")
 
@@ -283,30 +284,35 @@ def class_swap(pipe: NVGPipeline, evaluator: EmojiNet, class_a_P: np.ndarray, cl
 
 def transfer_and_swap(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_pairs: int, seed: int,
                       options: SamplingOptions, free_options: SamplingOptions | None = None,
-                      swap_stages: tuple[int, ...] = SWAP_LOCKED_STAGES) -> dict:
+                      swap_stages: tuple[int, ...] = SWAP_LOCKED_STAGES,
+                      parts: tuple[str, ...] = ("transfer", "swap")) -> dict:
     """Structure transfer and class swap with `options` for the runs that impose stages: structure of
     held-out emoji imposed on another class ("transfer_heldout"), of scikit-image's photos on every class in
     turn ("transfer_photos", num_pairs runs), and class swaps of num_pairs generated pairs in both lock modes
     ("class_swap"); beside free generation with free_options (None: left out). Fixed by `seed`, so settings
-    compare on the same images, classes and seeds."""
+    compare on the same images, classes and seeds; `parts` leaves out the transfer or the swap."""
     rng = np.random.default_rng(seed)
     C = len(CLASSES)
     _, held_idx = split_by_emoji(data.emoji)
     held_lab = held_idx[data.label[held_idx] >= 0]
     picked = _spread(held_lab, min(num_pairs, len(held_lab)))
     source_N = data.label[picked].astype(int)
-    target_N = (source_N + rng.integers(1, C, len(picked))) % C
-    report = {"transfer_heldout": structure_transfer(pipe, evaluator, data.images[picked], target_N,
-                                                     seed + 300_000 + np.arange(len(picked)), options, free_options,
-                                                     source_N)}
-    photos = photo_images(pipe.tokenizer.spec.resolution)
-    runs = np.arange(num_pairs)
-    report["transfer_photos"] = structure_transfer(pipe, evaluator, photos[runs % len(photos)], (runs * 5 + runs // len(photos)) % C,
-                                                   seed + 400_000 + runs, options, free_options)
-    class_a_P = rng.choice(C, num_pairs)
-    class_b_P = (class_a_P + rng.integers(1, C, num_pairs)) % C
-    report["class_swap"] = class_swap(pipe, evaluator, class_a_P, class_b_P, seed + 200_000, free_options or options,
-                                      options, swap_stages, free=free_options is not None)
+    target_N = (source_N + rng.integers(1, C, len(picked))) % C  # drawn whatever the parts: the swap's draws follow
+    report = {}
+    if "transfer" in parts:
+        report["transfer_heldout"] = structure_transfer(pipe, evaluator, data.images[picked], target_N,
+                                                        seed + 300_000 + np.arange(len(picked)), options, free_options,
+                                                        source_N)
+        photos = photo_images(pipe.tokenizer.spec.resolution)
+        runs = np.arange(num_pairs)
+        report["transfer_photos"] = structure_transfer(pipe, evaluator, photos[runs % len(photos)],
+                                                       (runs * 5 + runs // len(photos)) % C, seed + 400_000 + runs,
+                                                       options, free_options)
+    if "swap" in parts:
+        class_a_P = rng.choice(C, num_pairs)
+        class_b_P = (class_a_P + rng.integers(1, C, num_pairs)) % C
+        report["class_swap"] = class_swap(pipe, evaluator, class_a_P, class_b_P, seed + 200_000, free_options or options,
+                                          options, swap_stages, free=free_options is not None)
     return report
 
 
@@ -327,8 +333,12 @@ def _pixel_nn_rmse(query_NHWC: np.ndarray, reference_MHWC: np.ndarray) -> np.nda
 
 
 def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_samples: int = 256,
-             options: SamplingOptions | None = None, seed: int = 0) -> dict:
-    """Every figure of `nvg eval` as one flat-ish dict (see the module docstring); progress on stderr."""
+             options: SamplingOptions | None = None, seed: int = 0, sections: tuple[str, ...] = SECTIONS) -> dict:
+    """The figures of `nvg eval` as one flat-ish dict (see the module docstring): those of `sections` (SECTIONS:
+    each measured alike whatever else is asked, on the same images and seeds); progress on stderr."""
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or not sections:
+        raise ValueError(f"--sections takes some of {', '.join(SECTIONS)}; got {', '.join(unknown) or 'none'}")
     if list(pipe.class_names) != list(CLASSES) or pipe.tokenizer.config.resolution != evaluator.config.resolution:
         raise ValueError("nvg eval measures models of the emoji-32 classes at the evaluator's resolution "
                          f"({evaluator.config.resolution} px); this model has {len(pipe.class_names)} classes at "
@@ -346,18 +356,39 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
     train_idx, held_idx = split_by_emoji(data.emoji)
     train_lab, held_lab = train_idx[data.label[train_idx] >= 0], held_idx[data.label[held_idx] >= 0]
     report = {"model": pipe.name, "feature_space": "EmojiNet", "num_samples": num_samples, "sampling": asdict(options),
-              "seed": seed}
+              "seed": seed, "sections": [name for name in SECTIONS if name in sections]}
 
-    tokenizer_idx = _spread(held_idx, min(num_samples, len(held_idx)))
-    psnr_S, ssim_S = tokenizer_quality(pipe, data.images[tokenizer_idx])
-    report.update(psnr=psnr_S[-1], ssim=ssim_S[-1], psnr_per_stage=psnr_S, ssim_per_stage=ssim_S,
-                  tokenizer_images=len(tokenizer_idx))
-    lap("tokenizer")
+    if "tokenizer" in sections:
+        tokenizer_idx = _spread(held_idx, min(num_samples, len(held_idx)))
+        psnr_S, ssim_S = tokenizer_quality(pipe, data.images[tokenizer_idx])
+        report.update(psnr=psnr_S[-1], ssim=ssim_S[-1], psnr_per_stage=psnr_S, ssim_per_stage=ssim_S,
+                      tokenizer_images=len(tokenizer_idx))
+        lap("tokenizer")
 
     classes_N = np.arange(num_samples) % len(CLASSES)
-    samples_NHWC = generate_images(pipe, classes_N, seed + np.arange(num_samples), options)
-    lap("sampling")
+    if "structure" in sections:
+        _structure(pipe, data, held_lab, classes_N, num_samples, seed, options, report)
+        lap("structure")
+    if "transfer" in sections or "swap" in sections:
+        report["transfer_pairs"] = max(1, num_samples // 4)
+        transfer_options = replace(pipe.transfer_options, flow_steps=options.flow_steps)  # --flow-steps applies to both
+        report["transfer_sampling"] = asdict(transfer_options)
+        parts = tuple(name for name in ("transfer", "swap") if name in sections)
+        report.update(transfer_and_swap(pipe, evaluator, data, report["transfer_pairs"], seed, transfer_options,
+                                        options, parts=parts))
+        lap(" and ".join(parts))
+    if "quality" in sections:
+        samples_NHWC = generate_images(pipe, classes_N, seed + np.arange(num_samples), options)
+        lap("sampling")
+        _quality(evaluator, data, train_lab, held_lab, samples_NHWC, classes_N, num_samples, seed, rng, report)
+        lap("evaluator metrics")
+    report["seconds"] = {**seconds, "total": round(time.perf_counter() - start, 1)}
+    return _rounded(report)
 
+
+def _structure(pipe: NVGPipeline, data: EmojiDataset, held_lab: np.ndarray, classes_N: np.ndarray, num_samples: int,
+               seed: int, options: SamplingOptions, report: dict) -> None:
+    """The structure section: fidelity, layout following, the first split and the split loss, into `report`."""
     structure_idx = _spread(held_lab, max(2, num_samples // 8))  # two at least: "unrelated" pairs them
     report["structure_images"] = len(structure_idx)
     structure_args = (data.images[structure_idx], data.label[structure_idx].astype(int),
@@ -367,14 +398,12 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
     report["first_split_agreement"] = first_split_agreement(pipe, classes_N, seed + np.arange(num_samples), options)
     split_idx = _spread(held_lab, min(len(held_lab), num_samples // 2))
     report["split_loss"] = split_loss_by_class(pipe, data.images[split_idx], data.label[split_idx].astype(int), seed)
-    lap("structure")
 
-    report["transfer_pairs"] = max(1, num_samples // 4)
-    transfer_options = replace(pipe.transfer_options, flow_steps=options.flow_steps)  # --flow-steps applies to both
-    report["transfer_sampling"] = asdict(transfer_options)
-    report.update(transfer_and_swap(pipe, evaluator, data, report["transfer_pairs"], seed, transfer_options, options))
-    lap("class swap")
 
+def _quality(evaluator: EmojiNet, data: EmojiDataset, train_lab: np.ndarray, held_lab: np.ndarray,
+             samples_NHWC: np.ndarray, classes_N: np.ndarray, num_samples: int, seed: int, rng: np.random.Generator,
+             report: dict) -> None:
+    """The quality section: FD, KID, precision/recall, class accuracy and memorisation, into `report`."""
     train_F, _ = embed_images(evaluator, data.images[train_lab])
     held_F, held_probs = embed_images(evaluator, data.images[held_lab])
     samples_F, samples_probs = embed_images(evaluator, samples_NHWC)
@@ -399,9 +428,6 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
                   nn_distance_real=float(np.median(nearest_neighbour_distance(held_F, train_F))),
                   nn_pixel_rmse=float(np.median(_pixel_nn_rmse(samples_NHWC, data.images[train_lab]))),
                   nn_pixel_rmse_real=float(np.median(_pixel_nn_rmse(data.images[held_lab], data.images[train_lab]))))
-    lap("evaluator metrics")
-    report["seconds"] = {**seconds, "total": round(time.perf_counter() - start, 1)}
-    return _rounded(report)
 
 
 def _rounded(value):
@@ -428,7 +454,8 @@ def run(args: argparse.Namespace) -> None:
     pipe = NVGPipeline.from_pretrained(args.model, device=args.device)
     evaluator = load_evaluator(args.evaluator or BUNDLED_MODEL).to(pipe.device)
     options = pipe.default_options if args.flow_steps is None else replace(pipe.default_options, flow_steps=args.flow_steps)
-    report = evaluate(pipe, evaluator, load_emoji_dataset(args.data), args.num_samples, options, args.seed)
+    report = evaluate(pipe, evaluator, load_emoji_dataset(args.data), args.num_samples, options, args.seed,
+                      tuple(args.sections))
     if args.json:
         print(json.dumps(report))
     else:

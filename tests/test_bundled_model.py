@@ -1,5 +1,6 @@
 """Integration tests of the bundled model: behaviour only trained weights have."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +47,15 @@ def test_evaluator_recognises_the_requested_class_in_generated_images(bundled):
     _, probs = embed_images(evaluator, generate_images(bundled, classes, np.arange(128), bundled.default_options))
     correct = int((probs.argmax(1) == classes).sum())
     assert correct >= 23, correct
+
+
+def test_eval_sections_measure_only_what_is_asked(capsys):
+    from nvg_core.cli import main
+    assert main(["eval", "--data", str(FIXTURE), "--sections", "tokenizer", "--num-samples", "8", "--json",
+                 "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sections"] == ["tokenizer"] and len(report["psnr_per_stage"]) == 9 and report["psnr"] > 24
+    assert "fd" not in report and "class_swap" not in report and "structure_ari" not in report
+    assert set(report["seconds"]) == {"tokenizer", "total"}
+    with pytest.raises(SystemExit):
+        main(["eval", "--sections", "fid"])
