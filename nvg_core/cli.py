@@ -279,6 +279,21 @@ def _add_eval(sub) -> None:
     p.set_defaults(run=_lazy("evaluate", "run"))
 
 
+def _add_fid(sub) -> None:
+    p = sub.add_parser("fid", help="FID of an .npz of samples against a reference .npz (the ADM suite's format)",
+                       description="The FID of SAMPLES.npz (nvg sample) against REFERENCE.npz (for example the ADM "
+                                   "reference batch VIRTUAL_imagenet256_labeled.npz), both images as arr_0, with the "
+                                   "TensorFlow FID Inception network in TorchScript and torchmetrics' Frechet "
+                                   "distance (pip install 'nvg-studio[fid]'). The network file is not downloaded.")
+    p.add_argument("samples", type=Path, help="the samples .npz (arr_0: uint8 N x H x W x 3)")
+    p.add_argument("reference", type=Path, help="the reference .npz (arr_0: uint8 N x H x W x 3)")
+    p.add_argument("--inception", type=Path, default=Path("inception-2015-12-05.pt"), metavar="FILE",
+                   help="the Inception network in TorchScript (default: inception-2015-12-05.pt here)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.set_defaults(run=_lazy("fid", "run"))
+
+
 def _add_data(sub) -> None:
     from .data.emoji import add_arguments  # numpy and Pillow only
     p = sub.add_parser("data", help="build a dataset", description="Build a training dataset.")
@@ -313,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_train(sub)
     _add_eval(sub)
+    _add_fid(sub)
     _add_data(sub)
     return parser
 
