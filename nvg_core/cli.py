@@ -267,14 +267,17 @@ def _add_eval(sub) -> None:
     p.add_argument("--evaluator", type=Path, default=None, metavar="DIR",
                    help="model folder holding the frozen evaluator (default: the bundled model's, so that every "
                         "model is measured with the same one)")
-    p.add_argument("--data", type=Path, default=Path("data/emoji64.npz"), help="the emoji dataset .npz")
+    p.add_argument("--data", type=Path, default=Path("data/emoji64.npz"),
+                   help="the emoji dataset .npz, or for a model of other classes the folder dataset of them "
+                        "(nvg data folder; held-out images where you have them)")
     p.add_argument("--num-samples", type=int, default=256, help="generated images for the sample metrics")
     p.add_argument("--flow-steps", type=int, default=None, help="structure flow steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--sections", nargs="+", default=list(EVAL_SECTIONS), choices=EVAL_SECTIONS, metavar="SECTION",
-                   help=f"what to measure, some of: {', '.join(EVAL_SECTIONS)} (default: all; quality alone is the "
-                        "sampling and the evaluator's metrics)")
+    p.add_argument("--sections", nargs="+", default=None, choices=EVAL_SECTIONS, metavar="SECTION",
+                   help=f"what to measure, some of: {', '.join(EVAL_SECTIONS)} (default: all that apply; quality "
+                        "alone is the sampling and the evaluator's metrics; a model of its own classes, measured "
+                        "against its folder dataset, has tokenizer and quality)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=_lazy("evaluate", "run"))
 

@@ -48,6 +48,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from .data.emoji import CLASSES, EmojiDataset, load_emoji_dataset, split_by_emoji
+from .data.folder import FolderDataset, load_folder_dataset
 from .images import to_uint8
 from .locks import Locks
 from .metrics import (EmojiNet, adjusted_rand_index, embed_images, frechet_distance, kid, nearest_neighbour_distance,
@@ -342,7 +343,8 @@ def evaluate(pipe: NVGPipeline, evaluator: EmojiNet, data: EmojiDataset, num_sam
     if list(pipe.class_names) != list(CLASSES) or pipe.tokenizer.config.resolution != evaluator.config.resolution:
         raise ValueError("nvg eval measures models of the emoji-32 classes at the evaluator's resolution "
                          f"({evaluator.config.resolution} px); this model has {len(pipe.class_names)} classes at "
-                         f"{pipe.tokenizer.config.resolution} px")
+                         f"{pipe.tokenizer.config.resolution} px (a model of its own classes: pass its folder "
+                         "dataset as --data)")
     if num_samples < 4:
         raise ValueError(f"--num-samples must be at least 4 (precision/recall use 3 neighbours), got {num_samples}")
     start, seconds = time.perf_counter(), {}
@@ -430,6 +432,60 @@ def _quality(evaluator: EmojiNet, data: EmojiDataset, train_lab: np.ndarray, hel
                   nn_pixel_rmse_real=float(np.median(_pixel_nn_rmse(data.images[held_lab], data.images[train_lab]))))
 
 
+FOLDER_SECTIONS = ("tokenizer", "quality")  # what applies to a model of other classes than emoji-32's
+
+
+def evaluate_folder(pipe: NVGPipeline, evaluator: EmojiNet, data: FolderDataset, num_samples: int = 256,
+                    options: SamplingOptions | None = None, seed: int = 0,
+                    sections: tuple[str, ...] = FOLDER_SECTIONS) -> dict:
+    """`nvg eval` for a model of its own classes against a folder dataset (nvg data folder) of them: the
+    tokenizer's PSNR/SSIM per stage on the dataset's images, and the samples' FD, KID and precision/recall
+    against the dataset in the frozen evaluator's feature space. That network was trained on emoji: for
+    other images it is a generic yardstick, not an ImageNet-style FID (the report says so). Beside each
+    figure, the same for one half of the dataset against the other (`_real_vs_real`)."""
+    wrong = sorted(set(sections) - set(FOLDER_SECTIONS))
+    if wrong or not sections:
+        raise ValueError(f"a model of other classes than emoji-32's is measured by the sections "
+                         f"{', '.join(FOLDER_SECTIONS)} only; {', '.join(wrong) or 'none'} asked")
+    if list(pipe.class_names) != list(data.classes):
+        raise ValueError(f"the dataset's classes ({', '.join(data.classes[:8])}...) are not the model's "
+                         f"({', '.join(pipe.class_names[:8])}...): pass the folder dataset it was trained on")
+    if num_samples < 4 or len(data.label) < 8:
+        raise ValueError("--num-samples must be at least 4, and the dataset needs at least 8 images")
+    start = time.perf_counter()
+    options = options or pipe.default_options
+    picked = _spread(np.arange(len(data.label)), min(num_samples, len(data.label)))
+    report = {"model": pipe.name, "data": f"{len(data.label)} images of {len(data.classes)} classes",
+              "feature_space": "EmojiNet (trained on emoji: a generic yardstick for these images, not an FID)",
+              "num_samples": num_samples, "sampling": asdict(options), "seed": seed,
+              "sections": [name for name in FOLDER_SECTIONS if name in sections]}
+    if "tokenizer" in sections:  # the images it was trained on, unless the dataset is a held-out one
+        psnr_S, ssim_S = tokenizer_quality(pipe, np.asarray(data.images[picked]))
+        report.update(psnr=psnr_S[-1], ssim=ssim_S[-1], psnr_per_stage=psnr_S, ssim_per_stage=ssim_S,
+                      tokenizer_images=len(picked))
+    if "quality" in sections:
+        classes_N = np.arange(num_samples) % len(pipe.class_names)
+        samples_NHWC = generate_images(pipe, classes_N, seed + np.arange(num_samples), options)
+        size = evaluator.config.resolution
+        real_F, _ = embed_images(evaluator, _resized(np.asarray(data.images), size))
+        samples_F, _ = embed_images(evaluator, _resized(samples_NHWC, size))
+        half_a, half_b = real_F[0::2], real_F[1::2]
+        for suffix, features_F, reference_F in (("", samples_F, real_F), ("_real_vs_real", half_b, half_a)):
+            precision, recall = precision_recall(reference_F, features_F)
+            report.update({f"fd{suffix}": frechet_distance(features_F, reference_F),
+                           f"kid{suffix}": kid(features_F, reference_F, seed=seed),
+                           f"precision{suffix}": precision, f"recall{suffix}": recall})
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    return _rounded(report)
+
+
+def _resized(images_NHWC: np.ndarray, size: int) -> np.ndarray:
+    """Images at size x size (area interpolation), as the evaluator reads them."""
+    if images_NHWC.shape[1:3] == (size, size):
+        return images_NHWC
+    return np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.BOX)) for image in images_NHWC])
+
+
 def _rounded(value):
     """Floats rounded to 5 significant digits, through dicts and lists."""
     if isinstance(value, float):
@@ -454,8 +510,13 @@ def run(args: argparse.Namespace) -> None:
     pipe = NVGPipeline.from_pretrained(args.model, device=args.device)
     evaluator = load_evaluator(args.evaluator or BUNDLED_MODEL).to(pipe.device)
     options = pipe.default_options if args.flow_steps is None else replace(pipe.default_options, flow_steps=args.flow_steps)
-    report = evaluate(pipe, evaluator, load_emoji_dataset(args.data), args.num_samples, options, args.seed,
-                      tuple(args.sections))
+    if args.data.is_dir():  # a folder dataset: a model of its own classes
+        sections = FOLDER_SECTIONS if args.sections is None else tuple(args.sections)
+        report = evaluate_folder(pipe, evaluator, load_folder_dataset(args.data), args.num_samples, options,
+                                 args.seed, sections)
+    else:
+        report = evaluate(pipe, evaluator, load_emoji_dataset(args.data), args.num_samples, options, args.seed,
+                          SECTIONS if args.sections is None else tuple(args.sections))
     if args.json:
         print(json.dumps(report))
     else:

@@ -74,3 +74,23 @@ def test_the_command_builds_the_dataset_and_refuses_an_empty_folder(tree, tmp_pa
     (tmp_path / "empty").mkdir()
     assert main(["data", "folder", str(tmp_path / "empty"), "--out", str(tmp_path / "none")]) == 2
     assert "no files in" in capsys.readouterr().err
+
+
+def test_a_model_of_its_own_classes_is_measured_against_its_folder_dataset(shapes_folder, tmp_path, capsys):
+    import dataclasses
+    import json
+
+    from nvg_core.cli import main
+    from nvg_core.pipeline import NVGPipeline
+    from nvg_core.tokenizer import TOKENIZER_CONFIGS, NVGTokenizer
+    from nvg_core.transformer import TRANSFORMER_CONFIGS, NVGTransformer
+    transformer = NVGTransformer.from_spec(dataclasses.replace(TRANSFORMER_CONFIGS["tiny"], num_classes=3))
+    NVGPipeline(NVGTokenizer.from_spec(TOKENIZER_CONFIGS["tiny"]), transformer, ["bars", "discs", "squares"],
+                name="shapes").save_pretrained(tmp_path / "shapes")
+    common = ["eval", "--model", str(tmp_path / "shapes"), "--data", str(shapes_folder[1]), "--device", "cpu"]
+    assert main([*common, "--num-samples", "6", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sections"] == ["tokenizer", "quality"] and len(report["psnr_per_stage"]) == 5
+    assert report["fd"] > 0 and report["fd_real_vs_real"] >= 0 and "not an FID" in report["feature_space"]
+    assert main([*common, "--sections", "swap"]) == 2
+    assert "tokenizer, quality only" in capsys.readouterr().err
