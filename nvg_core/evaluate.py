@@ -27,9 +27,12 @@ Every figure comes with a real-vs-real reference value beside it:
   pipe.regenerate does, batched), keeping structure and content or structure only; the evaluator's
   class-B accuracy, mean class-B probability and class-A rate for k = 1..4, beside the unswapped sources
   and free class-B samples. num_samples / 4 runs each (64 at the default 256).
+The sections (SECTIONS: tokenizer, quality, structure, transfer, swap) can be asked for alone. A model of
+other classes is measured against its folder dataset (evaluate_folder): tokenizer and quality, in EmojiNet's
+feature space, which the report says is a generic yardstick there, not an FID.
 The evaluator defaults to the bundled model's, so different models are measured with one yardstick.
-About 25 minutes for --num-samples 256 on a 2-core CPU before transfer and the two-mode swap were added
-(2026-12-02, with a training run beside it); sampling and the imposed-structure generations take most of it.
+About 40 minutes for --num-samples 256 on a 2-core CPU (2,423 s, 2026-12-07; transfer and swap take 1,498 s
+of it, the quality section 418 s): --sections picks what to measure.
 """
 
 from __future__ import annotations
