@@ -5,6 +5,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -21,6 +24,15 @@ def make_tiny_pipeline(seed: int = 0, name: str = "tiny") -> NVGPipeline:
     torch.manual_seed(seed)
     return NVGPipeline(NVGTokenizer.from_spec(TOKENIZER_CONFIGS["tiny"]), NVGTransformer.from_spec(TRANSFORMER_CONFIGS["tiny"]),
                        TINY_CLASSES, device="cpu", default_options=SamplingOptions(flow_steps=3), name=name)
+
+
+def torchrun(args: list[str], timeout: float = 180) -> str:
+    """Run `nvg ARGS` in 2 CPU processes under torchrun, one thread each; its stderr (failing on an error)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "nvg_core.cli", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,12 @@ in another order than one process does; the random numbers are the same by const
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import torchrun
 from nvg_core.cli import main
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.transformer import NVGTransformer
@@ -27,15 +26,6 @@ def _args(data, tokenizer, out, *more) -> list[str]:
             "--device", "cpu", *more]
 
 
-def _torchrun(args: list[str]) -> str:
-    """Run `nvg` in 2 processes under torchrun; its stderr."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "nvg_core.cli", *args], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stderr
-
-
 def _losses(folder) -> list[float]:
     return [json.loads(line)["loss"] for line in (folder / "train_log.jsonl").read_text().splitlines()]
 
@@ -43,7 +33,7 @@ def _losses(folder) -> list[float]:
 def test_two_processes_train_as_one_with_the_same_global_batch_and_only_rank_0_writes(shapes_folder, tiny_tokenizer, tmp_path):
     data = shapes_folder[1]
     main(_args(data, tiny_tokenizer, tmp_path / "one"))
-    stderr = _torchrun(_args(data, tiny_tokenizer, tmp_path / "two"))
+    stderr = torchrun(_args(data, tiny_tokenizer, tmp_path / "two"))
     assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), rel=1e-5)
     assert len(re.findall(r"^\[1/4\]", stderr, flags=re.M)) == 1  # one progress line: rank 0's
     assert torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)["world"] == 2
@@ -58,7 +48,7 @@ def test_a_run_checkpointed_by_one_process_resumes_on_two(shapes_folder, tiny_to
     main(_args(data, tiny_tokenizer, tmp_path / "whole"))
     main(_args(data, tiny_tokenizer, tmp_path / "cut", "--max-minutes", "0"))  # stops after its first step
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 1
-    stderr = _torchrun(_args(data, tiny_tokenizer, tmp_path / "cut", "--resume", str(tmp_path / "cut")))
+    stderr = torchrun(_args(data, tiny_tokenizer, tmp_path / "cut", "--resume", str(tmp_path / "cut")))
     assert "resumed the generator at step 1 (saved by 1 process(es), now 2)" in stderr
     assert _losses(tmp_path / "cut") == pytest.approx(_losses(tmp_path / "whole"), rel=1e-5)
 
@@ -66,13 +56,13 @@ def test_a_run_checkpointed_by_one_process_resumes_on_two(shapes_folder, tiny_to
 def test_the_tokenizer_and_the_evaluator_train_under_torchrun(shapes_folder, tmp_path):
     from nvg_core.tokenizer import NVGTokenizer
     fixture = os.path.join(os.path.dirname(__file__), "fixtures", "emoji_tiny.npz")
-    _torchrun(["train", "tokenizer", "--data", str(shapes_folder[1]), "--out", str(tmp_path / "tok"), "--config", "tiny",
+    torchrun(["train", "tokenizer", "--data", str(shapes_folder[1]), "--out", str(tmp_path / "tok"), "--config", "tiny",
                "--steps", "2", "--batch-size", "4", "--refresh-every", "1", "--device", "cpu"])
     assert NVGTokenizer.from_pretrained(tmp_path / "tok", subfolder="tokenizer").spec.resolution == 16
     emoji = tmp_path / "emoji.npz"  # the fixture with new emoji ids, so that its training split is not empty
     with np.load(fixture) as data:
         np.savez(emoji, **{**{k: data[k] for k in data}, "emoji": np.array([f"T{i}" for i in range(len(data["emoji"]))])})
-    _torchrun(["train", "evaluator", "--data", str(emoji), "--out", str(tmp_path / "eval"), "--steps", "2",
+    torchrun(["train", "evaluator", "--data", str(emoji), "--out", str(tmp_path / "eval"), "--steps", "2",
                "--batch-size", "8", "--device", "cpu"])
     assert torch.load(tmp_path / "eval" / "checkpoint.pt", weights_only=True)["world"] == 2
     assert (tmp_path / "eval" / "evaluator" / "config.json").is_file()

@@ -1,14 +1,10 @@
 """`nvg sample`: the same array on 1 or 2 processes, a stopped run goes on, PNGs keep their recipes."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_pipeline
+from conftest import make_tiny_pipeline, torchrun
 from nvg_core import recipe
 from nvg_core.cli import main
 from nvg_core.images import to_uint8
@@ -30,13 +26,6 @@ def _args(model_dir, out, *more) -> list[str]:
             "--device", "cpu", *more]
 
 
-def _torchrun(args: list[str]) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "nvg_core.cli", *args], env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 def _arrays(path) -> dict[str, np.ndarray]:
     with np.load(path) as npz:
         return {name: npz[name] for name in npz.files}
@@ -49,11 +38,11 @@ def test_one_and_two_processes_write_the_same_array_and_a_stopped_run_goes_on_wh
     assert one["labels"].tolist() == [0, 1, 2, 3] * 3 and one["seeds"].tolist() == list(range(12))
     assert not (tmp_path / "one.shards").exists()  # removed once merged
 
-    _torchrun(_args(model_dir, tmp_path / "two"))
+    torchrun(_args(model_dir, tmp_path / "two"))
     two = _arrays(tmp_path / "two.npz")
     assert all(np.array_equal(one[name], two[name]) for name in ("arr_0", "labels", "seeds"))
 
-    _torchrun(_args(model_dir, tmp_path / "cut", "--max-minutes", "0"))  # each process stops after one batch
+    torchrun(_args(model_dir, tmp_path / "cut", "--max-minutes", "0"))  # each process stops after one batch
     assert sorted(p.name for p in (tmp_path / "cut.shards").glob("batch_*.npz")) == ["batch_000000.npz",
                                                                                      "batch_000001.npz"]
     assert not (tmp_path / "cut.npz").exists()
