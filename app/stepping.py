@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image
+
 from nvg_core import seeds as seeding
 from nvg_core.pipeline import NVGPipeline
 from nvg_core.stepping import StagePath

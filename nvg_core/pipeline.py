@@ -412,7 +412,7 @@ class NVGPipeline(DiffusionPipeline):
         classes_S = torch.full_like(old_S, int(old_S[-1]) if new is None else new)
         if keep_content or mask is not None:
             classes_S[:from_stage] = old_S[:from_stage]
-        seeds = list(seeds) if seeds is not None else torch.randint(0, 2**31, (num_variations,)).tolist()  # fresh
+        seeds = self._seeds_or_fresh(seeds, num_variations)
         classes_BS = classes_S.expand(num_variations, -1)
         stages = list(self.iter_stages(classes_BS, seeds=seeds, options=options, locks=locks, preview=False, limits=limits))
         return self.collect(stages, classes_BS, seeds, options, locks, action, source=source, region_HW=region_HW)
@@ -431,7 +431,7 @@ class NVGPipeline(DiffusionPipeline):
         stage = 0 if path is None else path.stage + 1
         if path is not None and path.complete:
             raise ValueError("every stage of this path is chosen: finish it")
-        seeds = self._stepping_seeds(seeds, num_candidates)
+        seeds = self._seeds_or_fresh(seeds, num_candidates)
         classes_BS = self._path_classes(path, class_label, len(seeds))
         locks = None if path is None else self._checked_locks(path)
         for out in self.iter_stages(classes_BS, seeds=seeds, options=options or self.default_options, locks=locks,
@@ -453,7 +453,7 @@ class NVGPipeline(DiffusionPipeline):
         """Images that keep every chosen stage of `path` and draw the others as `class_label` (default: the
         class of its last chosen stage), one per seed (default: num_images fresh ones). Their recipes hold the
         path (a locked run), so each is made again bit for bit. options: as next_stage."""
-        seeds = self._stepping_seeds(seeds, num_images)
+        seeds = self._seeds_or_fresh(seeds, num_images)
         class_label = path.class_ids[-1] if class_label is None else class_label
         return self.generate(self._path_classes(path, class_label, len(seeds)), seeds=seeds,
                              options=options or self.default_options, locks=self._checked_locks(path),
@@ -470,7 +470,9 @@ class NVGPipeline(DiffusionPipeline):
                          source.class_labels_BS[0, :stage + 1].tolist(), (seed,) * (stage + 1),
                          self.stage_canvases(result, index, stages=[stage])[0])
 
-    def _stepping_seeds(self, seeds: Sequence[int] | None, count: int) -> list[int]:
+    @staticmethod
+    def _seeds_or_fresh(seeds: Sequence[int] | None, count: int) -> list[int]:
+        """The given seeds, or `count` fresh random ones."""
         if seeds is not None:
             return [int(s) for s in seeds]
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
