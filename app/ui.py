@@ -19,7 +19,7 @@ import numpy as np
 
 from nvg_core.images import MAX_PIXELS
 from nvg_core.locks import INPAINT_STAGE
-from nvg_core.pipeline import NVGPipeline
+from nvg_core.pipeline import NVGPipeline, bundled
 from nvg_core.sampling import official_options
 from nvg_core.sketch import PALETTE, PALETTE_NAMES
 
@@ -29,7 +29,7 @@ from .history import History
 from .limits import release_memory
 from .models import ModelLoading, ModelStore
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+EXAMPLES = bundled("assets", "examples")
 OVERVIEW = EXAMPLES.parent / "overview.png"  # docs/make_figures.py
 OVERVIEW_LABEL = ("Below, what NVG makes (the bundled model): every stage of an image, a structure transfer, a class "
                   "swap and an inpainting")

@@ -53,7 +53,17 @@ from .structure import draw_boundaries, render_map
 from .tokenizer import NVGTokenizer
 from .transformer import NVGTransformer
 
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "weights" / "emoji32"
+
+
+def bundled(*parts: str) -> Path:
+    """A file or folder shipped with NVG Studio from the repository's top level (weights/, assets/): inside
+    nvg_core in an installed wheel (pyproject.toml maps it there), else at the top of the clone or Space."""
+    package = Path(__file__).resolve().parent
+    installed = package.joinpath(*parts)
+    return installed if installed.exists() else package.parent.joinpath(*parts)
+
+
+BUNDLED_MODEL = bundled("weights", "emoji32")
 MODEL_INDEX = "model_index.json"
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a hub repo id, e.g. someone/nvg-emoji32
 CALLBACK_TENSOR_INPUTS = ["labels_BN", "ids_BK", "canvas_BNC", "next_labels_BN", "images"]  # StageOutput fields

@@ -1,4 +1,5 @@
-"""app.py: flags and their defaults (Spaces sets GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)."""
+"""The app's entry point (app/server.py, run as `python app.py` or `nvg-studio`): flags and their defaults
+(Spaces sets GRADIO_SERVER_NAME / GRADIO_SERVER_PORT), the About text, a clean stop."""
 
 import importlib.util
 import os
@@ -12,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-spec = importlib.util.spec_from_file_location("app_entry", Path(__file__).resolve().parents[1] / "app.py")
-app_entry = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(app_entry)
+from app import server as app_entry
 
 
 def test_serves_on_localhost_7860_by_default(monkeypatch):
