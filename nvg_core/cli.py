@@ -320,7 +320,8 @@ def _add_data(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nvg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="nvg", description=__doc__.splitlines()[0],
+                                     epilog="The web app: nvg-studio (with the app extra), or python app.py in a clone.")
     parser.add_argument("--version", action="version", version=f"nvg {metadata.version('nvg-studio')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_generate(sub)
