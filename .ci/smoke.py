@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import diffusers
 import nvg_core
 import nvg_studio
 from nvg_core.pipeline import BUNDLED_MODEL, NVGPipeline
@@ -24,11 +25,12 @@ for name, module in (("nvg_core", nvg_core), ("nvg_studio", nvg_studio)):
 assert repo not in BUNDLED_MODEL.parents and (BUNDLED_MODEL / "model_index.json").is_file(), BUNDLED_MODEL
 print(f"bundled model: {BUNDLED_MODEL}")
 
+diffusers.utils.logging.disable_progress_bar()
 start = time.perf_counter()
-pipe = NVGPipeline.from_pretrained(device="cpu")
+pipe = NVGPipeline.from_pretrained()
 pipe.set_progress_bar_config(disable=True)
 image = pipe(["fruit"], seeds=[0]).images[0]
-print(f"library: one {image.size[0]}x{image.size[1]} fruit in {time.perf_counter() - start:.1f} s")
+print(f"library: one {image.size[0]}x{image.size[1]} fruit on {pipe.device} in {time.perf_counter() - start:.1f} s")
 
 
 def run(*argv: str) -> str:
@@ -38,7 +40,7 @@ def run(*argv: str) -> str:
 
 
 run("nvg", "--version")
-run("nvg", "generate", "--class", "fruit", "--out", "f.png", "--device", "cpu")
+run("nvg", "generate", "--class", "fruit", "--out", "f.png")
 assert Path("f.png").stat().st_size > 1000
 run("nvg-studio", "--help")
 
