@@ -41,3 +41,9 @@ def test_the_readme_stays_a_front_door():
         assert (ROOT / picture).is_file(), picture  # every picture it shows is committed
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (ROOT / link).is_file(), link
+
+
+def test_the_readme_installs_the_wheel_of_this_version():
+    version = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    wheels = re.findall(r"nvg_studio-([\w.]+)-py3-none-any\.whl", (ROOT / "README.md").read_text())
+    assert wheels and set(wheels) == {version}
