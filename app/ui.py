@@ -192,7 +192,7 @@ def _busy(button: gr.Button, label: str, stop: gr.Button, action: Callable[[Call
 def build_demo(models: ModelStore | NVGPipeline, about: str = "", decorate: Callable = lambda fn: fn) -> gr.Blocks:
     """The NVG Studio page over a store of models (or one loaded pipeline); models load once per process.
 
-    decorate wraps every function that runs a model (app.py passes spaces.GPU on ZeroGPU Spaces).
+    decorate wraps every function that runs a model (app/server.py passes spaces.GPU on ZeroGPU Spaces).
     Launch it with max_file_size=MAX_FILE_SIZE and css=CSS.
     """
     store = models if isinstance(models, ModelStore) else ModelStore.of(models)

@@ -10,7 +10,7 @@ from app.ui import CSS, MAX_FILE_SIZE, build_demo
 
 
 def serve(store):
-    """(demo, port): the page over a ModelStore, one request at a time, as app.py serves it; demo.close()
+    """(demo, port): the page over a ModelStore, one request at a time, as app/server.py serves it; demo.close()
     stops it."""
     demo = build_demo(store)
     demo.queue(default_concurrency_limit=1)
