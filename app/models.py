@@ -120,8 +120,8 @@ class ModelStore:
                 return
             self._errors.pop(name, None)
             thread = threading.Thread(target=self._load, args=(name,), daemon=True, name=f"load {name}")
-            self._threads[name] = thread
             thread.start()
+            self._threads[name] = thread  # registered once started: get() joins it without the lock
 
     def _load(self, name: str) -> None:
         try:

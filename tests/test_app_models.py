@@ -29,6 +29,26 @@ def test_a_request_while_the_model_loads_is_told_to_wait_then_served(tiny_pipeli
     assert store.get("slow") is tiny_pipeline and calls == ["somewhere"]  # loaded once
 
 
+def test_a_request_that_comes_while_a_load_is_being_started_waits_for_it(tiny_pipeline, monkeypatch):
+    """The server starts the default model's load as the page's first request arrives: the request must
+    never see a load thread that is registered but not started yet."""
+    starting = threading.Event()
+
+    class SlowToStart(threading.Thread):
+        def start(self):
+            starting.set()
+            threading.Event().wait(0.3)  # a busy machine between creating the thread and starting it
+            super().start()
+
+    store = ModelStore({"tiny": "tiny"}, loader=lambda source: tiny_pipeline)
+    starter = threading.Thread(target=store.start, args=("tiny",))
+    monkeypatch.setattr(threading, "Thread", SlowToStart)  # the store's load thread
+    starter.start()
+    starting.wait(5)
+    assert store.get("tiny", wait=10) is tiny_pipeline
+    starter.join()
+
+
 def test_a_failed_load_is_reported_and_retried_only_after_a_pause(tiny_pipeline, monkeypatch, caplog):
     attempts = []
 
